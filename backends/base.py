@@ -1,0 +1,227 @@
+"""What every database backend has: dialect tables, value adapters, DDL, error mapping.
+
+A backend is a thin class of UPPER_CASE tables and flags; each database extends
+its parent's tables (``DECODE = {**Backend.DECODE, ...}``), as sqlglot's dialects
+do. One instance per vendor serves every alias of that vendor.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+from typing import Any, Callable
+
+from sqlglot import exp
+
+from qplan import errors
+
+UTC = _dt.timezone.utc
+
+
+def _json_load(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes, bytearray)) else value
+
+
+def _to_bool(value: Any) -> Any:
+    return None if value is None else bool(value)
+
+
+def _to_int(value: Any) -> Any:
+    return None if value is None else int(value)
+
+
+def _to_float(value: Any) -> Any:
+    return None if value is None else float(value)
+
+
+def _to_decimal(value: Any) -> Any:
+    if value is None or isinstance(value, decimal.Decimal):
+        return value
+    return decimal.Decimal(repr(value) if isinstance(value, float) else str(value))
+
+
+def _aware_utc(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = _dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _to_date(value: Any) -> Any:
+    if value is None or type(value) is _dt.date:
+        return value
+    if isinstance(value, _dt.datetime):
+        return value.date()
+    return _dt.date.fromisoformat(value)
+
+
+def _to_bytes(value: Any) -> Any:
+    return None if value is None else bytes(value)
+
+
+# PEP 249 exception class names, in the order a driver exception's MRO is searched.
+PEP249_ERRORS: dict[str, type[errors.DatabaseError]] = {
+    "IntegrityError": errors.IntegrityError,
+    "DataError": errors.DataError,
+    "OperationalError": errors.OperationalError,
+    "NotSupportedError": errors.NotSupportedError,
+    "ProgrammingError": errors.ProgrammingError,
+    "InternalError": errors.InternalError,
+    "InterfaceError": errors.InterfaceError,
+    "DatabaseError": errors.DatabaseError,
+}
+
+
+class Backend:
+    """Defaults shared by every database; subclasses override tables and hooks."""
+
+    name = ""  # "sqlite", "postgresql", "mysql"
+    dialect = ""  # sqlglot's dialect name
+    paramstyle = "format"  # "qmark" (?) or "format" (%s)
+    max_params = 32766
+    insert_returning = True  # INSERT ... RETURNING
+    null_order_small = True  # documented order: NULLs sort before every value
+
+    # Field.internal_type -> column type in CREATE TABLE.
+    DATA_TYPES: dict[str, str] = {
+        "AutoField": "INTEGER",
+        "IntegerField": "INTEGER",
+        "BigIntegerField": "BIGINT",
+        "FloatField": "DOUBLE PRECISION",
+        "DecimalField": "DECIMAL({max_digits}, {decimal_places})",
+        "CharField": "VARCHAR({max_length})",
+        "TextField": "TEXT",
+        "BooleanField": "BOOLEAN",
+        "DateField": "DATE",
+        "DateTimeField": "TIMESTAMP",
+        "BinaryField": "BLOB",
+        "JSONField": "TEXT",
+    }
+    AUTO_PK = "INTEGER PRIMARY KEY"
+
+    # Python type of a plan value -> what the driver is given (missing: unchanged).
+    ADAPT: dict[type, Callable[[Any], Any]] = {}
+
+    # Field.internal_type -> converter of what the driver returns (missing: unchanged).
+    DECODE: dict[str, Callable[[Any], Any]] = {
+        "BooleanField": _to_bool,
+        "DecimalField": _to_decimal,
+        "DateTimeField": _aware_utc,
+        "DateField": _to_date,
+        "BinaryField": _to_bytes,
+        "JSONField": _json_load,
+    }
+    # Result kind of a computed column (aggregate, arithmetic) -> converter.
+    DECODE_KIND: dict[str, Callable[[Any], Any]] = {
+        "int": _to_int,
+        "float": _to_float,
+        "decimal": _to_decimal,
+        "bool": _to_bool,
+    }
+
+    # --- dialect hooks used by the compiler ---------------------------------------------------
+
+    def quote(self, name: str) -> str:
+        return exp.to_identifier(name, quoted=True).sql(dialect=self.dialect)
+
+    def like(self, column: exp.Expression, pattern: exp.Expression, insensitive: bool) -> exp.Expression:
+        """``column LIKE pattern`` with ``!`` as escape; case-sensitive unless ``insensitive``."""
+        if insensitive:
+            column, pattern = exp.Lower(this=column), exp.Lower(this=pattern)
+        return exp.Escape(this=exp.Like(this=column, expression=pattern),
+                          expression=exp.Literal.string("!"))
+
+    def iexact(self, column: exp.Expression, value: exp.Expression) -> exp.Expression:
+        return exp.EQ(this=exp.Lower(this=column), expression=exp.Lower(this=value))
+
+    def text_compare(self, column: exp.Expression) -> exp.Expression:
+        """``column`` as it should be compared and ordered: by code point."""
+        return column
+
+    def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
+        return exp.Div(this=lhs, expression=rhs, typed=True)
+
+    # --- DDL ------------------------------------------------------------------------------------
+
+    def column_type(self, field: Any) -> str:
+        template = self.DATA_TYPES[field.internal_type]
+        return template.format(**vars(field))
+
+    def column_sql(self, field: Any) -> str:
+        if field.primary_key and field.auto:
+            return f"{self.quote(field.column)} {self.AUTO_PK}"
+        parts = [self.quote(field.column), self.column_type(field)]
+        parts.append("NULL" if field.null else "NOT NULL")
+        if field.primary_key:
+            parts.append("PRIMARY KEY")
+        elif field.unique:
+            parts.append("UNIQUE")
+        return " ".join(parts)
+
+    def table_options(self) -> str:
+        return ""
+
+    def create_table(self, meta: Any, exist_ok: bool = False) -> list[str]:
+        """CREATE TABLE (and CREATE INDEX) statements for one model."""
+        table = self.quote(meta.db_table)
+        lines = [self.column_sql(f) for f in meta.fields]
+        for f in meta.fields:
+            if f.is_relation:
+                target = f.target._meta
+                lines.append(
+                    f"FOREIGN KEY ({self.quote(f.column)}) REFERENCES {self.quote(target.db_table)} "
+                    f"({self.quote(target.pk.column)}) ON DELETE {f.on_delete}"
+                )
+        guard = "IF NOT EXISTS " if exist_ok else ""
+        sql = [f"CREATE TABLE {guard}{table} (\n    " + ",\n    ".join(lines) + "\n)" + self.table_options()]
+        for f in meta.fields:
+            if (f.db_index or f.is_relation) and not f.unique:
+                index = self.quote(f"{meta.db_table}_{f.column}_idx")
+                sql.append(self.create_index(index, table, self.quote(f.column), exist_ok))
+        return sql
+
+    def create_index(self, index: str, table: str, column: str, exist_ok: bool) -> str:
+        guard = "IF NOT EXISTS " if exist_ok else ""
+        return f"CREATE INDEX {guard}{index} ON {table} ({column})"
+
+    def drop_table(self, meta: Any, missing_ok: bool = False) -> list[str]:
+        guard = "IF EXISTS " if missing_ok else ""
+        return [f"DROP TABLE {guard}{self.quote(meta.db_table)}"]
+
+    # --- connections ------------------------------------------------------------------------------
+
+    def connect(self, settings: dict[str, Any]) -> Any:  # pragma: no cover - per backend
+        raise NotImplementedError
+
+    def describe(self, alias: str, settings: dict[str, Any]) -> str:
+        """Where an alias points, for error messages (never the password)."""
+        return f"{alias!r} ({self.name} at {settings.get('HOST') or 'localhost'}:{settings.get('PORT')})"
+
+    def begin_sql(self) -> str:
+        return "BEGIN"
+
+    def is_usable(self, raw: Any) -> bool:
+        """A cheap health check of a connection that saw an error."""
+        try:
+            cur = raw.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+            cur.close()
+            return True
+        except Exception:
+            return False
+
+    def map_error(self, exc: BaseException, where: str) -> errors.Error:
+        """The qplan error for a driver exception, by PEP 249 class name."""
+        for klass in type(exc).__mro__:
+            target = PEP249_ERRORS.get(klass.__name__)
+            if target is not None:
+                break
+        else:
+            target = errors.DatabaseError
+        message = str(exc).strip() or type(exc).__name__
+        return target(f"{where}: {message}")

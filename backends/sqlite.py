@@ -1,0 +1,100 @@
+"""SQLite through the standard library's ``sqlite3``.
+
+Connections run in autocommit mode (qplan issues BEGIN/SAVEPOINT itself), enforce
+foreign keys and make LIKE case-sensitive, so a plan means what it means on the
+server databases. Adapters are applied per value, never registered on the global
+``sqlite3`` module.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import itertools
+import sqlite3
+import threading
+from typing import Any
+
+from .base import UTC, Backend
+
+_memory_ids = itertools.count(1)
+_keepers: dict[str, sqlite3.Connection] = {}
+_keepers_lock = threading.Lock()
+
+
+def _datetime_text(value: _dt.datetime) -> str:
+    # Fixed width, UTC, no offset: text order is time order.
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _parse_datetime(value: Any) -> Any:
+    if value is None or isinstance(value, _dt.datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    return _dt.datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def memory_uri(settings: dict[str, Any]) -> str:
+    """A shared-cache URI for ``:memory:`` so every thread of an alias sees one database."""
+    options = settings["OPTIONS"]
+    if "_memory" not in options:
+        options["_memory"] = f"qplan-mem-{next(_memory_ids)}"
+    return f"file:{options['_memory']}?mode=memory&cache=shared"
+
+
+class SQLiteBackend(Backend):
+    name = "sqlite"
+    dialect = "sqlite"
+    paramstyle = "qmark"
+    max_params = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+    insert_returning = sqlite3.sqlite_version_info >= (3, 35)
+
+    DATA_TYPES = {
+        **Backend.DATA_TYPES,
+        "DecimalField": "DECIMAL",
+        "FloatField": "REAL",
+        "DateTimeField": "DATETIME",
+    }
+    AUTO_PK = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    ADAPT = {
+        bool: int,
+        decimal.Decimal: str,
+        _dt.datetime: _datetime_text,
+        _dt.date: _dt.date.isoformat,
+        _dt.time: _dt.time.isoformat,
+    }
+    DECODE = {**Backend.DECODE, "DateTimeField": _parse_datetime}
+
+    def connect(self, settings: dict[str, Any]) -> sqlite3.Connection:
+        name = settings["NAME"]
+        options = {k: v for k, v in settings["OPTIONS"].items() if not k.startswith("_")}
+        timeout = float(options.pop("timeout", 10))
+        if name == ":memory:":
+            uri = memory_uri(settings)
+            with _keepers_lock:  # keep the shared in-memory database alive
+                if uri not in _keepers:
+                    _keepers[uri] = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            raw = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
+        else:
+            raw = sqlite3.connect(name, isolation_level=None, timeout=timeout,
+                                  uri=name.startswith("file:"))
+        raw.execute("PRAGMA foreign_keys = ON")
+        raw.execute("PRAGMA case_sensitive_like = ON")
+        if options.get("journal_mode"):
+            raw.execute(f"PRAGMA journal_mode = {options['journal_mode']}")
+        return raw
+
+    def describe(self, alias: str, settings: dict[str, Any]) -> str:
+        return f"{alias!r} (sqlite {settings['NAME']})"
+
+    def drop_memory(self, settings: dict[str, Any]) -> None:
+        """Forget a ``:memory:`` database when its alias is removed."""
+        uri = settings["OPTIONS"].get("_memory")
+        with _keepers_lock:
+            keeper = _keepers.pop(f"file:{uri}?mode=memory&cache=shared", None) if uri else None
+        if keeper is not None:
+            keeper.close()
+
+
+backend = SQLiteBackend()

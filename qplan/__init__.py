@@ -1,0 +1,32 @@
+"""qplan: immutable, picklable query plans for SQLite, PostgreSQL and MySQL/MariaDB.
+
+Write a query once as a plan, cache or ship it, and decide late where it runs.
+This module only re-exports the public surface.
+"""
+
+from . import fields
+from .compiler import cache as compile_cache
+from .connections import connection, connections
+from .errors import (ConfigurationError, DatabaseError, DataError, Error, FieldError,
+                     IntegrityError, InterfaceError, InternalError, MultipleObjectsReturned,
+                     NotSupportedError, ObjectDoesNotExist, OperationalError, PlanError,
+                     ProgrammingError, TransactionManagementError, UnsafePayload)
+from .execution import create_tables, drop_tables
+from .expressions import Avg, Count, F, Max, Min, Q, Sum
+from .models import Model, get_model
+from .payloads import dumps, loads
+from .plan import Compiled, Plan
+from .settings import add_database, configure, remove_database
+from .transactions import atomic
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Avg", "Compiled", "ConfigurationError", "Count", "DataError", "DatabaseError", "Error", "F",
+    "FieldError", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
+    "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
+    "Plan", "PlanError", "ProgrammingError", "Q", "Sum", "TransactionManagementError",
+    "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
+    "connections", "create_tables", "drop_tables", "dumps", "fields", "get_model", "loads",
+    "remove_database",
+]

@@ -1,0 +1,634 @@
+"""Plan shape -> SQL template per dialect, through sqlglot, behind a bounded shape cache.
+
+A template is compiled from a plan's *shape* (its records with the values lifted
+out), so every plan of that shape reuses it: a cache hit costs a dictionary lookup
+plus putting the plan's values in placeholder order. sqlglot runs on misses only.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+from typing import Any, Callable
+
+from sqlglot import exp
+
+from . import records as R
+from .errors import FieldError, NotSupportedError, PlanError
+from .fields import (BooleanField, CharField, DateField, DateTimeField, DecimalField, Field,
+                     FloatField, ForeignKey, IntegerField, TextField)
+
+# --- slots -------------------------------------------------------------------------------------
+
+
+class Slot:
+    """A numbered value position in a shape; ``count`` is the length of a tuple value."""
+
+    __slots__ = ("index", "count", "kind")
+
+    def __init__(self, index: int, count: int | None, kind: str | None) -> None:
+        self.index, self.count, self.kind = index, count, kind
+
+
+PY_KIND = {int: "int", float: "float", str: "text", bool: "bool", bytes: "bytes"}
+PY_KIND_BY_NAME = {"Decimal": "decimal", "datetime": "datetime", "date": "date", "time": "time"}
+
+
+def _py_kind(t: type) -> str | None:
+    return PY_KIND.get(t) or PY_KIND_BY_NAME.get(t.__name__)
+
+
+def number_slots(shape: Any, counter: list[int]) -> Any:
+    """Replace slot markers by ``Slot`` objects in the order ``records.shape_of`` made them."""
+    if isinstance(shape, type):
+        counter[0] += 1
+        return Slot(counter[0] - 1, None, _py_kind(shape))
+    if type(shape) is not tuple:
+        return shape
+    if len(shape) == 2 and shape[0] == R.SLOT:
+        counter[0] += 1
+        return Slot(counter[0] - 1, shape[1], None)
+    return tuple(number_slots(s, counter) for s in shape)
+
+
+FIELD_KIND = {
+    "AutoField": "int", "IntegerField": "int", "BigIntegerField": "int", "FloatField": "float",
+    "DecimalField": "decimal", "CharField": "text", "TextField": "text", "BooleanField": "bool",
+    "DateField": "date", "DateTimeField": "datetime", "BinaryField": "bytes", "JSONField": "json",
+}
+NUMERIC = ("int", "float", "decimal")
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+LIKE_PATTERNS: dict[str, tuple[Callable[[str], str], bool]] = {
+    "contains": (lambda v: f"%{_escape_like(v)}%", False),
+    "icontains": (lambda v: f"%{_escape_like(v)}%", True),
+    "startswith": (lambda v: f"{_escape_like(v)}%", False),
+    "istartswith": (lambda v: f"{_escape_like(v)}%", True),
+    "endswith": (lambda v: f"%{_escape_like(v)}", False),
+    "iendswith": (lambda v: f"%{_escape_like(v)}", True),
+}
+COMPARISONS = {"gt": exp.GT, "gte": exp.GTE, "lt": exp.LT, "lte": exp.LTE}
+ARITHMETIC = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul, "%": exp.Mod}
+AGGREGATES = {"count": exp.Count, "sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}
+
+
+def ident(name: str) -> exp.Identifier:
+    return exp.Identifier(this=name, quoted=True)
+
+
+def col(name: str, table: str | None) -> exp.Column:
+    return exp.Column(this=ident(name), table=ident(table) if table else None)
+
+
+class Ref:
+    """A compiled reference: SQL expression, result kind, decoder, nullability, field."""
+
+    __slots__ = ("sql", "kind", "decode", "nullable", "field", "aggregate")
+
+    def __init__(self, sql: exp.Expression, kind: str | None, decode: Any, nullable: bool,
+                 field: Field | None = None, aggregate: bool = False) -> None:
+        self.sql, self.kind, self.decode = sql, kind, decode
+        self.nullable, self.field, self.aggregate = nullable, field, aggregate
+
+
+# --- the template --------------------------------------------------------------------------------
+
+
+class Template:
+    """Compiled SQL for one shape and dialect, and how to bind values and read rows."""
+
+    __slots__ = ("sql", "binds", "adapt", "result", "columns", "decoders", "extra", "backend")
+
+    def __init__(self, sql: str, binds: list[tuple[int, int, Any]], backend: Any, result: str,
+                 columns: tuple = (), decoders: tuple = (), extra: Any = None) -> None:
+        self.sql = sql
+        self.binds = tuple(binds)
+        self.adapt = backend.ADAPT
+        self.backend = backend
+        self.result = result  # models | dicts | tuples | flat | named | count | exists | aggregate | rowcount | insert
+        self.columns = columns  # attnames / keys of the selected columns
+        self.decoders = decoders  # ((index, function), ...) for columns that need converting
+        self.extra = extra
+
+    def params(self, values: tuple) -> tuple:
+        adapt = self.adapt
+        out = []
+        append = out.append
+        for slot, sub, transform in self.binds:
+            v = values[slot] if sub < 0 else values[slot][sub]
+            if transform is not None:
+                v = transform(v)
+            conv = adapt.get(type(v))
+            append(v if conv is None else conv(v))
+        return tuple(out)
+
+
+PLACEHOLDER = re.compile(r":qp(\d+)\b|%\(qp(\d+)\)s")
+
+
+def finish(sql: str, binds: list, paramstyle: str) -> tuple[str, list]:
+    """Put the driver's placeholders into sqlglot's output, binds in text order."""
+    mark = "?" if paramstyle == "qmark" else "%s"
+    pieces, ordered, pos = [], [], 0
+    for m in PLACEHOLDER.finditer(sql):
+        text = sql[pos:m.start()]
+        pieces.append(text if mark == "?" else text.replace("%", "%%"))
+        pieces.append(mark)
+        ordered.append(binds[int(m.group(1) or m.group(2))])
+        pos = m.end()
+    tail = sql[pos:]
+    pieces.append(tail if mark == "?" else tail.replace("%", "%%"))
+    return "".join(pieces), ordered
+
+
+# --- the builder ----------------------------------------------------------------------------------
+
+
+class Builder:
+    """Turns one numbered shape into a sqlglot statement for one backend."""
+
+    def __init__(self, meta: Any, backend: Any) -> None:
+        self.meta = meta
+        self.backend = backend
+        self.table = meta.db_table
+        self.binds: list[tuple[int, int, Any]] = []
+        self.joins: dict[str, tuple[str, Any]] = {}
+        self.join_sql: list[exp.Join] = []
+        self.annotations: dict[str, Ref] = {}
+        self.where: list[exp.Expression] = []
+        self.having: list[exp.Expression] = []
+        self.order: tuple[str, ...] = ()
+        self.offset: Slot | None = None
+        self.limit: Slot | None = None
+        self.sliced = False
+        self.distinct = False
+        self.values: tuple | None = None  # ("values", names) / ("values_list", names, flat, named)
+        self.group_values = False  # values() came before an aggregate annotate()
+        self.late: list[str] = []  # annotations made after values(): selected too
+        self.allow_joins = True
+
+    # placeholders
+    def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
+        self.binds.append((slot.index, sub, transform))
+        return exp.Placeholder(this=f"qp{len(self.binds) - 1}")
+
+    # references
+    def column(self, path: str) -> Ref:
+        """A field path as a column, joining the related tables it passes through."""
+        if path in self.annotations:
+            return self.annotations[path]
+        parts = path.split(R.SEP)
+        meta, table, nullable = self.meta, self.table, False
+        prefix = ""
+        for part in parts[:-1]:
+            field = meta.get_field(part)
+            if not isinstance(field, ForeignKey):
+                raise FieldError(f"{meta.model.__name__}.{part} is not a relation")
+            if not self.allow_joins:
+                raise NotSupportedError(f"{path!r}: this statement cannot refer to related fields")
+            nullable = nullable or field.null
+            prefix = f"{prefix}{R.SEP}{part}" if prefix else part
+            if prefix not in self.joins:
+                alias = f"T{len(self.joins) + 1}"
+                target = field.target._meta
+                on = exp.EQ(this=col(field.column, table), expression=col(target.pk.column, alias))
+                self.join_sql.append(exp.Join(
+                    this=exp.Table(this=ident(target.db_table), alias=exp.TableAlias(this=ident(alias))),
+                    side="LEFT", on=on))
+                self.joins[prefix] = (alias, target)
+            table, meta = self.joins[prefix][0], self.joins[prefix][1]
+        field = meta.get_field(parts[-1])
+        return self.field_ref(field, table, nullable or field.null)
+
+    def field_ref(self, field: Field, table: str | None, nullable: bool) -> Ref:
+        return Ref(col(field.column, table), FIELD_KIND.get(field.internal_type),
+                   self.backend.DECODE.get(field.internal_type), nullable, field)
+
+    def compare(self, ref: Ref) -> exp.Expression:
+        """A reference as compared and ordered: text by code point on every backend."""
+        return self.backend.text_compare(ref.sql) if ref.kind == "text" else ref.sql
+
+    # expressions
+    def expr(self, node: Any) -> Ref:
+        if isinstance(node, Slot):
+            if node.count is not None:
+                raise PlanError("a list of values is not an expression")
+            return Ref(self.param(node), node.kind, self.backend.DECODE_KIND.get(node.kind or ""),
+                       node.kind is None)
+        tag = node[0]
+        if tag == "F":
+            return self.column(node[1])
+        if tag == "agg":
+            return self.aggregate(node)
+        lhs, rhs = self.expr(node[1]), self.expr(node[2])
+        kinds = {lhs.kind, rhs.kind}
+        kind = next((k for k in ("decimal", "float") if k in kinds), None) or (
+            "int" if kinds <= {"int", "bool"} else lhs.kind)
+        if tag == "/":
+            if kind == "int":
+                sql = self.backend.int_divide(lhs.sql, rhs.sql)
+            else:
+                sql = exp.Div(this=lhs.sql, expression=rhs.sql)
+        else:
+            sql = ARITHMETIC[tag](this=lhs.sql, expression=rhs.sql)
+        return Ref(exp.Paren(this=sql), kind, self.backend.DECODE_KIND.get(kind or ""),
+                   lhs.nullable or rhs.nullable, aggregate=lhs.aggregate or rhs.aggregate)
+
+    def aggregate(self, node: tuple) -> Ref:
+        _, fn, arg, distinct = node
+        if arg == "*":
+            inner: exp.Expression = exp.Star()
+            kind, field = "int", None
+        else:
+            ref = self.expr(arg)
+            if ref.aggregate:
+                raise FieldError("aggregates cannot be nested")
+            inner = self.compare(ref) if fn in ("min", "max") else ref.sql
+            kind, field = ref.kind, ref.field
+        if distinct:
+            inner = exp.Distinct(expressions=[inner])
+        sql = AGGREGATES[fn](this=inner)
+        decode_kind = self.backend.DECODE_KIND
+        if fn == "count":
+            decode, kind = decode_kind["int"], "int"
+        elif fn == "avg":
+            decode, kind = decode_kind["float"], "float"
+        elif field is not None and fn in ("min", "max"):
+            decode = self.backend.DECODE.get(field.internal_type)
+        else:
+            decode = decode_kind.get(kind or "")
+        if isinstance(field, DecimalField) and fn != "avg" and fn != "count":
+            base = decode_kind["decimal"]
+            decode = (lambda v, f=field, b=base: None if v is None else f.quantize(b(v)))
+        return Ref(sql, kind, decode, True, aggregate=True)
+
+    # conditions
+    def condition(self, node: Any, negated: bool) -> tuple[exp.Expression, bool]:
+        """SQL for a condition record; also whether it refers to an aggregate."""
+        tag = node[0]
+        if tag == "!":
+            inner, agg = self.condition(node[1], not negated)
+            return exp.Not(this=exp.Paren(this=inner)), agg
+        if tag in ("&", "|"):
+            parts = [self.condition(c, negated) for c in node[1]]
+            joined = exp.and_(*[p[0] for p in parts], copy=False) if tag == "&" else \
+                exp.or_(*[p[0] for p in parts], copy=False)
+            return exp.Paren(this=joined), any(p[1] for p in parts)
+        return self.leaf(node, negated)
+
+    def leaf(self, node: tuple, negated: bool) -> tuple[exp.Expression, bool]:
+        path, lookup, rhs = node
+        lhs = self.column(path)
+        target = self.compare(lhs)
+        rhs_ref: Ref | None = None
+        if lookup == "isnull":
+            sql = exp.Is(this=lhs.sql, expression=exp.Null())
+            return (sql if rhs else exp.Not(this=sql)), lhs.aggregate
+        if lookup == "exact" and isinstance(rhs, bool):
+            sql = lhs.sql if rhs else exp.Not(this=lhs.sql)
+        elif lookup in LIKE_PATTERNS:
+            pattern, insensitive = LIKE_PATTERNS[lookup]
+            sql = self.backend.like(target, self.param(rhs, transform=pattern), insensitive)
+        elif lookup == "in":
+            if rhs.count == 0:
+                return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(0)), False
+            sql = exp.In(this=target, expressions=[self.param(rhs, i) for i in range(rhs.count)])
+        elif lookup == "range":
+            sql = exp.Between(this=target, low=self.param(rhs, 0), high=self.param(rhs, 1))
+        else:
+            rhs_ref = self.expr(rhs)
+            if lookup == "exact":
+                sql = exp.EQ(this=target, expression=self.compare(rhs_ref))
+            elif lookup == "iexact":
+                sql = self.backend.iexact(lhs.sql, rhs_ref.sql)
+            else:
+                sql = COMPARISONS[lookup](this=target, expression=self.compare(rhs_ref))
+        if negated:  # keep NOT two-valued: a NULL never makes a row vanish from exclude()
+            for ref in (lhs, rhs_ref):
+                if ref is not None and ref.nullable:
+                    sql = exp.and_(sql, exp.Not(this=exp.Is(this=ref.sql, expression=exp.Null())),
+                                   copy=False)
+            sql = exp.Paren(this=sql)
+        return sql, lhs.aggregate or bool(rhs_ref and rhs_ref.aggregate)
+
+    # the statement
+    def apply(self, records: tuple) -> tuple:
+        """Fold the plan's records into builder state; return the terminal record, if any."""
+        for record in records:
+            op = record[0]
+            if op in ("filter", "exclude"):
+                cond, agg = self.condition(record[1], op == "exclude")
+                if op == "exclude":
+                    cond = exp.Not(this=exp.Paren(this=cond))
+                (self.having if agg else self.where).append(cond)
+            elif op == "order_by":
+                self.order = record[1]
+            elif op == "slice":
+                self.sliced = True
+                self.offset, self.limit = record[1], record[2]
+            elif op == "distinct":
+                self.distinct = True
+            elif op in ("values", "values_list"):
+                self.values = record
+            elif op == "annotate":
+                for name, node in record[1]:
+                    ref = self.expr(node)
+                    if self.values is not None:
+                        self.group_values = self.group_values or ref.aggregate
+                        self.late.append(name)
+                    self.annotations[name] = ref
+            else:
+                return record
+        return ()
+
+    def grouped(self) -> bool:
+        return any(ref.aggregate for ref in self.annotations.values())
+
+    def selection(self) -> tuple[list[tuple[str, Ref]], str]:
+        """The selected (key, reference) pairs and the result kind."""
+        if self.values is None:
+            pairs = [(f.attname, self.field_ref(f, self.table, f.null)) for f in self.meta.fields]
+            pairs += list(self.annotations.items())
+            return pairs, "models"
+        names = self.values[1] + tuple(n for n in self.late if n not in self.values[1])
+        pairs = []
+        for name in names:
+            path = name
+            field = self.meta.by_attname.get(name)
+            if field is not None and field.is_relation:
+                path = field.name
+            pairs.append((name, self.column(path)))
+        if self.values[0] == "values":
+            return pairs, "dicts"
+        return pairs, "flat" if self.values[2] else ("named" if self.values[3] else "tuples")
+
+    def from_(self, select: exp.Select) -> exp.Select:
+        select = select.from_(exp.Table(this=ident(self.table)), copy=False)
+        for join in self.join_sql:
+            select = select.join(join, copy=False)
+        return select
+
+    def filtered(self, select: exp.Select) -> exp.Select:
+        if self.where:
+            select = select.where(*self.where, copy=False)
+        return select
+
+    def group(self, select: exp.Select, pairs: list[tuple[str, Ref]]) -> exp.Select:
+        if not self.grouped():
+            return select
+        if self.group_values:
+            keys = [ref.sql for _, ref in pairs if not ref.aggregate]
+        else:
+            keys = [col(f.column, self.table) for f in self.meta.fields]
+        if keys:
+            select = select.group_by(*keys, copy=False)
+        if self.having:
+            select = select.having(*self.having, copy=False)
+        return select
+
+    def ordered(self, select: exp.Select) -> exp.Select:
+        terms = []
+        for name in self.order:
+            desc = name.startswith("-")
+            ref = self.column(name.lstrip("-"))
+            terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=not desc))
+        if terms:
+            select = select.order_by(*terms, copy=False)
+        return select
+
+    def paged(self, select: exp.Select) -> exp.Select:
+        if self.limit is not None:
+            select = select.limit(self.param(self.limit), copy=False)
+        elif self.offset is not None and self.backend.name != "postgresql":
+            # SQLite and MySQL need a LIMIT before an OFFSET: "no limit" spelled their way
+            big = "-1" if self.backend.name == "sqlite" else "18446744073709551615"
+            select = select.limit(exp.Literal.number(big), copy=False)
+        if self.offset is not None:
+            select = select.offset(self.param(self.offset), copy=False)
+        return select
+
+    def select(self, pairs: list[tuple[str, Ref]], with_order: bool = True) -> exp.Select:
+        select = exp.Select(expressions=[exp.Alias(this=r.sql, alias=ident(k)) if not (
+            isinstance(r.sql, exp.Column) and r.sql.name == k) else r.sql for k, r in pairs])
+        if self.distinct:
+            select.set("distinct", exp.Distinct())
+        select = self.group(self.filtered(self.from_(select)), pairs)
+        if with_order:
+            select = self.paged(self.ordered(select))
+        return select
+
+    def subquery(self, inner: exp.Select) -> exp.Select:
+        return exp.Select().from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("sub"))),
+                                  copy=False)
+
+    def pk_subquery(self) -> exp.Expression:
+        """``pk IN (SELECT pk ...)`` for writes whose filters need joins (derived table: MySQL)."""
+        pk = self.meta.pk.column
+        inner = self.filtered(self.from_(exp.Select(expressions=[col(pk, self.table)])))
+        wrapped = exp.Select(expressions=[col(pk, None)]).from_(
+            exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("sub"))), copy=False)
+        return exp.In(this=col(pk, None), query=exp.Subquery(this=wrapped))
+
+
+def _decoders(pairs: list[tuple[str, Ref]]) -> tuple:
+    return tuple((i, ref.decode) for i, (_, ref) in enumerate(pairs) if ref.decode is not None)
+
+
+def build(meta: Any, shape: tuple, backend: Any) -> Template:
+    """Compile a plan shape for one backend (the cache-miss path)."""
+    b = Builder(meta, backend)
+    numbered = number_slots(shape, [0])
+    terminal = b.apply(numbered)
+    op = terminal[0] if terminal else "select"
+    sql_tree, result, columns, decoders, extra = COMPILE[op](b, terminal)
+    if isinstance(sql_tree, str):
+        sql = sql_tree
+    else:
+        sql = sql_tree.sql(dialect=backend.dialect)
+    text, binds = finish(sql, b.binds, backend.paramstyle)
+    return Template(text, binds, backend, result, columns, decoders, extra)
+
+
+def _select(b: Builder, terminal: tuple) -> tuple:
+    pairs, result = b.selection()
+    extra = None
+    if result == "models":
+        extra = len(b.meta.fields)
+    return b.select(pairs), result, tuple(k for k, _ in pairs), _decoders(pairs), extra
+
+
+def _needs_subquery(b: Builder) -> bool:
+    return b.sliced or b.distinct or b.grouped()
+
+
+def _count(b: Builder, terminal: tuple) -> tuple:
+    if _needs_subquery(b):
+        pairs, _ = b.selection()
+        inner = b.select(pairs, with_order=b.sliced)
+        outer = b.subquery(inner).select(exp.Count(this=exp.Star()), copy=False)
+    else:
+        outer = b.filtered(b.from_(exp.Select(expressions=[exp.Count(this=exp.Star())])))
+    return outer, "count", (), (), None
+
+
+def _exists(b: Builder, terminal: tuple) -> tuple:
+    one = exp.Alias(this=exp.Literal.number(1), alias=ident("a"))
+    if _needs_subquery(b):
+        pairs, _ = b.selection()
+        outer = b.subquery(b.select(pairs, with_order=b.sliced)).select(one, copy=False)
+    else:
+        outer = b.filtered(b.from_(exp.Select(expressions=[one])))
+    return outer.limit(exp.Literal.number(1), copy=False), "exists", (), (), None
+
+
+def _aggregate(b: Builder, terminal: tuple) -> tuple:
+    items = terminal[1]
+    if not _needs_subquery(b):
+        pairs = [(name, b.expr(node)) for name, node in items]
+        select = exp.Select(expressions=[exp.Alias(this=r.sql, alias=ident(k)) for k, r in pairs])
+        select = b.filtered(b.from_(select))
+        if b.having:
+            raise NotSupportedError("aggregate() over a filter on an aggregate needs values() first")
+        return select, "aggregate", tuple(k for k, _ in pairs), _decoders(pairs), None
+    # Aggregate over the plan's own rows: select each argument in a subquery first.
+    pairs, _ = b.selection()
+    inner_pairs = list(pairs)
+    outer_pairs = []
+    for i, (name, node) in enumerate(items):
+        _, fn, arg, distinct = node
+        if arg == "*":
+            outer_pairs.append((name, b.aggregate(("agg", fn, "*", distinct))))
+            continue
+        ref = b.expr(arg)
+        key = f"__a{i}"
+        inner_pairs.append((key, ref))
+        outer = Builder(b.meta, b.backend)
+        outer.annotations[key] = Ref(col(key, "sub"), ref.kind, ref.decode, True, ref.field)
+        outer_pairs.append((name, outer.aggregate(("agg", fn, ("F", key), distinct))))
+    inner = b.select(inner_pairs, with_order=b.sliced)
+    select = b.subquery(inner).select(
+        *[exp.Alias(this=r.sql, alias=ident(k)) for k, r in outer_pairs], copy=False)
+    return select, "aggregate", tuple(k for k, _ in outer_pairs), _decoders(outer_pairs), None
+
+
+def _where_for_write(b: Builder) -> exp.Expression | None:
+    if b.having or b.grouped():
+        raise NotSupportedError("update() and delete() cannot filter on aggregates")
+    if b.join_sql:
+        return b.pk_subquery()
+    return exp.and_(*b.where, copy=False) if b.where else None
+
+
+def _update(b: Builder, terminal: tuple) -> tuple:
+    sets = []
+    b.allow_joins = False
+    for name, node in terminal[1]:
+        field = b.meta.get_field(name)
+        value = b.expr(node)
+        sets.append(exp.EQ(this=col(field.column, None), expression=value.sql))
+    b.allow_joins = True
+    stmt = exp.Update(this=exp.Table(this=ident(b.table)), expressions=sets)
+    where = _where_for_write(b)
+    if where is not None:
+        stmt.set("where", exp.Where(this=where))
+    return stmt, "rowcount", (), (), None
+
+
+def _delete(b: Builder, terminal: tuple) -> tuple:
+    stmt = exp.Delete(this=exp.Table(this=ident(b.table)))
+    where = _where_for_write(b)
+    if where is not None:
+        stmt.set("where", exp.Where(this=where))
+    return stmt, "rowcount", (), (), None
+
+
+def _insert(b: Builder, terminal: tuple) -> tuple:
+    _, names, rows = terminal
+    backend = b.backend
+    meta = b.meta
+    table = backend.quote(b.table)
+    cols = ", ".join(backend.quote(meta.get_field(n).column) for n in names)
+    if names:
+        tuples = ", ".join(
+            "(" + ", ".join(b.param(slot).sql() for slot in row) + ")" for row in rows)
+        sql = f"INSERT INTO {table} ({cols}) VALUES {tuples}"
+    else:
+        if len(rows) != 1:
+            raise NotSupportedError("bulk_create() of rows without any column value")
+        sql = f"INSERT INTO {table} () VALUES ()" if backend.name == "mysql" else \
+            f"INSERT INTO {table} DEFAULT VALUES"
+    pk = meta.pk
+    if backend.insert_returning:
+        sql += f" RETURNING {backend.quote(pk.column)}"
+    decode = backend.DECODE.get(pk.internal_type)
+    return sql, "insert", (pk.attname,), ((0, decode),) if decode else (), None
+
+
+COMPILE: dict[str, Callable[[Builder, tuple], tuple]] = {
+    "select": _select,
+    "count": _count,
+    "exists": _exists,
+    "aggregate": _aggregate,
+    "update": _update,
+    "delete": _delete,
+    "insert": _insert,
+}
+
+
+# --- the cache -------------------------------------------------------------------------------------
+
+
+class ShapeCache:
+    """A bounded, thread-safe LRU of templates keyed by (model, shape, dialect)."""
+
+    def __init__(self, maxsize: int = 2048) -> None:
+        self.maxsize = maxsize
+        self._data: collections.OrderedDict[Any, Template] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, meta: Any, shape: tuple, backend: Any) -> Template:
+        key = (meta.key, backend.name, shape)
+        data = self._data
+        try:
+            template = data[key]
+        except KeyError:
+            pass
+        else:
+            self.hits += 1
+            if len(data) > self.maxsize // 2:  # only recency matters once the cache fills
+                with self._lock:
+                    if key in data:
+                        data.move_to_end(key)
+            return template
+        self.misses += 1
+        template = build(meta, shape, backend)
+        with self._lock:
+            data[key] = template
+            while len(data) > self.maxsize:
+                data.popitem(last=False)
+        return template
+
+    def resize(self, maxsize: int) -> None:
+        if not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"compile cache size must be a positive integer, got {maxsize!r}")
+        with self._lock:
+            self.maxsize = maxsize
+            while len(self._data) > maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+cache = ShapeCache()

@@ -1,0 +1,181 @@
+"""The lazy ``connections`` registry: one connection per alias per thread, opened on first use.
+
+Modelled on Django's connection handler: ``connections[alias]`` checks the alias at
+once (``ConfigurationError`` naming the known ones) but opens nothing; the driver
+connection opens on the first statement. Driver errors are mapped to qplan errors
+with the original chained, and a connection that saw an operational error is
+health-checked before it is used again.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+from . import settings
+from .backends import get as get_backend
+from .errors import DatabaseError, DataError, IntegrityError, OperationalError, ProgrammingError
+
+# Errors after which the connection itself is known to be fine.
+HEALTHY_AFTER = (IntegrityError, DataError, ProgrammingError)
+
+
+class Connection:
+    """One alias's connection in one thread: lazy, error-mapping, transaction-aware."""
+
+    def __init__(self, alias: str, config: dict[str, Any]) -> None:
+        self.alias = alias
+        self.settings = config
+        self.backend = get_backend(config["ENGINE"])
+        self.raw: Any = None
+        self._cursor: Any = None
+        self.savepoints: list[str] = []  # open atomic blocks, outermost first
+        self.savepoint_ids = 0
+        self.suspect = False  # saw an error that may have broken the connection
+
+    @property
+    def vendor(self) -> str:
+        return self.backend.name
+
+    @property
+    def in_atomic(self) -> bool:
+        return bool(self.savepoints)
+
+    def where(self) -> str:
+        return "database " + self.backend.describe(self.alias, self.settings)
+
+    def connect(self) -> Any:
+        """The driver connection, opened (or re-opened after a failure) on demand."""
+        raw = self.raw
+        if raw is not None and not self.suspect:
+            return raw
+        if raw is not None:
+            self.suspect = False
+            if self.backend.is_usable(raw):
+                return raw
+            if self.in_atomic:
+                raise OperationalError(f"{self.where()}: connection lost inside a transaction")
+            self.close()
+        try:
+            self.raw = self.backend.connect(self.settings)
+        except Exception as exc:
+            raise self.backend.map_error(exc, f"cannot connect to {self.where()}") from exc
+        return self.raw
+
+    def cursor(self) -> Any:
+        return self.connect().cursor()
+
+    def execute(self, sql: str, params: tuple = ()) -> Any:
+        """Run one statement on this connection's reusable cursor; return the cursor."""
+        cur = self._cursor
+        if cur is None or self.suspect or self.raw is None:
+            cur = self._cursor = self.cursor()
+        try:
+            cur.execute(sql, params)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        return cur
+
+    def fetchall(self, sql: str, params: tuple = ()) -> list:
+        cur = self.execute(sql, params)
+        try:
+            return cur.fetchall()
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def stream(self, sql: str, params: tuple, chunk_size: int) -> Iterator[list]:
+        """Rows in chunks, on a cursor of their own."""
+        cur = self.cursor()
+        try:
+            cur.execute(sql, params)
+            while True:
+                rows = cur.fetchmany(chunk_size)
+                if not rows:
+                    break
+                yield rows
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        finally:
+            try:
+                cur.close()
+            except Exception:
+                pass
+
+    def _failed(self, exc: BaseException) -> DatabaseError:
+        error = self.backend.map_error(exc, self.where())
+        if not isinstance(error, HEALTHY_AFTER):
+            self.suspect = True
+            self._cursor = None
+        return error
+
+    def close(self) -> None:
+        raw, self.raw, self._cursor = self.raw, None, None
+        self.savepoints.clear()
+        if raw is not None:
+            try:
+                raw.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        state = "open" if self.raw is not None else "not connected"
+        return f"<Connection {self.alias!r} {self.vendor} {state}>"
+
+
+class ConnectionHandler:
+    """``connections[alias]``: this thread's connection for ``alias``."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._generation: dict[str, int] = {}
+        settings.on_change(self._changed)
+
+    def _changed(self, alias: str) -> None:
+        # Connections in other threads notice the new generation on their next use.
+        self._generation[alias] = self._generation.get(alias, 0) + 1
+        mine = getattr(self._local, "conns", {}).pop(alias, None)
+        if mine is not None:
+            mine[1].close()
+
+    def __getitem__(self, alias: str) -> Connection:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        entry = conns.get(alias)
+        generation = self._generation.get(alias, 0)
+        if entry is not None and entry[0] == generation:
+            return entry[1]
+        if entry is not None:
+            entry[1].close()
+        conn = Connection(alias, settings.database(alias))
+        conns[alias] = (generation, conn)
+        return conn
+
+    def __contains__(self, alias: str) -> bool:
+        return alias in settings.databases()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(settings.databases())
+
+    def all(self) -> list[Connection]:
+        """This thread's connections, one per configured alias."""
+        return [self[alias] for alias in settings.databases()]
+
+    def close_all(self) -> None:
+        """Close this thread's connections."""
+        for _, conn in getattr(self._local, "conns", {}).values():
+            conn.close()
+
+
+class DefaultConnectionProxy:
+    """``qplan.connection``: forwards to ``connections['default']``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(connections[settings.DEFAULT_ALIAS], name)
+
+    def __repr__(self) -> str:
+        return f"<proxy {connections[settings.DEFAULT_ALIAS]!r}>"
+
+
+connections = ConnectionHandler()
+connection = DefaultConnectionProxy()

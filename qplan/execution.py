@@ -1,0 +1,250 @@
+"""Evaluating plans: route once, compile through the shape cache, execute, materialise rows.
+
+This is the engine ``qplan.plan`` calls through ``set_engine``; it is the only layer
+that joins plans, the compiler, routing and connections.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, Iterator
+
+from . import settings
+from .backends import get as get_backend
+from .compiler import Template, cache
+from .connections import Connection, connections
+from .errors import FieldError, NotSupportedError, PlanError
+from .models import Model
+from .plan import Compiled, Plan, set_engine
+from .routing import route
+
+MAX_GET_RESULTS = 21
+
+
+# --- materialising rows: one function per result kind -----------------------------------------
+
+
+def _decode(rows: list, decoders: tuple) -> list:
+    if not decoders:
+        return rows
+    out = []
+    for row in rows:
+        row = list(row)
+        for i, fn in decoders:
+            row[i] = fn(row[i])
+        out.append(row)
+    return out
+
+
+def _models(t: Template, rows: list, model: type[Model], alias: str) -> list:
+    cols = t.columns
+    new = model.__new__
+    out = []
+    for row in _decode(rows, t.decoders):
+        obj = new(model)
+        d = dict(zip(cols, row))
+        d["_db"] = alias
+        obj.__dict__ = d
+        out.append(obj)
+    return out
+
+
+def _dicts(t: Template, rows: list, model: Any, alias: str) -> list:
+    cols = t.columns
+    return [dict(zip(cols, row)) for row in _decode(rows, t.decoders)]
+
+
+def _tuples(t: Template, rows: list, model: Any, alias: str) -> list:
+    return [tuple(row) for row in _decode(rows, t.decoders)]
+
+
+def _flat(t: Template, rows: list, model: Any, alias: str) -> list:
+    return [row[0] for row in _decode(rows, t.decoders)]
+
+
+_row_types: dict[tuple, type] = {}
+
+
+def _named(t: Template, rows: list, model: Any, alias: str) -> list:
+    row_type = _row_types.get(t.columns)
+    if row_type is None:
+        row_type = _row_types[t.columns] = collections.namedtuple("Row", t.columns)  # type: ignore
+    return [row_type(*row) for row in _decode(rows, t.decoders)]
+
+
+def _aggregate(t: Template, rows: list, model: Any, alias: str) -> dict:
+    return dict(zip(t.columns, _decode(rows, t.decoders)[0]))
+
+
+MATERIALISE: dict[str, Callable[..., Any]] = {
+    "models": _models,
+    "dicts": _dicts,
+    "tuples": _tuples,
+    "flat": _flat,
+    "named": _named,
+    "count": lambda t, rows, model, alias: int(rows[0][0]),
+    "exists": lambda t, rows, model, alias: bool(rows),
+    "aggregate": _aggregate,
+}
+
+
+class Engine:
+    """Compiles and runs plans; installed into ``qplan.plan`` at import."""
+
+    # --- compiling --------------------------------------------------------------------------------
+
+    def template(self, plan: Plan, backend: Any) -> tuple[Template, tuple]:
+        shape, values = plan.shape()
+        return cache.get(plan._meta, shape, backend), values
+
+    def compile(self, plan: Plan, dialect: str | None = None) -> Compiled:
+        if dialect is None:
+            dialect = settings.database(route(plan))["ENGINE"]
+        template, values = self.template(plan, get_backend(dialect))
+        return Compiled(template.sql, template.params(values))
+
+    # --- running ------------------------------------------------------------------------------------
+
+    def connection(self, plan: Plan, using: str | None) -> Connection:
+        return connections[using or route(plan)]
+
+    def execute(self, plan: Plan, using: str | None) -> Any:
+        conn = self.connection(plan, using)
+        template, values = self.template(plan, conn.backend)
+        params = template.params(values) if template.binds else ()
+        kind = template.result
+        if kind == "rowcount":
+            return conn.execute(template.sql, params).rowcount
+        if kind == "insert":
+            return self._insert(conn, template, params)
+        rows = conn.fetchall(template.sql, params)
+        return MATERIALISE[kind](template, rows, plan._meta.model, conn.alias)
+
+    def stream(self, plan: Plan, chunk_size: int) -> Iterator[Any]:
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        conn = self.connection(plan, None)
+        template, values = self.template(plan, conn.backend)
+        if template.result not in ("models", "dicts", "tuples", "flat", "named"):
+            raise PlanError("iterator() streams rows; use execute() for counts and writes")
+        materialise = MATERIALISE[template.result]
+        model, alias = plan._meta.model, conn.alias
+        for rows in conn.stream(template.sql, template.params(values), chunk_size):
+            yield from materialise(template, rows, model, alias)
+
+    def get(self, plan: Plan) -> Any:
+        sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]
+        rows = self.execute(sliced, None)
+        if len(rows) == 1:
+            return rows[0]
+        model = plan._meta.model
+        if not rows:
+            raise model.DoesNotExist(f"{model.__name__} matching query does not exist: {plan!r}")
+        many = "more than 20" if len(rows) == MAX_GET_RESULTS else str(len(rows))
+        raise model.MultipleObjectsReturned(
+            f"get() returned more than one {model.__name__} -- it returned {many}!"
+        )
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    def _insert(self, conn: Connection, template: Template, params: tuple) -> list:
+        if conn.backend.insert_returning:
+            rows = conn.fetchall(template.sql, params)
+            return [row[0] for row in _decode(rows, template.decoders)]
+        cur = conn.execute(template.sql, params)
+        return [cur.lastrowid]
+
+    def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None) -> None:
+        if not objs:
+            return
+        conn = self.connection(root._add(("insert", (), ())), root._alias)
+        per_row = max(len(root._meta.fields), 1)
+        limit = max(conn.backend.max_params // per_row, 1)
+        size = min(batch_size or limit, limit)
+        if not conn.backend.insert_returning:
+            size = 1 if root._meta.pk.auto else size
+        from .transactions import Atomic
+
+        with Atomic(conn.alias):
+            for start in range(0, len(objs), size):
+                batch = objs[start:start + size]
+                pks = self.execute(root.bulk_create_plan(batch), conn.alias)
+                for obj, pk in zip(batch, pks):
+                    obj.pk = pk
+        for obj in objs:
+            obj._adding = False
+            obj._db = conn.alias
+
+    def save_instance(self, obj: Model, using: str | None, force_insert: bool = False) -> None:
+        model = type(obj)
+        root: Plan = model.objects
+        meta = model._meta
+        if not force_insert and not obj._adding and obj.pk is not None:
+            alias = using or obj._db or route(root.filter(pk=obj.pk), "write")
+            updates = {f.name: obj.__dict__.get(f.attname) for f in meta.fields if not f.primary_key}
+            if not updates:
+                return
+            count = self.execute(root.filter(pk=obj.pk).update_plan(**updates), alias)
+            if count:
+                obj._db = alias
+                return
+        insert = root.bulk_create_plan([obj])
+        alias = using or route(insert, "write")
+        pks = self.execute(insert, alias)
+        obj.pk = pks[0]
+        obj._adding = False
+        obj._db = alias
+
+
+engine = Engine()
+set_engine(engine)
+
+
+# --- schema ------------------------------------------------------------------------------------------------
+
+
+def _ordered(models: list[type[Model]]) -> list[type[Model]]:
+    """Models with the targets of their foreign keys first."""
+    done: list[type[Model]] = []
+    pending = list(dict.fromkeys(models))
+
+    def visit(model: type[Model], stack: tuple) -> None:
+        if model in done or model not in pending:
+            return
+        if model in stack:
+            return
+        for field in model._meta.fields:
+            if field.is_relation and field.target is not model:
+                visit(field.target, stack + (model,))
+        done.append(model)
+
+    for model in pending:
+        visit(model, ())
+    return done
+
+
+def _schema_alias(model: type[Model], using: str | None) -> str:
+    return using or route(model.objects, "write")
+
+
+def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = False) -> None:
+    """CREATE TABLE for each model, in the dialect of the alias it routes to."""
+    models = list(models)
+    for model in models:
+        if not (isinstance(model, type) and issubclass(model, Model)):
+            raise FieldError(f"create_tables() takes model classes, got {model!r}")
+    for model in _ordered(models):
+        conn = connections[_schema_alias(model, using)]
+        for sql in conn.backend.create_table(model._meta, exist_ok=exist_ok):
+            conn.execute(sql)
+
+
+def drop_tables(models: Any, using: str | None = None, *, missing_ok: bool = False) -> None:
+    """DROP TABLE for each model, dependants first."""
+    for model in reversed(_ordered(list(models))):
+        conn = connections[_schema_alias(model, using)]
+        for sql in conn.backend.drop_table(model._meta, missing_ok=missing_ok):
+            conn.execute(sql)
+
+
+__all__ = ["engine", "create_tables", "drop_tables", "NotSupportedError"]

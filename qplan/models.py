@@ -1,0 +1,267 @@
+"""Models: the metaclass that collects fields, ``Meta`` options and the model registry.
+
+A plan names its model by the registry key ``module.QualName``; a process that
+imported the model's module finds it again from that key, so plans never hold
+classes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar, Iterator
+
+from . import errors
+from .errors import ConfigurationError, FieldError, suggest
+from .fields import AutoField, Field, ForeignKey
+
+_registry: dict[str, type["Model"]] = {}
+_by_name: dict[str, list[str]] = {}
+_registry_lock = threading.Lock()
+
+META_OPTIONS = ("db_table", "using", "abstract", "key")
+
+
+def get_model(key: str) -> type["Model"]:
+    """The model registered under ``key`` (``module.QualName``, or a unique class name)."""
+    model = _registry.get(key)
+    if model is not None:
+        return model
+    keys = _by_name.get(key, ())
+    if len(keys) == 1:
+        return _registry[keys[0]]
+    if keys:
+        raise ConfigurationError(f"model name {key!r} is ambiguous: {', '.join(sorted(keys))}")
+    raise ConfigurationError(
+        f"unknown model {key!r}: import the module that defines it first" + suggest(key, _registry)
+    )
+
+
+def registered_models() -> list[type["Model"]]:
+    return list(_registry.values())
+
+
+class Options:
+    """A model's ``_meta``: its fields by name, attname and column, its table and alias."""
+
+    def __init__(self, model: type, meta: Any, fields: list[Field]) -> None:
+        self.model = model
+        self.abstract = bool(getattr(meta, "abstract", False))
+        self.key: str = getattr(meta, "key", None) or f"{model.__module__}.{model.__qualname__}"
+        self.db_table: str = getattr(meta, "db_table", None) or model.__name__.lower()
+        self.using: Any = getattr(meta, "using", None)
+        self.fields: tuple[Field, ...] = tuple(fields)
+        self.by_name = {f.name: f for f in fields}
+        self.by_attname = {f.attname: f for f in fields}
+        self.pk: Field = next(f for f in fields if f.primary_key) if fields else None  # type: ignore
+        self.attnames = tuple(f.attname for f in fields)
+        self.columns = tuple(f.column for f in fields)
+        # Filled lazily by the plan layer: parsed lookups and the root plan.
+        self.lookup_cache: dict[Any, Any] = {}
+        self.root_plan: Any = None
+
+    def get_field(self, name: str) -> Field:
+        """The field called ``name`` (or with attname ``name``); ``FieldError`` otherwise."""
+        field = self.by_name.get(name) or self.by_attname.get(name)
+        if field is None:
+            if name == "pk":
+                return self.pk
+            raise FieldError(
+                f"{self.model.__name__} has no field {name!r}"
+                + suggest(name, [*self.by_name, *self.by_attname, "pk"])
+            )
+        return field
+
+    def __repr__(self) -> str:
+        return f"<Options {self.key}>"
+
+
+class ModelBase(type):
+    """Collects ``Field`` attributes into ``_meta`` and registers concrete models."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> Any:
+        parents = [b for b in bases if isinstance(b, ModelBase)]
+        if not parents:  # the Model base class itself
+            return super().__new__(mcs, name, bases, attrs)
+        meta = attrs.pop("Meta", None)
+        for option in vars(meta or object):
+            if not option.startswith("_") and option not in META_OPTIONS:
+                raise ConfigurationError(
+                    f"{name}.Meta: unknown option {option!r}" + suggest(option, META_OPTIONS)
+                )
+        own = {k: v for k, v in attrs.items() if isinstance(v, Field)}
+        for k in own:
+            del attrs[k]
+        cls = super().__new__(mcs, name, bases, attrs)
+        inherited: dict[str, Field] = {}
+        for parent in parents:
+            pmeta = getattr(parent, "_meta", None)
+            if pmeta is not None and pmeta.abstract:
+                for f in pmeta.fields:
+                    inherited[f.name] = f
+        fields: list[Field] = []
+        for fname, proto in {**inherited, **own}.items():
+            field = _copy_field(proto) if fname in inherited and fname not in own else proto
+            field.contribute(cls, fname)
+            fields.append(field)
+        abstract = bool(getattr(meta, "abstract", False))
+        if not abstract and not any(f.primary_key for f in fields):
+            if "id" in {f.name for f in fields}:
+                raise FieldError(f"{name}: a field named 'id' must set primary_key=True")
+            auto = AutoField()
+            auto.contribute(cls, "id")
+            fields.insert(0, auto)
+        pks = [f.name for f in fields if f.primary_key]
+        if len(pks) > 1:
+            raise FieldError(f"{name}: more than one primary key ({', '.join(pks)})")
+        cls._meta = Options(cls, meta, fields)
+        for field in fields:
+            if isinstance(field, ForeignKey):
+                setattr(cls, field.name, ForwardRelation(field))
+        cls.DoesNotExist = type(
+            "DoesNotExist", (errors.ObjectDoesNotExist,), {"__qualname__": f"{name}.DoesNotExist",
+                                                           "__module__": cls.__module__})
+        cls.MultipleObjectsReturned = type(
+            "MultipleObjectsReturned", (errors.MultipleObjectsReturned,),
+            {"__qualname__": f"{name}.MultipleObjectsReturned", "__module__": cls.__module__})
+        if not abstract:
+            with _registry_lock:
+                key = cls._meta.key
+                _registry[key] = cls
+                names = _by_name.setdefault(name, [])
+                if key not in names:
+                    names.append(key)
+        return cls
+
+
+def _copy_field(field: Field) -> Field:
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    return clone
+
+
+class ForwardRelation:
+    """``book.author``: the related instance, fetched on first access and cached."""
+
+    def __init__(self, field: ForeignKey) -> None:
+        self.field = field
+        self.cache_name = "_cache_" + field.name
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        try:
+            return instance.__dict__[self.cache_name]
+        except KeyError:
+            pass
+        value = instance.__dict__.get(self.field.attname)
+        related = None
+        if value is not None:
+            related = self.field.target.objects.using(instance._db).get(pk=value)
+        instance.__dict__[self.cache_name] = related
+        return related
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        if value is None:
+            if not self.field.null:
+                raise FieldError(f"{self.field!r} cannot be None (null=False)")
+            instance.__dict__[self.field.attname] = None
+        else:
+            instance.__dict__[self.field.attname] = self.field.to_python(value)
+            if isinstance(value, self.field.target):
+                instance.__dict__[self.cache_name] = value
+                return
+        instance.__dict__.pop(self.cache_name, None)
+
+
+class Model(metaclass=ModelBase):
+    """Base class of user models: ``class Book(Model): title = fields.CharField(max_length=80)``."""
+
+    _meta: ClassVar[Options]
+    DoesNotExist: ClassVar[type[errors.ObjectDoesNotExist]]
+    MultipleObjectsReturned: ClassVar[type[errors.MultipleObjectsReturned]]
+    _db: str | None = None
+    _adding = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        meta = self._meta
+        if meta.abstract:
+            raise TypeError(f"{type(self).__name__} is abstract")
+        d = self.__dict__
+        self._adding = True
+        given = dict(kwargs)
+        for field in meta.fields:
+            if field.name in given or field.attname in given:
+                key = field.name if field.name in given else field.attname
+                value = given.pop(key)
+                if field.is_relation and key == field.name:
+                    setattr(self, field.name, value)
+                    continue
+            else:
+                value = field.get_default()
+            d[field.attname] = None if value is None else field.to_attr(value)
+        if given:
+            bad = sorted(given)[0]
+            raise FieldError(
+                f"{type(self).__name__}() got an unknown field {bad!r}"
+                + suggest(bad, [*meta.by_name, *meta.by_attname])
+            )
+
+    @property
+    def pk(self) -> Any:
+        return self.__dict__.get(self._meta.pk.attname)
+
+    @pk.setter
+    def pk(self, value: Any) -> None:
+        self.__dict__[self._meta.pk.attname] = value
+
+    def save(self, using: str | None = None) -> None:
+        """Insert the row, or update it if it was loaded or saved before."""
+        from .plan import engine
+
+        engine().save_instance(self, using)
+
+    def delete(self, using: str | None = None) -> int:
+        """Delete this row; returns the number of rows deleted."""
+        if self.pk is None:
+            raise FieldError(f"{type(self).__name__} instance has no primary key; save it first")
+        count = type(self).objects.using(using or self._db).filter(pk=self.pk).delete()
+        self.pk = None if self._meta.pk.auto else self.pk
+        self._adding = True
+        return count
+
+    def refresh_from_db(self, using: str | None = None) -> None:
+        fresh = type(self).objects.using(using or self._db).get(pk=self.pk)
+        self.__dict__.update({a: fresh.__dict__[a] for a in self._meta.attnames})
+        for name in [k for k in self.__dict__ if k.startswith("_cache_")]:
+            del self.__dict__[name]
+
+    def values(self) -> dict[str, Any]:
+        """The row as a dict by attname."""
+        return {a: self.__dict__.get(a) for a in self._meta.attnames}
+
+    def __eq__(self, other: Any) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        if self.pk is None:
+            return self is other
+        return self.pk == other.pk
+
+    def __hash__(self) -> int:
+        if self.pk is None:
+            raise TypeError("unsaved model instances are unhashable")
+        return hash((type(self), self.pk))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.pk!r}>"
+
+    def __iter__(self) -> Iterator[Any]:  # pragma: no cover - guard against list(instance)
+        raise TypeError(f"{type(self).__name__} instances are not iterable")
+
+    @classmethod
+    def _from_row(cls, attnames: tuple[str, ...], row: Any, db: str) -> "Model":
+        obj = cls.__new__(cls)
+        d = dict(zip(attnames, row))
+        d["_db"] = db
+        obj.__dict__ = d
+        return obj
+

@@ -1,0 +1,478 @@
+"""The ``Plan``: an immutable, picklable record of the commands that built a query.
+
+A plan holds its model's registry key, a tuple of plain records and an optional
+alias; every method returns a new plan. Nothing here touches a connection: running
+a plan goes through the engine that ``qplan.execution`` installs (``set_engine``),
+so this layer imports nothing from the execution or backend layers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
+
+from . import records as R
+from .errors import FieldError, PlanError
+from .expressions import Aggregate, Combined, F, Q
+from .models import Model, get_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Options
+
+FORMAT_VERSION = 1
+
+# Records after which nothing may be chained: they are what the plan does.
+TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
+WRITES = frozenset({"update", "delete", "insert"})
+
+EXPRESSIONS = (F, Combined, Aggregate)
+
+_engine: Any = None
+
+
+def set_engine(engine: Any) -> None:
+    """Install the object that compiles and runs plans (done by ``qplan.execution``)."""
+    global _engine
+    _engine = engine
+
+
+def engine() -> Any:
+    if _engine is None:  # pragma: no cover - qplan/__init__ always installs it
+        from . import execution  # noqa: F401
+    return _engine
+
+
+class Compiled(NamedTuple):
+    """A compiled plan: unpacks as ``sql, params`` in the driver's paramstyle."""
+
+    sql: str
+    params: tuple
+
+
+class Plan:
+    """An immutable query plan over one model; see the module docstring."""
+
+    __slots__ = ("_key", "_records", "_alias", "_meta", "_shape", "_values", "_hash")
+
+    def __init__(self, model: type[Model] | str, records: tuple = (), alias: str | None = None):
+        model_cls = get_model(model) if isinstance(model, str) else model
+        if not (isinstance(model_cls, type) and issubclass(model_cls, Model)):
+            raise TypeError(f"Plan() takes a model class or its registry key, got {model!r}")
+        if alias is not None and not isinstance(alias, str):
+            raise TypeError(f"an alias is a str, got {alias!r}")
+        self._meta = model_cls._meta
+        self._key = self._meta.key
+        self._records = tuple(records)
+        self._alias = alias
+        self._shape = self._values = self._hash = None
+
+    # --- value semantics ---------------------------------------------------------------------
+
+    def _derive(self, records: tuple, alias: str | None) -> "Plan":
+        new = object.__new__(Plan)
+        new._key = self._key
+        new._meta = self._meta
+        new._records = records
+        new._alias = alias
+        new._shape = new._values = new._hash = None
+        return new
+
+    def _add(self, record: tuple) -> "Plan":
+        if self._records and self._records[-1][0] in TERMINAL:
+            raise PlanError(f"cannot add {record[0]}() to a plan that ends in {self._records[-1][0]}()")
+        return self._derive(self._records + (record,), self._alias)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return (
+            self._key == other._key
+            and self._alias == other._alias
+            and self._records == other._records
+        )
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = self._hash = hash((self._key, self._records, self._alias))
+        return h
+
+    def __reduce__(self) -> tuple:
+        return (_restore, (FORMAT_VERSION, self._key, self._records, self._alias))
+
+    def __copy__(self) -> "Plan":
+        return self
+
+    def __deepcopy__(self, memo: Any) -> "Plan":
+        return self
+
+    def __bool__(self) -> bool:
+        raise TypeError("a plan is not a result: use plan.exists(), plan.count() or list(plan)")
+
+    def __repr__(self) -> str:
+        alias = f" using {self._alias!r}" if self._alias else ""
+        body = ".".join(_describe(r) for r in self._records)
+        return f"<Plan {self._meta.model.__name__}.objects{'.' + body if body else ''}{alias}>"
+
+    # --- public, read-only view (what routers see) ---------------------------------------------
+
+    @property
+    def model(self) -> type[Model]:
+        return self._meta.model
+
+    @property
+    def alias(self) -> str | None:
+        """The alias set with ``using()``, or None when routing decides."""
+        return self._alias
+
+    @property
+    def records(self) -> tuple:
+        return self._records
+
+    @property
+    def kind(self) -> str:
+        """``"read"`` or ``"write"``."""
+        return "write" if self._records and self._records[-1][0] in WRITES else "read"
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind == "write"
+
+    def shape(self) -> tuple[Any, tuple]:
+        """``(shape, values)``: the records with values lifted out, and the values in order."""
+        shape = self._shape
+        if shape is None:
+            values: list[Any] = []
+            shape = self._shape = R.shape_of(self._records, values)
+            self._values = tuple(values)
+        return shape, self._values  # type: ignore[return-value]
+
+    # --- state derived from the records ----------------------------------------------------------
+
+    def _annotations(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for record in self._records:
+            if record[0] == "annotate":
+                out.update(record[1])
+        return out
+
+    def _ctx(self) -> R.Context:
+        return R.Context(self._meta, self._annotations() if self._has("annotate") else {})
+
+    def _has(self, op: str) -> bool:
+        for record in self._records:
+            if record[0] == op:
+                return True
+        return False
+
+    def _no_slice(self, what: str) -> None:
+        if self._has("slice"):
+            raise PlanError(f"cannot {what} a plan once a slice has been taken")
+
+    # --- building --------------------------------------------------------------------------------
+
+    def all(self) -> "Plan":
+        return self
+
+    def using(self, alias: str | None) -> "Plan":
+        """The same plan bound to ``alias`` (None: let routing decide)."""
+        if alias is not None and not isinstance(alias, str):
+            raise TypeError(f"an alias is a str, got {alias!r}")
+        if alias == self._alias:
+            return self
+        return self._derive(self._records, alias)
+
+    def filter(self, *args: Q, **kwargs: Any) -> "Plan":
+        self._no_slice("filter")
+        if not args and not kwargs:
+            return self
+        return self._add(("filter", R.condition(self._ctx(), args, kwargs)))
+
+    def exclude(self, *args: Q, **kwargs: Any) -> "Plan":
+        self._no_slice("filter")
+        if not args and not kwargs:
+            return self
+        return self._add(("exclude", R.condition(self._ctx(), args, kwargs)))
+
+    def order_by(self, *names: str) -> "Plan":
+        self._no_slice("reorder")
+        ctx = self._ctx()
+        canonical = []
+        for name in names:
+            if not isinstance(name, str) or not name.lstrip("-"):
+                raise FieldError(f"{ctx.who}: order_by() takes field names, got {name!r}")
+            if name == "?":
+                raise FieldError(f"{ctx.who}: random ordering ('?') is not supported")
+            desc = name.startswith("-")
+            path, _ = ctx.path(name.lstrip("-"))
+            canonical.append("-" + path if desc else path)
+        return self._add(("order_by", tuple(canonical)))
+
+    def reverse(self) -> "Plan":
+        """The same plan in the opposite order (by primary key when none was given)."""
+        self._no_slice("reorder")
+        order = self._ordering() or (self._meta.pk.name,)
+        return self._add(("order_by", tuple(n[1:] if n[0] == "-" else "-" + n for n in order)))
+
+    def _ordering(self) -> tuple[str, ...]:
+        for record in reversed(self._records):
+            if record[0] == "order_by":
+                return record[1]
+        return ()
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, slice):
+            if key.step not in (None, 1):
+                raise PlanError(f"slices with a step are not supported: [{key.start}:{key.stop}:{key.step}]")
+            start, stop = key.start, key.stop
+            for bound in (start, stop):
+                if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
+                    raise PlanError(f"slice bounds must be integers, got {bound!r}")
+                if bound is not None and bound < 0:
+                    raise PlanError(f"negative slicing is not supported: [{start}:{stop}]")
+            return self._slice(start or 0, stop)
+        if isinstance(key, int) and not isinstance(key, bool):
+            if key < 0:
+                raise PlanError(f"negative indexing is not supported: [{key}]")
+            rows = list(self._slice(key, key + 1))
+            if not rows:
+                raise IndexError(f"plan index {key} out of range")
+            return rows[0]
+        raise TypeError(f"plan indices must be integers or slices, not {type(key).__name__}")
+
+    def _slice(self, start: int, stop: int | None) -> "Plan":
+        records = self._records
+        offset, limit = start, (None if stop is None else max(stop - start, 0))
+        if records and records[-1][0] == "slice":  # slicing a slice narrows it
+            old_offset = records[-1][1][1] if records[-1][1] else 0
+            old_limit = records[-1][2][1] if records[-1][2] else None
+            offset = old_offset + start
+            if old_limit is not None:
+                end = old_limit if stop is None else min(stop, old_limit)
+                limit = max(end - start, 0)
+            records = records[:-1]
+        elif self._has("slice"):
+            raise PlanError("cannot slice a plan again after other commands followed a slice")
+        elif records and records[-1][0] in TERMINAL:
+            raise PlanError(f"cannot slice a plan that ends in {records[-1][0]}()")
+        record = ("slice", (R.VALUE, offset) if offset else None,
+                  None if limit is None else (R.VALUE, limit))
+        return self._derive(records + (record,), self._alias)
+
+    def values(self, *names: str) -> "Plan":
+        return self._add(("values", self._value_names(names)))
+
+    def values_list(self, *names: str, flat: bool = False, named: bool = False) -> "Plan":
+        if flat and len(names) != 1:
+            raise PlanError("values_list(flat=True) takes exactly one field")
+        if flat and named:
+            raise PlanError("values_list() takes flat=True or named=True, not both")
+        return self._add(("values_list", self._value_names(names), bool(flat), bool(named)))
+
+    def _value_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        ctx = self._ctx()
+        if not names:
+            return tuple(f.attname for f in self._meta.fields) + tuple(ctx.annotations)
+        out = []
+        for name in names:
+            if not isinstance(name, str):
+                raise FieldError(f"{ctx.who}: values() takes field names, got {name!r}")
+            path, field = ctx.path(name)
+            if field is not None and SEP not in path and field.is_relation and name == field.attname:
+                path = field.attname
+            out.append(path)
+        return tuple(out)
+
+    def distinct(self) -> "Plan":
+        return self._add(("distinct",))
+
+    def annotate(self, *args: Aggregate, **kwargs: Any) -> "Plan":
+        ctx = self._ctx()
+        named = dict(_aggregate_names(args))
+        named.update(kwargs)
+        items = []
+        for name, expr in named.items():
+            if name in self._meta.by_name or name in self._meta.by_attname:
+                raise FieldError(f"{ctx.who}: annotation {name!r} clashes with a field")
+            record = R.expression(ctx, expr)
+            items.append((name, record))
+            ctx.annotations[name] = record
+        return self._add(("annotate", tuple(items)))
+
+    # --- writes held as plans --------------------------------------------------------------------
+
+    def update_plan(self, **kwargs: Any) -> "Plan":
+        """An update held unevaluated: ``plan.update_plan(x=1).execute()`` returns the row count."""
+        self._no_slice("update")
+        if not kwargs:
+            raise PlanError("update() needs at least one field=value")
+        ctx = self._ctx()
+        items = []
+        for name, value in sorted(kwargs.items()):
+            field = self._meta.get_field(name)
+            if isinstance(value, EXPRESSIONS):
+                node = R.expression(ctx, value)
+                if R.has_aggregate(node):
+                    raise FieldError(f"{ctx.who}.{name}: cannot update to an aggregate")
+            else:
+                node = (R.VALUE, field.clean_write(value))
+            items.append((field.name, node))
+        return self._add(("update", tuple(items)))
+
+    def delete_plan(self) -> "Plan":
+        """A delete held unevaluated: ``plan.delete_plan().execute()`` returns the row count."""
+        self._no_slice("delete")
+        if self._has("distinct") or self._has("values") or self._has("values_list"):
+            raise PlanError("cannot delete() after values() or distinct()")
+        return self._add(("delete",))
+
+    def create_plan(self, **kwargs: Any) -> "Plan":
+        """An insert of one row held unevaluated; ``execute()`` returns the new primary keys."""
+        return self.bulk_create_plan([self.model(**kwargs)])
+
+    def bulk_create_plan(self, objs: Any) -> "Plan":
+        objs = list(objs)
+        if self._records:
+            raise PlanError("create() and bulk_create() start from Model.objects, not a filtered plan")
+        fields = self._meta.fields
+        for obj in objs:
+            if not isinstance(obj, self.model):
+                raise FieldError(f"bulk_create() takes {self.model.__name__} instances, got {obj!r}")
+        pk = self._meta.pk
+        with_pk = [obj.pk is not None for obj in objs]
+        if any(with_pk) and not all(with_pk):
+            raise PlanError("bulk_create(): give a primary key to every object or to none")
+        cols = tuple(f for f in fields if not (f is pk and pk.auto and not any(with_pk)))
+        rows = tuple(
+            tuple((R.VALUE, f.clean_write(obj.__dict__.get(f.attname))) for f in cols) for obj in objs
+        )
+        return self._add(("insert", tuple(f.name for f in cols), rows))
+
+    # --- running ---------------------------------------------------------------------------------
+
+    def execute(self, using: str | None = None) -> Any:
+        """Run the plan: rows for a read, a row count for update/delete, pks for an insert."""
+        return engine().execute(self, using)
+
+    def compile(self, dialect: str | None = None) -> Compiled:
+        """SQL and parameters for ``'sqlite'``, ``'postgresql'`` or ``'mysql'`` (default: the alias's)."""
+        return engine().compile(self, dialect)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(engine().execute(self, None))
+
+    def iterator(self, chunk_size: int = 2000) -> Iterator[Any]:
+        """Stream the rows in chunks instead of fetching them all at once."""
+        return engine().stream(self, chunk_size)
+
+    def count(self) -> int:
+        return engine().execute(self._add(("count",)), None)
+
+    def exists(self) -> bool:
+        return engine().execute(self._add(("exists",)), None)
+
+    def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        named = dict(_aggregate_names(args))
+        named.update(kwargs)
+        if not named:
+            raise PlanError("aggregate() needs at least one aggregate")
+        ctx = self._ctx()
+        items = []
+        for name, agg in named.items():
+            record = R.expression(ctx, agg)
+            if not R.has_aggregate(record):
+                raise FieldError(f"{ctx.who}: aggregate({name}=...) is not an aggregate: {agg!r}")
+            items.append((name, record))
+        return engine().execute(self._add(("aggregate", tuple(items))), None)
+
+    def get(self, *args: Q, **kwargs: Any) -> Any:
+        plan = self.filter(*args, **kwargs) if args or kwargs else self
+        return engine().get(plan)
+
+    def first(self) -> Any:
+        plan = self if self._ordering() or self._has("slice") else self.order_by(self._meta.pk.name)
+        rows = list(plan[:1])
+        return rows[0] if rows else None
+
+    def last(self) -> Any:
+        rows = list(self.reverse()[:1])
+        return rows[0] if rows else None
+
+    def update(self, **kwargs: Any) -> int:
+        return engine().execute(self.update_plan(**kwargs), None)
+
+    def delete(self) -> int:
+        return engine().execute(self.delete_plan(), None)
+
+    def create(self, **kwargs: Any) -> Model:
+        obj = self.model(**kwargs)
+        engine().save_instance(obj, self._alias, force_insert=True)
+        return obj
+
+    def bulk_create(self, objs: Any, batch_size: int | None = None) -> list[Model]:
+        objs = list(objs)
+        engine().bulk_create(self, objs, batch_size)
+        return objs
+
+
+SEP = R.SEP
+
+
+def _aggregate_names(args: tuple) -> list[tuple[str, Any]]:
+    out = []
+    for arg in args:
+        if not isinstance(arg, Aggregate):
+            raise PlanError(f"positional arguments must be aggregates, got {arg!r}")
+        out.append((arg.default_alias, arg))
+    return out
+
+
+def _describe(record: tuple) -> str:
+    op = record[0]
+    if op == "slice":
+        start = record[1][1] if record[1] else 0
+        stop = "" if record[2] is None else start + record[2][1]
+        return f"[{start}:{stop}]"
+    return f"{op}{record[1:]!r}" if len(record) > 1 else f"{op}()"
+
+
+def _restore(version: int, key: str, records: tuple, alias: str | None) -> Plan:
+    """Rebuild a pickled plan (the target of ``Plan.__reduce__``; payloads check it first)."""
+    if version != FORMAT_VERSION:
+        raise PlanError(
+            f"plan format version {version!r} is not supported by this qplan "
+            f"(it reads version {FORMAT_VERSION})"
+        )
+    if not isinstance(key, str) or not (alias is None or isinstance(alias, str)):
+        raise PlanError("a plan payload names its model and alias with strings")
+    if type(records) is not tuple or not all(type(r) is tuple and r and isinstance(r[0], str)
+                                             for r in records):
+        raise PlanError("a plan payload's records must be tuples of plain values")
+    _check_plain(records)
+    return Plan(key, records, alias)
+
+
+def _check_plain(node: Any) -> None:
+    """Refuse anything but tuples of plain values inside records (lists, dicts, sets...)."""
+    if type(node) is tuple:
+        for child in node:
+            _check_plain(child)
+    elif not isinstance(node, R.PLAIN_TYPES) or type(node).__module__ not in ("builtins", "decimal", "datetime"):
+        raise PlanError(f"a plan payload holds a {type(node).__name__}, which plans never hold")
+
+
+class PlanDescriptor:
+    """``Model.objects``: the model's root plan, made once per model."""
+
+    def __get__(self, instance: Any, owner: type[Model]) -> Plan:
+        if instance is not None:
+            raise AttributeError("objects is reachable from the model class, not from instances")
+        meta = owner._meta
+        if meta.abstract:
+            raise AttributeError(f"{owner.__name__} is abstract and has no objects")
+        root = meta.root_plan
+        if root is None or root._meta is not meta:
+            root = meta.root_plan = Plan(owner)
+        return root
+
+
+Model.objects = PlanDescriptor()  # type: ignore[attr-defined]

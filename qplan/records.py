@@ -1,0 +1,260 @@
+"""Normalise what the user wrote into plain tuple records, checking it against the model.
+
+Record grammar (everything is a tuple of plain values):
+
+    condition  := (path, lookup, rhs)            a leaf; path is "field" or "fk__field"
+                | ("&", (condition, ...))        all of
+                | ("|", (condition, ...))        any of
+                | ("!", condition)               not
+    rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
+    expression := ("=", value) | ("F", path) | (op, expression, expression)
+                | ("agg", function, expression | "*", distinct)
+
+A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
+field or lookup name, so the shape of a plan is its records with every value node
+replaced by a slot (see ``shape_of``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+from typing import Any, Iterable
+
+from .errors import FieldError, suggest
+from .expressions import ARITHMETIC, Aggregate, Combined, F, Q
+from .fields import BooleanField, Field, ForeignKey
+
+SEP = "__"
+VALUE = "="
+PLAIN_TYPES = (str, int, float, decimal.Decimal, _dt.datetime, _dt.date, _dt.time, bytes,
+               bool, type(None))
+LOOKUP_NAMES = (
+    "exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith",
+    "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull",
+)
+AGGREGATES = ("count", "sum", "avg", "min", "max")
+
+
+# --- paths -------------------------------------------------------------------------------
+
+def resolve_path(meta: Any, parts: list[str], who: str) -> tuple[str, Field]:
+    """Follow field names (through foreign keys) to a field; return the canonical path."""
+    names: list[str] = []
+    field: Field | None = None
+    current = meta
+    for i, part in enumerate(parts):
+        if field is not None:
+            if not isinstance(field, ForeignKey):
+                raise FieldError(
+                    f"{who}: {field.model.__name__}.{field.name} is not a relation, "
+                    f"cannot follow it to {part!r}"
+                )
+            current = field.target._meta
+            if part in ("pk", current.pk.name) and i == len(parts) - 1:
+                break  # fk__id is the local fk column: no join needed
+        field = current.get_field(part) if part != "pk" else current.pk
+        names.append(field.name)
+    assert field is not None
+    return SEP.join(names), field
+
+
+def field_for_path(meta: Any, path: str) -> Field:
+    """The field a canonical path ends on (used by the compiler)."""
+    return resolve_path(meta, path.split(SEP), meta.model.__name__)[1]
+
+
+class Context:
+    """What normalisation needs besides the model: the annotations made so far."""
+
+    __slots__ = ("meta", "annotations")
+
+    def __init__(self, meta: Any, annotations: dict[str, Any]) -> None:
+        self.meta = meta
+        self.annotations = annotations
+
+    @property
+    def who(self) -> str:
+        return self.meta.model.__name__
+
+    def path(self, name: str) -> tuple[str, Field | None]:
+        """Canonical path and field of ``name``; annotations give ``(name, None)``."""
+        if name in self.annotations:
+            return name, None
+        try:
+            return resolve_path(self.meta, name.split(SEP), self.who)
+        except FieldError as exc:
+            if SEP not in name and self.annotations:
+                raise FieldError(
+                    f"{self.who} has no field or annotation {name!r}"
+                    + suggest(name, [*self.meta.by_name, *self.annotations])
+                ) from None
+            raise exc
+
+
+# --- values and expressions ----------------------------------------------------------------
+
+def plain(value: Any, who: str) -> Any:
+    """A plain value for a value node, or ``FieldError``."""
+    if isinstance(value, PLAIN_TYPES):
+        return value
+    if isinstance(value, tuple) and all(isinstance(v, PLAIN_TYPES) for v in value):
+        return value
+    raise FieldError(f"{who}: {type(value).__name__} {value!r} is not a plain value")
+
+
+def expression(ctx: Context, value: Any, field: Field | None = None) -> tuple:
+    """An expression record for ``F``/arithmetic/aggregate/plain ``value``."""
+    if isinstance(value, F):
+        return ("F", ctx.path(value.name)[0])
+    if isinstance(value, Combined):
+        if value.op not in ARITHMETIC:
+            raise FieldError(f"{ctx.who}: unknown operator {value.op!r}")
+        return (value.op, expression(ctx, value.lhs), expression(ctx, value.rhs))
+    if isinstance(value, Aggregate):
+        arg = "*" if value.expr == "*" else expression(ctx, value.expr)
+        if arg == "*" and value.function != "count":
+            raise FieldError(f"{ctx.who}: {type(value).__name__}('*') is not allowed")
+        if isinstance(arg, tuple) and arg[0] == "agg":
+            raise FieldError(f"{ctx.who}: cannot nest aggregate {value!r}")
+        return ("agg", value.function, arg, value.distinct)
+    if isinstance(value, Q):
+        raise FieldError(f"{ctx.who}: a Q object is a condition, not a value")
+    if field is not None and value is not None:
+        return (VALUE, field.clean(value))
+    return (VALUE, plain(value, ctx.who))
+
+
+def has_aggregate(node: Any) -> bool:
+    """True when an expression record contains an aggregate."""
+    if not isinstance(node, tuple) or not node or node[0] == VALUE:
+        return False
+    return node[0] == "agg" or any(has_aggregate(n) for n in node[1:])
+
+
+# --- conditions ------------------------------------------------------------------------------
+
+def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str) -> Any:
+    """The rhs of a leaf: a value node, an expression, or a structural bool."""
+    if isinstance(value, (F, Combined, Aggregate)):
+        if lookup in ("in", "range", "isnull"):
+            raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")
+        return expression(ctx, value)
+    if lookup == "isnull":
+        if not isinstance(value, bool):
+            raise FieldError(f"{ctx.who}.{key}: isnull takes True or False, got {value!r}")
+        return value
+    if lookup == "in":
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise FieldError(f"{ctx.who}.{key}: 'in' takes a list of values, got {value!r}")
+        return (VALUE, tuple(field.clean(v) for v in value if v is not None))
+    if lookup == "range":
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise FieldError(f"{ctx.who}.{key}: 'range' takes (low, high), got {value!r}")
+        pair = tuple(value)
+        if len(pair) != 2 or None in pair:
+            raise FieldError(f"{ctx.who}.{key}: 'range' takes (low, high), got {value!r}")
+        return (VALUE, (field.clean(pair[0]), field.clean(pair[1])))
+    if value is None:
+        raise FieldError(f"{ctx.who}.{key}: None is only allowed with exact, iexact and isnull")
+    cleaned = field.clean(value)
+    if lookup == "exact" and isinstance(field, BooleanField):
+        return cleaned  # structural: compiles to a bare column, which indexes well
+    return (VALUE, cleaned)
+
+
+def leaf(ctx: Context, key: str, value: Any) -> tuple:
+    """One keyword lookup (``author__name__icontains='x'``) as a leaf record."""
+    cache_key = key if not ctx.annotations else None
+    parsed = ctx.meta.lookup_cache.get(cache_key) if cache_key else None
+    if parsed is None:
+        parts = key.split(SEP)
+        lookup = "exact"
+        if len(parts) > 1 and parts[-1] in LOOKUP_NAMES:
+            lookup = parts.pop()
+        elif len(parts) > 1:
+            _check_last_part(ctx, parts, key)
+        path, field = ctx.path(SEP.join(parts))
+        if field is not None and lookup not in field.lookups:
+            raise FieldError(
+                f"{ctx.who}.{path}: lookup {lookup!r} is not supported for "
+                f"{field.internal_type}" + suggest(lookup, field.lookups)
+            )
+        parsed = (path, lookup, field)
+        if cache_key:
+            ctx.meta.lookup_cache[cache_key] = parsed
+    path, lookup, field = parsed
+    if field is None:  # an annotation: compare with plain values
+        if value is None:
+            return (path, "isnull", True)
+        return (path, lookup, _lookup_value(ctx, _ANY, lookup, value, key))
+    if value is None and lookup in ("exact", "iexact"):
+        return (path, "isnull", True)
+    return (path, lookup, _lookup_value(ctx, field, lookup, value, key))
+
+
+def _check_last_part(ctx: Context, parts: list[str], key: str) -> None:
+    """Name an unknown lookup as such (``age__gtee``) rather than as an unknown field."""
+    try:
+        ctx.path(SEP.join(parts))
+    except FieldError:
+        _, field = ctx.path(SEP.join(parts[:-1]))
+        if field is None or not isinstance(field, ForeignKey):
+            choices = field.lookups if field is not None else LOOKUP_NAMES
+            raise FieldError(
+                f"{ctx.who}: unknown lookup {parts[-1]!r} in {key!r}" + suggest(parts[-1], choices)
+            ) from None
+        raise
+
+
+class _AnyValue(Field):
+    """Stands in for the field of an annotation: accepts any plain value."""
+
+    def to_python(self, value: Any) -> Any:
+        return plain(value, "annotation")
+
+
+_ANY = _AnyValue()
+_ANY.name = "annotation"
+
+
+def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
+    """``filter``/``exclude`` arguments as one condition record."""
+    children = [q_record(ctx, q) for q in args]
+    for arg in args:
+        if not isinstance(arg, Q):
+            raise FieldError(f"{ctx.who}: filter() takes Q objects and keyword lookups, got {arg!r}")
+    children.extend(leaf(ctx, k, v) for k, v in sorted(kwargs.items()))
+    if len(children) == 1:
+        return children[0]
+    return ("&", tuple(children))
+
+
+def q_record(ctx: Context, q: Any) -> tuple:
+    if not isinstance(q, Q):
+        raise FieldError(f"{ctx.who}: expected a Q object, got {q!r}")
+    children = tuple(
+        q_record(ctx, c) if isinstance(c, Q) else leaf(ctx, c[0], c[1]) for c in q.children
+    )
+    node = children[0] if len(children) == 1 else (q.connector, children)
+    return ("!", node) if q.negated else node
+
+
+# --- shapes -------------------------------------------------------------------------------------
+
+SLOT = "?"
+
+
+def shape_of(node: Any, values: list[Any]) -> Any:
+    """``node`` with each value node replaced by a slot; appends the values in walk order.
+
+    A scalar's slot is its Python type (the SQL may depend on it, as for integer
+    division); a tuple's slot is ``("?", length)``, its number of placeholders.
+    """
+    if type(node) is not tuple:
+        return node
+    if node and node[0] == VALUE and len(node) == 2:
+        v = node[1]
+        values.append(v)
+        return (SLOT, len(v)) if type(v) is tuple else type(v)
+    return tuple([shape_of(child, values) for child in node])

@@ -1,0 +1,175 @@
+"""Database settings by alias: ``configure()``, adding and removing aliases at run time.
+
+An alias maps to a dict in Django's shape or to a URL; both are normalised into one
+plain dict per alias (``ENGINE`` is always ``sqlite``, ``postgresql`` or ``mysql``).
+Listeners (the connection registry, caches) are told when an alias changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import ConfigurationError, suggest
+
+DEFAULT_ALIAS = "default"
+
+# Accepted spellings of an engine, by their last dotted part (so Django's
+# "django.db.backends.postgresql" works too).
+ENGINES = {
+    "sqlite": "sqlite",
+    "sqlite3": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "postgresql_psycopg2": "postgresql",
+    "psycopg2": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "pymysql": "mysql",
+}
+
+KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+
+_lock = threading.RLock()
+_databases: dict[str, dict[str, Any]] = {}
+_options: dict[str, Any] = {"routers": (), "signing_key": None}
+_listeners: list[Callable[[str], None]] = []
+
+
+def _engine(value: Any, alias: str) -> str:
+    key = str(value or "").rsplit(".", 1)[-1].lower()
+    if key not in ENGINES:
+        raise ConfigurationError(
+            f"database {alias!r}: unknown ENGINE {value!r}" + suggest(key, ENGINES)
+        )
+    return ENGINES[key]
+
+
+def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
+    """Turn ``scheme://user:pw@host:port/name?opt=v`` into a settings dict."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"database {alias!r}: {url!r} is not a URL (scheme://...)")
+    engine = _engine(scheme.split("+", 1)[0], alias)
+    if engine == "sqlite":
+        # sqlite:///relative.db, sqlite:////abs/path.db, sqlite://:memory:
+        path, _, query = rest.partition("?")
+        name = path[1:] if path.startswith("/") else path
+        if name in ("", ":memory:"):
+            name = ":memory:"
+        return {"ENGINE": engine, "NAME": unquote(name), "OPTIONS": dict(parse_qsl(query))}
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"database {alias!r}: bad port in {url!r}") from exc
+    return {
+        "ENGINE": engine,
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": port,
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }
+
+
+def normalise(alias: str, spec: str | Mapping[str, Any]) -> dict[str, Any]:
+    """One alias's settings as a complete dict with a canonical ``ENGINE``."""
+    if isinstance(spec, str):
+        spec = parse_url(spec, alias)
+    elif not isinstance(spec, Mapping):
+        raise ConfigurationError(
+            f"database {alias!r}: expected a URL or a dict, got {type(spec).__name__}"
+        )
+    unknown = set(spec) - set(KEYS)
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise ConfigurationError(f"database {alias!r}: unknown key {bad!r}" + suggest(bad, KEYS))
+    out: dict[str, Any] = {
+        "ENGINE": _engine(spec.get("ENGINE"), alias),
+        "NAME": spec.get("NAME") or "",
+        "USER": spec.get("USER") or "",
+        "PASSWORD": spec.get("PASSWORD") or "",
+        "HOST": spec.get("HOST") or "",
+        "PORT": int(spec["PORT"]) if spec.get("PORT") not in (None, "") else None,
+        "OPTIONS": dict(spec.get("OPTIONS") or {}),
+    }
+    if out["ENGINE"] == "sqlite" and not out["NAME"]:
+        raise ConfigurationError(f"database {alias!r}: sqlite needs a NAME (a path or ':memory:')")
+    return out
+
+
+def _changed(aliases: Iterable[str]) -> None:
+    for alias in aliases:
+        for listener in list(_listeners):
+            listener(alias)
+
+
+def configure(
+    databases: Mapping[str, str | Mapping[str, Any]] | None = None,
+    *,
+    routers: Iterable[Any] | None = None,
+    signing_key: str | bytes | None = None,
+    compile_cache_size: int | None = None,
+) -> None:
+    """Set the databases (replacing all aliases) and the optional router chain."""
+    with _lock:
+        if databases is not None:
+            new = {alias: normalise(alias, spec) for alias, spec in databases.items()}
+            old = set(_databases)
+            _databases.clear()
+            _databases.update(new)
+            _changed(old | set(new))
+        if routers is not None:
+            _options["routers"] = tuple(routers)
+        if signing_key is not None:
+            _options["signing_key"] = signing_key
+    if compile_cache_size is not None:
+        from .compiler import cache
+
+        cache.resize(compile_cache_size)
+
+
+def add_database(alias: str, spec: str | Mapping[str, Any]) -> None:
+    """Add or replace one alias at run time; open connections to it are closed."""
+    settings = normalise(alias, spec)
+    with _lock:
+        _databases[alias] = settings
+        _changed([alias])
+
+
+def remove_database(alias: str) -> None:
+    """Remove an alias at run time, closing its connections."""
+    with _lock:
+        if alias not in _databases:
+            raise ConfigurationError(f"unknown database alias {alias!r}" + suggest(alias, _databases))
+        del _databases[alias]
+        _changed([alias])
+
+
+def database(alias: str) -> dict[str, Any]:
+    """The normalised settings of ``alias``; ``ConfigurationError`` naming the known aliases."""
+    try:
+        return _databases[alias]
+    except KeyError:
+        known = ", ".join(sorted(_databases)) or "none configured"
+        raise ConfigurationError(
+            f"unknown database alias {alias!r} (known aliases: {known})"
+        ) from None
+
+
+def databases() -> dict[str, dict[str, Any]]:
+    """A copy of every alias's settings."""
+    with _lock:
+        return {alias: dict(spec) for alias, spec in _databases.items()}
+
+
+def option(name: str) -> Any:
+    return _options[name]
+
+
+def on_change(listener: Callable[[str], None]) -> None:
+    """Call ``listener(alias)`` whenever an alias is added, replaced or removed."""
+    _listeners.append(listener)
