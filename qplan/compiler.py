@@ -284,7 +284,7 @@ class Builder:
     def leaf(self, node: tuple, negated: bool) -> tuple[exp.Expression, bool]:
         path, lookup, rhs = node
         lhs = self.column(path)
-        target = self.compare(lhs)
+        target = lhs.sql
         rhs_ref: Ref | None = None
         if lookup == "isnull":
             sql = exp.Is(this=lhs.sql, expression=exp.Null())
@@ -298,16 +298,16 @@ class Builder:
             if rhs.count == 0:
                 return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(0)), False
             sql = exp.In(this=target, expressions=[self.param(rhs, i) for i in range(rhs.count)])
-        elif lookup == "range":
-            sql = exp.Between(this=target, low=self.param(rhs, 0), high=self.param(rhs, 1))
+        elif lookup == "range":  # ordering comparisons use code-point order for text
+            sql = exp.Between(this=self.compare(lhs), low=self.param(rhs, 0), high=self.param(rhs, 1))
         else:
             rhs_ref = self.expr(rhs)
             if lookup == "exact":
-                sql = exp.EQ(this=target, expression=self.compare(rhs_ref))
+                sql = exp.EQ(this=target, expression=rhs_ref.sql)
             elif lookup == "iexact":
                 sql = self.backend.iexact(lhs.sql, rhs_ref.sql)
             else:
-                sql = COMPARISONS[lookup](this=target, expression=self.compare(rhs_ref))
+                sql = COMPARISONS[lookup](this=self.compare(lhs), expression=rhs_ref.sql)
         if negated:  # keep NOT two-valued: a NULL never makes a row vanish from exclude()
             for ref in (lhs, rhs_ref):
                 if ref is not None and ref.nullable:
@@ -391,15 +391,14 @@ class Builder:
             select = select.having(*self.having, copy=False)
         return select
 
-    def ordered(self, select: exp.Select) -> exp.Select:
+    def order_terms(self) -> list[exp.Ordered]:
+        """ORDER BY terms; resolved before FROM is built, since they may add joins."""
         terms = []
         for name in self.order:
             desc = name.startswith("-")
             ref = self.column(name.lstrip("-"))
             terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=not desc))
-        if terms:
-            select = select.order_by(*terms, copy=False)
-        return select
+        return terms
 
     def paged(self, select: exp.Select) -> exp.Select:
         if self.limit is not None:
@@ -417,9 +416,12 @@ class Builder:
             isinstance(r.sql, exp.Column) and r.sql.name == k) else r.sql for k, r in pairs])
         if self.distinct:
             select.set("distinct", exp.Distinct())
+        terms = self.order_terms() if with_order else []
         select = self.group(self.filtered(self.from_(select)), pairs)
+        if terms:
+            select = select.order_by(*terms, copy=False)
         if with_order:
-            select = self.paged(self.ordered(select))
+            select = self.paged(select)
         return select
 
     def subquery(self, inner: exp.Select) -> exp.Select:

@@ -246,7 +246,9 @@ class Plan:
             old_offset = records[-1][1][1] if records[-1][1] else 0
             old_limit = records[-1][2][1] if records[-1][2] else None
             offset = old_offset + start
-            if old_limit is not None:
+            if old_limit is not None:  # stay inside the old window, as Django does
+                start = min(start, old_limit)
+                offset = old_offset + start
                 end = old_limit if stop is None else min(stop, old_limit)
                 limit = max(end - start, 0)
             records = records[:-1]

@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -25,9 +26,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 from urllib.parse import quote
 
 __all__ = [
@@ -95,7 +97,7 @@ def free_port() -> int:
         while True:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind((HOST, 0))
-                port = s.getsockname()[1]
+                port: int = s.getsockname()[1]
             if port not in _ports_given:
                 _ports_given.add(port)
                 return port
@@ -164,7 +166,8 @@ def _kill_and_wait(pidfile: Path, comm: str, sig: int, timeout: float = 30) -> N
     deadline = time.monotonic() + timeout
     while _live_pid(pidfile, comm) == pid:
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
             deadline = float("inf")
         time.sleep(0.005)
 
@@ -405,7 +408,8 @@ class PostgresCluster(_Managed):
         self._ctl_stop("primary", mode)
 
     def start_replica(self) -> None:
-        """Start the (stopped) replica; it resumes streaming from slot replica1."""
+        """Start the (stopped) replica; returns once it streams from slot replica1 again
+        (if the primary is up)."""
         self._endpoint("replica")
         self._ctl_start("replica")
 
@@ -426,12 +430,14 @@ class PostgresCluster(_Managed):
                 if done:
                     return
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"replica still {behind} bytes behind {lsn} after {timeout}s")
+                    raise TimeoutError(
+                        f"replica still {behind} bytes behind {lsn} after {timeout}s")
                 time.sleep(0.002)
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` owned by ``app`` on the primary; return its URL."""
-        self._query("primary", f'CREATE DATABASE "{_check_ident(name)}" OWNER "{self.primary.user}"')
+        name = _check_ident(name)
+        self._query("primary", f'CREATE DATABASE "{name}" OWNER "{self.primary.user}"')
         return self.primary.with_name(name).url
 
     # -- internals ----------------------------------------------------------------------------
@@ -451,7 +457,6 @@ class PostgresCluster(_Managed):
                     "(or set QPLAN_PG_BINDIR)")
         if _is_root():
             try:
-                import pwd
                 pwd.getpwnam("postgres")
             except KeyError:
                 raise ServerUnavailable(
@@ -487,6 +492,18 @@ class PostgresCluster(_Managed):
                      "start")
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n{_tail(log)}") from None
+        if which == "replica" and self._pid("primary") is not None:
+            self._wait_streaming()
+
+    def _wait_streaming(self, timeout: float = 30) -> None:
+        """Wait until the primary reports the replica as streaming (a few ms after start)."""
+        deadline = time.monotonic() + timeout
+        while (self._query("primary", "SELECT state FROM pg_stat_replication"
+                           " WHERE application_name = 'replica1'") or [None])[0] != "streaming":
+            if time.monotonic() > deadline:
+                log = self._datadir("replica").with_suffix(".log")
+                raise RuntimeError(f"replica not streaming after {timeout}s\n{_tail(log)}")
+            time.sleep(0.005)
 
     def _ctl_stop(self, which: str, mode: str) -> None:
         if self._pid(which) is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -39,12 +40,14 @@ def _ready(entry: tuple[Any, BaseException | None]) -> Any:
 
 @pytest.fixture(scope="session")
 def pg(_servers: dict[str, tuple[Any, BaseException | None]]) -> PostgresCluster:
-    return _ready(_servers["pg"])
+    server: PostgresCluster = _ready(_servers["pg"])
+    return server
 
 
 @pytest.fixture(scope="session")
 def mariadb(_servers: dict[str, tuple[Any, BaseException | None]]) -> MariaDBServer:
-    return _ready(_servers["mariadb"])
+    server: MariaDBServer = _ready(_servers["mariadb"])
+    return server
 
 
 @contextlib.contextmanager
