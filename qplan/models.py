@@ -52,7 +52,7 @@ class Options:
         self.fields: tuple[Field, ...] = tuple(fields)
         self.by_name = {f.name: f for f in fields}
         self.by_attname = {f.attname: f for f in fields}
-        self.pk: Field = next(f for f in fields if f.primary_key) if fields else None  # type: ignore
+        self.pk: Field = next((f for f in fields if f.primary_key), None)  # type: ignore[assignment]
         self.attnames = tuple(f.attname for f in fields)
         self.columns = tuple(f.column for f in fields)
         # Filled lazily by the plan layer: parsed lookups and the root plan.

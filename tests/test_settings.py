@@ -1,0 +1,80 @@
+"""Aliases from dicts and URLs; adding and removing them at run time."""
+
+from __future__ import annotations
+
+import pytest
+
+import qplan
+from qplan import settings
+
+
+@pytest.fixture(autouse=True)
+def clean():
+    yield
+    qplan.configure(databases={})
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:///rel/path.db", {"ENGINE": "sqlite", "NAME": "rel/path.db"}),
+    ("sqlite:////abs/path.db", {"ENGINE": "sqlite", "NAME": "/abs/path.db"}),
+    ("sqlite://:memory:", {"ENGINE": "sqlite", "NAME": ":memory:"}),
+    ("postgresql://app:p%40ss@db.example:5433/shop?sslmode=disable",
+     {"ENGINE": "postgresql", "NAME": "shop", "USER": "app", "PASSWORD": "p@ss", "HOST": "db.example",
+      "PORT": 5433, "OPTIONS": {"sslmode": "disable"}}),
+    ("mysql://root:pw@127.0.0.1:3307/app", {"ENGINE": "mysql", "NAME": "app", "USER": "root",
+                                            "PASSWORD": "pw", "HOST": "127.0.0.1", "PORT": 3307}),
+    ("mariadb://u@h/db", {"ENGINE": "mysql", "HOST": "h", "USER": "u", "NAME": "db"}),
+])
+def test_urls(url, expected):
+    spec = settings.normalise("x", url)
+    for key, value in expected.items():
+        assert spec[key] == value
+
+
+def test_django_shaped_dicts():
+    spec = settings.normalise("x", {"ENGINE": "django.db.backends.postgresql", "NAME": "n", "PORT": "5432"})
+    assert spec["ENGINE"] == "postgresql" and spec["PORT"] == 5432 and spec["OPTIONS"] == {}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("oracle://x/y", "unknown ENGINE 'oracle'"),
+    ({"ENGINE": "sqlite"}, "sqlite needs a NAME"),
+    ({"ENGINE": "sqlite", "NAME": "x", "PASWORD": "y"}, "unknown key 'PASWORD'; did you mean 'PASSWORD'"),
+    ("not a url", "is not a URL"),
+    ("postgresql://h:notaport/db", "bad port"),
+    (42, "expected a URL or a dict"),
+])
+def test_bad_settings(spec, message):
+    with pytest.raises(qplan.ConfigurationError, match=message):
+        qplan.configure(databases={"x": spec})
+
+
+def test_unknown_alias_names_the_known_ones():
+    qplan.configure(databases={"default": "sqlite://:memory:", "replica": "sqlite://:memory:"})
+    with pytest.raises(qplan.ConfigurationError, match=r"'nope' \(known aliases: default, replica\)"):
+        qplan.connections["nope"]
+
+
+def test_aliases_are_added_and_removed_at_run_time(tmp_path):
+    qplan.configure(databases={"default": "sqlite://:memory:"})
+    qplan.add_database("extra", f"sqlite:///{tmp_path / 'e.db'}")
+    assert "extra" in qplan.connections
+    conn = qplan.connections["extra"]
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    qplan.remove_database("extra")
+    assert "extra" not in qplan.connections and conn.raw is None  # closed
+    with pytest.raises(qplan.ConfigurationError):
+        qplan.connections["extra"]
+    with pytest.raises(qplan.ConfigurationError, match="unknown database alias 'extra'"):
+        qplan.remove_database("extra")
+
+
+def test_replacing_an_alias_reconnects_to_the_new_target(tmp_path):
+    from testmodels import Author
+
+    qplan.configure(databases={"default": f"sqlite:///{tmp_path / 'a.db'}"})
+    qplan.create_tables([Author])
+    Author.objects.create(name="a")
+    qplan.add_database("default", f"sqlite:///{tmp_path / 'b.db'}")
+    qplan.create_tables([Author])
+    assert Author.objects.count() == 0
