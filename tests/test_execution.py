@@ -352,3 +352,44 @@ def test_memory_database_is_shared_by_threads():
     finally:
         qplan.connections.close_all()
         qplan.configure(databases={})
+
+
+def test_drop_tables(db):
+    qplan.drop_tables(testmodels_all())
+    with pytest.raises(qplan.OperationalError, match="no such table"):
+        Author.objects.count()
+    qplan.drop_tables(testmodels_all(), missing_ok=True)
+    qplan.create_tables(testmodels_all())
+    qplan.create_tables(testmodels_all(), exist_ok=True)
+    assert Author.objects.count() == 0
+
+
+def testmodels_all():
+    import testmodels
+
+    return testmodels.ALL
+
+
+def test_one_evaluation_resolves_its_alias_once(tmp_path):
+    """A router asked twice may answer differently; one evaluation must not mix databases."""
+    class Flip:
+        calls = 0
+
+        def db_for_read(self, plan, **hints):
+            Flip.calls += 1
+            return ("a", "b")[Flip.calls % 2]
+
+    qplan.configure(databases={"a": f"sqlite:///{tmp_path / 'a.db'}", "b": f"sqlite:///{tmp_path / 'b.db'}"},
+                    routers=[Flip()])
+    try:
+        for alias in ("a", "b"):
+            qplan.create_tables([Author], using=alias)
+            Author.objects.using(alias).bulk_create([Author(name=f"{alias}{i}") for i in range(3)])
+        for _ in range(4):
+            names = [a.name for a in Author.objects.all()]
+            assert len({n[0] for n in names}) == 1 and len(names) == 3
+            got = Author.objects.get(name__endswith="1")
+            assert got._db == got.name[0]
+    finally:
+        qplan.connections.close_all()
+        qplan.configure(databases={}, routers=[])

@@ -236,3 +236,10 @@ def test_write_plans_pickle_too():
     assert qplan.loads(qplan.dumps(Book.objects.delete_plan())) == Book.objects.delete_plan()
     agg = Book.objects.values("author").annotate(s=Sum("pages"))
     assert pickle.loads(pickle.dumps(agg)) == agg
+
+
+def test_repr_reads_like_the_code_that_built_the_plan():
+    plan = BENCH_QUERY().using("replica")
+    assert repr(plan) == ("<Plan Book.objects.filter(is_active=True, pages__gte=30)"
+                          ".exclude(title__startswith='a').order_by('-created', 'id')[10:30]"
+                          ".using('replica')>")
