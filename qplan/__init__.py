@@ -10,12 +10,14 @@ from .connections import connection, connections
 from .errors import (ConfigurationError, DatabaseError, DataError, Error, FieldError,
                      IntegrityError, InterfaceError, InternalError, MultipleObjectsReturned,
                      NotSupportedError, ObjectDoesNotExist, OperationalError, PlanError,
-                     ProgrammingError, TransactionManagementError, UnsafePayload)
+                     ProgrammingError, RoutingError, TransactionManagementError, UnsafePayload)
 from .execution import create_tables, drop_tables
 from .expressions import Avg, Count, F, Max, Min, Q, Sum
+from .jsonplan import from_json
 from .models import Model, get_model
 from .payloads import dumps, loads
 from .plan import Compiled, Plan
+from .routing import PrimaryReplica, Random, RoundRobin
 from .settings import add_database, configure, remove_database
 from .transactions import atomic
 
@@ -25,8 +27,9 @@ __all__ = [
     "Avg", "Compiled", "ConfigurationError", "Count", "DataError", "DatabaseError", "Error", "F",
     "FieldError", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
-    "Plan", "PlanError", "ProgrammingError", "Q", "Sum", "TransactionManagementError",
+    "Plan", "PlanError", "PrimaryReplica", "ProgrammingError", "Q", "Random", "RoundRobin",
+    "RoutingError", "Sum", "TransactionManagementError",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
-    "connections", "create_tables", "drop_tables", "dumps", "fields", "get_model", "loads",
-    "remove_database",
+    "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
+    "loads", "remove_database",
 ]

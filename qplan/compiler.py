@@ -102,7 +102,8 @@ class Ref:
 class Template:
     """Compiled SQL for one shape and dialect, and how to bind values and read rows."""
 
-    __slots__ = ("sql", "binds", "adapt", "result", "columns", "decoders", "extra", "backend")
+    __slots__ = ("sql", "binds", "adapt", "result", "columns", "decoders", "extra", "backend",
+                 "related")
 
     def __init__(self, sql: str, binds: list[tuple[int, int, Any]], backend: Any, result: str,
                  columns: tuple = (), decoders: tuple = (), extra: Any = None) -> None:
@@ -114,6 +115,7 @@ class Template:
         self.columns = columns  # attnames / keys of the selected columns
         self.decoders = decoders  # ((index, function), ...) for columns that need converting
         self.extra = extra
+        self.related = False  # joins other models: routers' allow_relation is asked per run
 
     def params(self, values: tuple) -> tuple:
         adapt = self.adapt
@@ -171,6 +173,7 @@ class Builder:
         self.group_values = False  # values() came before an aggregate annotate()
         self.late: list[str] = []  # annotations made after values(): selected too
         self.allow_joins = True
+        self.order_refs: list[Ref] = []  # the references order_by() resolved to
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -206,8 +209,11 @@ class Builder:
         return self.field_ref(field, table, nullable or field.null)
 
     def field_ref(self, field: Field, table: str | None, nullable: bool) -> Ref:
-        return Ref(col(field.column, table), FIELD_KIND.get(field.internal_type),
-                   self.backend.DECODE.get(field.internal_type), nullable, field)
+        decode = self.backend.DECODE.get(field.internal_type)
+        if isinstance(field, DecimalField) and decode is not None:  # same scale on every backend
+            decode = (lambda v, f=field, d=decode: None if v is None else f.quantize(d(v)))
+        return Ref(col(field.column, table), FIELD_KIND.get(field.internal_type), decode,
+                   nullable, field)
 
     def compare(self, ref: Ref) -> exp.Expression:
         """A reference as compared and ordered: text by code point on every backend."""
@@ -227,13 +233,20 @@ class Builder:
             return self.aggregate(node)
         lhs, rhs = self.expr(node[1]), self.expr(node[2])
         kinds = {lhs.kind, rhs.kind}
-        kind = next((k for k in ("decimal", "float") if k in kinds), None) or (
+        kind = next((k for k in ("float", "decimal") if k in kinds), None) or (  # float wins
             "int" if kinds <= {"int", "bool"} else lhs.kind)
         if tag == "/":
+            divisor = self.backend.divisor(rhs.sql)
             if kind == "int":
-                sql = self.backend.int_divide(lhs.sql, rhs.sql)
+                sql = self.backend.int_divide(lhs.sql, divisor)
+            elif kind == "decimal":
+                sql = self.backend.decimal_divide(lhs.sql, divisor)
             else:
-                sql = exp.Div(this=lhs.sql, expression=rhs.sql)
+                sql = exp.Div(this=lhs.sql, expression=divisor)
+        elif tag == "%":
+            if kind != "int":  # SQLite truncates to integers, PostgreSQL has no float %
+                raise NotSupportedError(f"% is defined for integers only, not for {kind} values")
+            sql = exp.Mod(this=lhs.sql, expression=self.backend.divisor(rhs.sql))
         else:
             sql = ARITHMETIC[tag](this=lhs.sql, expression=rhs.sql)
         return Ref(exp.Paren(this=sql), kind, self.backend.DECODE_KIND.get(kind or ""),
@@ -250,9 +263,11 @@ class Builder:
                 raise FieldError("aggregates cannot be nested")
             inner = self.compare(ref) if fn in ("min", "max") else ref.sql
             kind, field = ref.kind, ref.field
+        if kind == "json" and fn != "count":
+            raise NotSupportedError(f"{fn.capitalize()}() of a JSONField: JSON has no order")
         if distinct:
             inner = exp.Distinct(expressions=[inner])
-        sql = AGGREGATES[fn](this=inner)
+        sql = self.backend.aggregate(fn, inner, kind)
         decode_kind = self.backend.DECODE_KIND
         if fn == "count":
             decode, kind = decode_kind["int"], "int"
@@ -378,13 +393,34 @@ class Builder:
             select = select.where(*self.where, copy=False)
         return select
 
+    def _distinct(self, select: exp.Select, pairs: list[tuple[str, Ref]]) -> exp.Select:
+        """SELECT DISTINCT, its text in code-point collation, ordered only by what it selects."""
+        chosen = [ref.sql for _, ref in pairs]
+        for ref in self.order_refs:
+            if ref.sql not in chosen:
+                raise NotSupportedError(
+                    "distinct(): order_by() may only name selected values (PostgreSQL refuses "
+                    "the rest, and the others would pick an arbitrary row)")
+        select.set("distinct", exp.Distinct())
+        if any(ref.kind == "text" for _, ref in pairs):  # ORDER BY must repeat the select list
+            select.set("expressions", [exp.Alias(this=self.compare(r), alias=ident(k))
+                                       if r.kind == "text" else e
+                                       for e, (k, r) in zip(select.expressions, pairs)])
+        return select
+
     def group(self, select: exp.Select, pairs: list[tuple[str, Ref]]) -> exp.Select:
         if not self.grouped():
             return select
         if self.group_values:
             keys = [ref.sql for _, ref in pairs if not ref.aggregate]
-        else:
+            for ref in self.order_refs:
+                if not ref.aggregate and ref.sql not in keys:
+                    raise NotSupportedError(
+                        "order_by() of a grouped values() plan may only name grouped values "
+                        "or aggregates (PostgreSQL refuses the rest, the others pick any row)")
+        else:  # every column of the table: joined order columns depend on them, add them too
             keys = [col(f.column, self.table) for f in self.meta.fields]
+            keys += [r.sql for r in self.order_refs if not r.aggregate and r.sql not in keys]
         if keys:
             select = select.group_by(*keys, copy=False)
         if self.having:
@@ -394,9 +430,13 @@ class Builder:
     def order_terms(self) -> list[exp.Ordered]:
         """ORDER BY terms; resolved before FROM is built, since they may add joins."""
         terms = []
+        self.order_refs = []
         for name in self.order:
             desc = name.startswith("-")
             ref = self.column(name.lstrip("-"))
+            if ref.kind == "json":
+                raise NotSupportedError(f"order_by({name!r}): JSON values have no portable order")
+            self.order_refs.append(ref)
             terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=not desc))
         return terms
 
@@ -414,9 +454,9 @@ class Builder:
     def select(self, pairs: list[tuple[str, Ref]], with_order: bool = True) -> exp.Select:
         select = exp.Select(expressions=[exp.Alias(this=r.sql, alias=ident(k)) if not (
             isinstance(r.sql, exp.Column) and r.sql.name == k) else r.sql for k, r in pairs])
-        if self.distinct:
-            select.set("distinct", exp.Distinct())
         terms = self.order_terms() if with_order else []
+        if self.distinct:
+            select = self._distinct(select, pairs)
         select = self.group(self.filtered(self.from_(select)), pairs)
         if terms:
             select = select.order_by(*terms, copy=False)
@@ -453,7 +493,9 @@ def build(meta: Any, shape: tuple, backend: Any) -> Template:
     else:
         sql = sql_tree.sql(dialect=backend.dialect)
     text, binds = finish(sql, b.binds, backend.paramstyle)
-    return Template(text, binds, backend, result, columns, decoders, extra)
+    template = Template(text, binds, backend, result, columns, decoders, extra)
+    template.related = bool(b.joins)
+    return template
 
 
 def _select(b: Builder, terminal: tuple) -> tuple:
@@ -566,7 +608,7 @@ def _insert(b: Builder, terminal: tuple) -> tuple:
             f"INSERT INTO {table} DEFAULT VALUES"
     pk = meta.pk
     if backend.insert_returning:
-        sql += f" RETURNING {backend.quote(pk.column)}"
+        sql = backend.insert_returning_sql(sql, meta, pk.name in names)
     decode = backend.DECODE.get(pk.internal_type)
     return sql, "insert", (pk.attname,), ((0, decode),) if decode else (), None
 

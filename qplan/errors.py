@@ -27,6 +27,10 @@ class FieldError(PlanError):
     """A plan names an unknown field or lookup, or gives a value of the wrong type."""
 
 
+class RoutingError(Error):
+    """Routing refused a plan: models on different databases, or no alias could serve it."""
+
+
 class UnsafePayload(Error):
     """A payload that is not a qplan plan, was tampered with, or cannot be trusted."""
 

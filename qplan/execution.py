@@ -13,10 +13,10 @@ from . import settings
 from .backends import get as get_backend
 from .compiler import Template, cache
 from .connections import Connection, connections
-from .errors import FieldError, NotSupportedError, PlanError
+from .errors import FieldError, InterfaceError, NotSupportedError, OperationalError, PlanError
 from .models import Model
 from .plan import Compiled, Plan, set_engine
-from .routing import route
+from .routing import allow_migrate, check_relations, resolve, route, wrote
 
 MAX_GET_RESULTS = 21
 
@@ -109,14 +109,38 @@ class Engine:
         return connections[using or route(plan)]
 
     def execute(self, plan: Plan, using: str | None) -> Any:
-        conn = self.connection(plan, using)
+        """Run ``plan`` on one alias, chosen once; a failed read may move to another replica."""
+        if using is not None:
+            return self.run(plan, connections[using])
+        alias, router = resolve(plan)
+        tried = {alias}
+        while True:
+            conn = connections[alias]
+            try:
+                return self.run(plan, conn)
+            except (OperationalError, InterfaceError) as exc:
+                failover = getattr(router, "failover", None)
+                if plan.kind == "write" or failover is None or conn.in_atomic:
+                    raise  # a write never retries silently
+                alias = failover(plan, alias, exc)
+                if alias is None or alias in tried:
+                    raise
+                tried.add(alias)
+
+    def run(self, plan: Plan, conn: Connection) -> Any:
         template, values = self.template(plan, conn.backend)
+        if template.related:
+            check_relations(plan)
         params = template.params(values) if template.binds else ()
         kind = template.result
         if kind == "rowcount":
-            return conn.execute(template.sql, params).rowcount
+            count = conn.execute(template.sql, params).rowcount
+            wrote(conn)
+            return count
         if kind == "insert":
-            return self._insert(conn, template, params)
+            pks = self._insert(conn, template, params)
+            wrote(conn)
+            return pks
         rows = conn.fetchall(template.sql, params)
         return MATERIALISE[kind](template, rows, plan._meta.model, conn.alias)
 
@@ -234,7 +258,10 @@ def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = Fal
         if not (isinstance(model, type) and issubclass(model, Model)):
             raise FieldError(f"create_tables() takes model classes, got {model!r}")
     for model in _ordered(models):
-        conn = connections[_schema_alias(model, using)]
+        alias = _schema_alias(model, using)
+        if not allow_migrate(alias, model):
+            continue
+        conn = connections[alias]
         for sql in conn.backend.create_table(model._meta, exist_ok=exist_ok):
             conn.execute(sql)
 
@@ -242,7 +269,10 @@ def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = Fal
 def drop_tables(models: Any, using: str | None = None, *, missing_ok: bool = False) -> None:
     """DROP TABLE for each model, dependants first."""
     for model in reversed(_ordered(list(models))):
-        conn = connections[_schema_alias(model, using)]
+        alias = _schema_alias(model, using)
+        if not allow_migrate(alias, model):
+            continue
+        conn = connections[alias]
         for sql in conn.backend.drop_table(model._meta, missing_ok=missing_ok):
             conn.execute(sql)
 

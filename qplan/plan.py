@@ -137,6 +137,41 @@ class Plan:
     def is_write(self) -> bool:
         return self.kind == "write"
 
+    def constraints(self, field: str) -> tuple | None:
+        """The values the plan pins ``field`` to, or None when it does not pin it.
+
+        ``filter(tenant_id=5)`` gives ``(5,)``, ``filter(tenant_id__in=[1, 2])`` ``(1, 2)``,
+        ``Q(tenant_id=1) | Q(tenant_id=2)`` ``(1, 2)``; a plan that inserts rows gives
+        their values. Routers use it to pick a shard without reading private records.
+        """
+        path = R.resolve_path(self._meta, field.split(SEP), self._meta.model.__name__)[0]
+        pinned: set | None = None
+        for record in self._records:
+            if record[0] == "filter":
+                found = _pinned(record[1], path)
+            elif record[0] == "insert" and path in record[1]:
+                i = record[1].index(path)
+                found = {row[i][1] for row in record[2]}
+            else:
+                continue
+            if found is not None:
+                pinned = found if pinned is None else pinned & found
+        return None if pinned is None else tuple(sorted(pinned, key=_sort_key))
+
+    def related_models(self) -> tuple[type[Model], ...]:
+        """Other models the plan reaches through foreign keys (joins)."""
+        seen: dict[type[Model], None] = {}
+        for path in _paths(self._records):
+            meta = self._meta
+            for part in path.split(SEP)[:-1]:
+                field = meta.by_name.get(part)
+                if field is None or not field.is_relation:
+                    break
+                meta = field.target._meta
+                seen[meta.model] = None
+        seen.pop(self._meta.model, None)
+        return tuple(seen)
+
     def shape(self) -> tuple[Any, tuple]:
         """``(shape, values)``: the records with values lifted out, and the values in order."""
         shape = self._shape
@@ -355,6 +390,12 @@ class Plan:
         """Run the plan: rows for a read, a row count for update/delete, pks for an insert."""
         return engine().execute(self, using)
 
+    def to_json(self, key: str | bytes | None = None, *, indent: int | None = None) -> str:
+        """The plan as tagged JSON, signed with ``key`` or the configured key (``qplan.jsonplan``)."""
+        from .jsonplan import to_json
+
+        return to_json(self, key, indent=indent)
+
     def compile(self, dialect: str | None = None) -> Compiled:
         """SQL and parameters for ``'sqlite'``, ``'postgresql'`` or ``'mysql'`` (default: the alias's)."""
         return engine().compile(self, dialect)
@@ -417,6 +458,51 @@ class Plan:
 
 
 SEP = R.SEP
+
+
+def _pinned(node: tuple, path: str) -> set | None:
+    """Values a condition pins ``path`` to (None: any value can match)."""
+    tag = node[0]
+    if tag == "!":
+        return None
+    if tag in ("&", "|"):
+        parts = [_pinned(child, path) for child in node[1]]
+        if tag == "|":
+            return None if any(p is None for p in parts) else set().union(*parts)
+        known = [p for p in parts if p is not None]
+        return set.intersection(*known) if known else None
+    leaf_path, lookup, rhs = node
+    if leaf_path != path or type(rhs) is not tuple or rhs[0] != R.VALUE:
+        return None
+    if lookup == "exact":
+        return {rhs[1]}
+    if lookup == "in":
+        return set(rhs[1])
+    return None
+
+
+def _sort_key(value: Any) -> tuple:
+    return (type(value).__name__, value)
+
+
+def _paths(node: Any) -> Iterator[str]:
+    """Every field path string named in records (leaves, F references, orderings, values)."""
+    if type(node) is not tuple or not node:
+        return
+    head = node[0]
+    if head == R.VALUE:
+        return
+    if head == "F" and len(node) == 2:
+        yield node[1]
+        return
+    if head in ("order_by", "values", "values_list"):
+        for name in node[1]:
+            yield name.lstrip("-")
+        return
+    if type(head) is str and R.SEP in head and len(node) == 3:
+        yield head
+    for child in node:
+        yield from _paths(child)
 
 
 def _aggregate_names(args: tuple) -> list[tuple[str, Any]]:

@@ -21,7 +21,7 @@ import datetime as _dt
 import decimal
 from typing import Any, Iterable
 
-from .errors import FieldError, suggest
+from .errors import FieldError, RoutingError, suggest
 from .expressions import ARITHMETIC, Aggregate, Combined, F, Q
 from .fields import BooleanField, Field, ForeignKey
 
@@ -51,12 +51,23 @@ def resolve_path(meta: Any, parts: list[str], who: str) -> tuple[str, Field]:
                     f"cannot follow it to {part!r}"
                 )
             current = field.target._meta
+            _same_database(meta, current, who)
             if part in ("pk", current.pk.name) and i == len(parts) - 1:
                 break  # fk__id is the local fk column: no join needed
         field = current.get_field(part) if part != "pk" else current.pk
         names.append(field.name)
     assert field is not None
     return SEP.join(names), field
+
+
+def _same_database(meta: Any, target: Any, who: str) -> None:
+    """Models pinned to different aliases by ``Meta.using`` cannot be joined."""
+    a, b = meta.using, target.using
+    if isinstance(a, str) and isinstance(b, str) and a != b:
+        raise RoutingError(
+            f"{who}: {meta.model.__name__} lives on {a!r} and {target.model.__name__} on {b!r}; "
+            f"a plan cannot join them"
+        )
 
 
 def field_for_path(meta: Any, path: str) -> Field:

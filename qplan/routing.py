@@ -3,15 +3,33 @@
 Routers are duck-typed, as in Django: any object with ``db_for_read(plan, **hints)``
 and/or ``db_for_write(plan, **hints)``; a missing method or a ``None`` answer lets
 the next router decide, the first alias wins, and ``default`` is the last resort.
+Optional methods: ``allow_relation(model_a, model_b)``, ``allow_migrate(alias, model)``
+and ``failover(plan, alias, error)`` (another alias for a read whose database failed).
+
+Per-context state (the positions of this context's writes, the replica it reads
+from) lives in ``contextvars``, so it follows threads and asyncio tasks, and the
+read-your-writes token can be handed to a background job.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+import itertools
+import json
+import random
+import threading
+import time
+from typing import Any, Iterable, Iterator, Sequence
 
 from . import settings
+from .connections import connections
+from .errors import ConfigurationError, DatabaseError, RoutingError
 
 METHODS = {"read": "db_for_read", "write": "db_for_write"}
+
+
+# --- the chain -------------------------------------------------------------------------------------
 
 
 def ask(router: Any, kind: str, plan: Any, hints: dict[str, Any]) -> str | None:
@@ -22,18 +40,294 @@ def ask(router: Any, kind: str, plan: Any, hints: dict[str, Any]) -> str | None:
     return method(plan, **hints) if method is not None else None
 
 
-def route(plan: Any, kind: str | None = None, **hints: Any) -> str:
-    """The alias ``plan`` runs on: resolved once per evaluation."""
+def chain(plan: Any) -> Iterator[Any]:
+    """The routers that may decide for ``plan``: the model's ``Meta.using``, then the settings'."""
+    if plan is not None:
+        meta_using = plan.model._meta.using
+        if meta_using is not None:
+            yield meta_using
+    yield from settings.option("routers")
+
+
+def resolve(plan: Any, kind: str | None = None, **hints: Any) -> tuple[str, Any]:
+    """``(alias, router)``: where ``plan`` runs and which router chose it (None: not a router)."""
     if plan.alias is not None:
-        return plan.alias
+        return plan.alias, None
     kind = kind or plan.kind
-    meta_using = plan.model._meta.using
-    if meta_using is not None:
-        alias = ask(meta_using, kind, plan, hints)
-        if alias is not None:
-            return alias
-    for router in settings.option("routers"):
+    for router in chain(plan):
         alias = ask(router, kind, plan, hints)
         if alias is not None:
-            return alias
+            return alias, router
+    return settings.DEFAULT_ALIAS, None
+
+
+def route(plan: Any, kind: str | None = None, **hints: Any) -> str:
+    """The alias ``plan`` runs on: resolved once per evaluation."""
+    return resolve(plan, kind, **hints)[0]
+
+
+def write_alias() -> str:
+    """The alias ``atomic()`` uses without ``using``: the routers' write alias for no model."""
+    for router in settings.option("routers"):
+        method = getattr(router, "db_for_write", None)
+        if isinstance(router, str):
+            return router
+        if getattr(router, "handles_no_plan", False) and method is not None:
+            alias = method(None)
+            if alias is not None:
+                return alias
     return settings.DEFAULT_ALIAS
+
+
+def check_relations(plan: Any) -> None:
+    """Refuse a plan joining models whose routers keep them apart (``allow_relation``)."""
+    related = plan.related_models()
+    if not related:
+        return
+    routers = list(chain(plan))
+    for other in related:
+        for router in [*routers, other._meta.using]:
+            method = getattr(router, "allow_relation", None)
+            if method is not None and method(plan.model, other) is False:
+                raise RoutingError(
+                    f"{plan.model.__name__} and {other.__name__} live on different databases: "
+                    f"{plan!r} cannot join them"
+                )
+
+
+def allow_migrate(alias: str, model: Any) -> bool:
+    """Whether ``create_tables`` may create ``model``'s table on ``alias``."""
+    for router in [model._meta.using, *settings.option("routers")]:
+        method = getattr(router, "allow_migrate", None)
+        if method is not None:
+            answer = method(alias, model)
+            if answer is not None:
+                return bool(answer)
+    return True
+
+
+# --- read-your-writes: positions of this context's writes -----------------------------------------
+
+# alias -> (position or None, time.monotonic() of the write); replaced, never mutated.
+_writes: contextvars.ContextVar[dict[str, tuple[str | None, float]]] = contextvars.ContextVar(
+    "qplan_writes", default={})
+# router id -> the replica this context reads from.
+_sticky: contextvars.ContextVar[dict[int, str]] = contextvars.ContextVar("qplan_sticky", default={})
+
+_tracked: set[str] = set()  # primaries some router reads around
+
+# vendor -> (SQL for the primary's position after a write, SQL for a replica's replayed position)
+POSITION_SQL = {
+    "postgresql": ("SELECT pg_current_wal_lsn()::text", "SELECT pg_last_wal_replay_lsn()::text"),
+}
+
+
+def lsn(text: str) -> int:
+    """A PostgreSQL LSN ``'16/B374D848'`` as an integer."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def wrote(conn: Any) -> None:
+    """Record that this context wrote on ``conn`` (after the statement or the commit)."""
+    if conn.alias not in _tracked or conn.in_atomic:
+        return
+    sql = POSITION_SQL.get(conn.vendor)
+    position = None
+    if sql is not None:
+        position = conn.fetchall(sql[0])[0][0]
+    state = dict(_writes.get())
+    state[conn.alias] = (position, time.monotonic())
+    _writes.set(state)
+
+
+def token() -> str:
+    """This context's read-your-writes state as a string, for a background job."""
+    now = time.monotonic()
+    return json.dumps({a: [p, now - t] for a, (p, t) in _writes.get().items()}, sort_keys=True)
+
+
+@contextlib.contextmanager
+def reading_after(state: str) -> Iterator[None]:
+    """Read as if this context had made the writes recorded in ``state`` (a ``token()``)."""
+    try:
+        data = json.loads(state)
+        now = time.monotonic()
+        restored = {alias: (pos, now - float(age)) for alias, (pos, age) in data.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigurationError(f"not a read-your-writes token: {state!r}") from exc
+    merged = {**_writes.get(), **restored}
+    reset = _writes.set(merged)
+    try:
+        yield
+    finally:
+        _writes.reset(reset)
+
+
+def forget_writes() -> None:
+    """Start this context afresh: no pending writes, no sticky replica."""
+    _writes.set({})
+    _sticky.set({})
+
+
+# --- built-in routers -------------------------------------------------------------------------------
+
+
+def _aliases(aliases: Iterable[str], what: str) -> tuple[str, ...]:
+    out = tuple(aliases)
+    if not out or not all(isinstance(a, str) for a in out):
+        raise ConfigurationError(f"{what} takes a non-empty list of alias names, got {aliases!r}")
+    return out
+
+
+class RoundRobin:
+    """Reads rotate over ``aliases``; writes go to ``writes`` (None: no opinion)."""
+
+    def __init__(self, aliases: Sequence[str], *, writes: str | None = None) -> None:
+        self.aliases = _aliases(aliases, "RoundRobin")
+        self.writes = writes
+        self._next = itertools.count()
+
+    def db_for_read(self, plan: Any, **hints: Any) -> str:
+        return self.aliases[next(self._next) % len(self.aliases)]
+
+    def db_for_write(self, plan: Any, **hints: Any) -> str | None:
+        return self.writes
+
+
+class Random:
+    """Reads pick one of ``aliases`` at random (with optional ``weights``)."""
+
+    def __init__(self, aliases: Sequence[str], weights: Sequence[float] | None = None, *,
+                 writes: str | None = None, seed: int | None = None) -> None:
+        self.aliases = _aliases(aliases, "Random")
+        if weights is not None and (len(weights) != len(self.aliases) or min(weights) < 0
+                                    or sum(weights) <= 0):
+            raise ConfigurationError(f"Random: one non-negative weight per alias, got {weights!r}")
+        self.weights = tuple(weights) if weights is not None else None
+        self.writes = writes
+        self._random = random.Random(seed)
+
+    def db_for_read(self, plan: Any, **hints: Any) -> str:
+        return self._random.choices(self.aliases, self.weights)[0]
+
+    def db_for_write(self, plan: Any, **hints: Any) -> str | None:
+        return self.writes
+
+
+class PrimaryReplica:
+    """Writes to ``primary``; reads from a replica that has caught up with this context's writes.
+
+    - Inside ``atomic()`` on the primary, reads go to the primary.
+    - After a write, a replica serves this context's reads only once it has replayed
+      the primary's position at that write (PostgreSQL LSNs); backends without
+      positions read from the primary for ``lag_window`` seconds.
+    - A context keeps reading from one replica (a count and the page after it agree).
+    - A replica that fails is marked down for ``backoff`` seconds; reads move on to
+      another replica, then the primary. It rejoins after a health check passes.
+    """
+
+    handles_no_plan = True
+
+    def __init__(self, primary: str, replicas: Sequence[str], *, backoff: float = 5.0,
+                 lag_window: float = 2.0) -> None:
+        if not isinstance(primary, str):
+            raise ConfigurationError(f"PrimaryReplica: primary is an alias name, got {primary!r}")
+        self.primary = primary
+        self.replicas = _aliases(replicas, "PrimaryReplica") if replicas else ()
+        self.backoff = backoff
+        self.lag_window = lag_window
+        self._down: dict[str, float] = {}
+        self._replayed: dict[str, int] = {}  # replica -> highest position seen replayed
+        self._lock = threading.Lock()
+        self._next = itertools.count()
+        _tracked.add(primary)
+
+    def __repr__(self) -> str:
+        return f"PrimaryReplica({self.primary!r}, {list(self.replicas)!r})"
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return (self.primary, *self.replicas)
+
+    def db_for_write(self, plan: Any, **hints: Any) -> str:
+        return self.primary
+
+    def db_for_read(self, plan: Any, **hints: Any) -> str:
+        if connections[self.primary].in_atomic:
+            return self.primary
+        sticky = _sticky.get().get(id(self))
+        order = [r for r in self.replicas if r != sticky]
+        if order:
+            k = next(self._next) % len(order)
+            order = order[k:] + order[:k]
+        if sticky in self.replicas:
+            order.insert(0, sticky)
+        for replica in order:
+            if self._usable(replica) and self._caught_up(replica):
+                if replica != sticky:
+                    _sticky.set({**_sticky.get(), id(self): replica})
+                return replica
+        return self.primary
+
+    def failover(self, plan: Any, alias: str, error: BaseException) -> str | None:
+        """Mark ``alias`` down and name where the read should go instead."""
+        if alias == self.primary or alias not in self.replicas:
+            return None
+        self.mark_down(alias)
+        return self.db_for_read(plan)
+
+    def mark_down(self, alias: str) -> None:
+        with self._lock:
+            self._down[alias] = time.monotonic() + self.backoff
+        stuck = _sticky.get()
+        if stuck.get(id(self)) == alias:
+            _sticky.set({k: v for k, v in stuck.items() if k != id(self)})
+
+    def is_down(self, alias: str) -> bool:
+        until = self._down.get(alias)
+        return until is not None and time.monotonic() < until
+
+    def _usable(self, replica: str) -> bool:
+        until = self._down.get(replica)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        try:  # back-off over: rejoin only once a health check passes
+            conn = connections[replica]
+            conn.suspect = True
+            conn.fetchall("SELECT 1")
+        except DatabaseError:
+            self.mark_down(replica)
+            return False
+        with self._lock:
+            self._down.pop(replica, None)
+        return True
+
+    def _caught_up(self, replica: str) -> bool:
+        pending = _writes.get().get(self.primary)
+        if pending is None:
+            return True
+        position, written_at = pending
+        if position is None:
+            return time.monotonic() - written_at >= self.lag_window
+        wanted = lsn(position)
+        if self._replayed.get(replica, -1) >= wanted:
+            return True
+        conn = connections[replica]
+        sql = POSITION_SQL.get(conn.vendor)
+        if sql is None:
+            return time.monotonic() - written_at >= self.lag_window
+        try:
+            replayed = conn.fetchall(sql[1])[0][0]
+        except DatabaseError:
+            self.mark_down(replica)
+            return False
+        if replayed is None:  # not a standby: it has everything the primary has
+            return True
+        have = lsn(replayed)
+        with self._lock:
+            if have > self._replayed.get(replica, -1):
+                self._replayed[replica] = have
+        return have >= wanted

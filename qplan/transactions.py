@@ -11,17 +11,9 @@ import functools
 from typing import Any, Callable, TypeVar
 
 from .connections import Connection, connections
+from .routing import write_alias, wrote
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_resolver: Callable[[], str] | None = None
-
-
-def set_default_alias_resolver(resolver: Callable[[], str]) -> None:
-    """Let routing decide the alias of ``atomic()`` without ``using`` (the write alias)."""
-    global _resolver
-    _resolver = resolver
-
 
 class Atomic:
     """The object ``atomic()`` returns; see the module docstring."""
@@ -30,7 +22,7 @@ class Atomic:
         self.using = using
 
     def _connection(self) -> Connection:
-        alias = self.using or (_resolver() if _resolver else "default")
+        alias = self.using or write_alias()  # the transaction follows the router
         return connections[alias]
 
     def __enter__(self) -> Connection:
@@ -61,6 +53,7 @@ class Atomic:
             except BaseException:
                 self._quietly(conn, "ROLLBACK")
                 raise
+            wrote(conn)
         else:
             self._quietly(conn, "ROLLBACK")
 
