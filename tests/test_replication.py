@@ -1,0 +1,166 @@
+"""PrimaryReplica against the real PostgreSQL primary and streaming hot standby."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+
+import psycopg2
+import pytest
+
+import qplan
+from qplan import PrimaryReplica, routing
+from servers import PostgresCluster
+from testmodels import Author, Book
+
+DB = "qplan_repl"
+
+
+@pytest.fixture(scope="module")
+def cluster(pg: PostgresCluster) -> PostgresCluster:
+    pg.create_database(DB)
+    return pg
+
+
+def _settings(endpoint) -> dict:
+    return {"ENGINE": "postgresql", "HOST": endpoint.host, "PORT": endpoint.port, "USER": endpoint.user,
+            "PASSWORD": endpoint.password, "NAME": DB}
+
+
+@pytest.fixture
+def router(cluster: PostgresCluster) -> Iterator[PrimaryReplica]:
+    router = PrimaryReplica("primary", ["replica"], backoff=0.3)
+    qplan.configure(databases={"primary": _settings(cluster.primary), "replica": _settings(cluster.replica)},
+                    routers=[router])
+    qplan.drop_tables([Author, Book], missing_ok=True)
+    qplan.create_tables([Author, Book])  # on the primary: the write alias
+    cluster.wait_replica_caught_up()
+    routing.forget_writes()
+    yield router
+    routing.forget_writes()
+    qplan.connections.close_all()
+    qplan.drop_tables([Author, Book], missing_ok=True)
+    qplan.connections.close_all()
+    qplan.configure(databases={}, routers=[])
+
+
+def replica_sql(cluster: PostgresCluster, sql: str) -> None:
+    conn = psycopg2.connect(cluster.replica.with_name(DB).dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def in_fresh_context(fn):
+    """Run ``fn`` in a new thread: a context that made no writes."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_reads_go_to_the_replica_and_writes_to_the_primary(router, cluster):
+    a = Author.objects.create(name="w")
+    assert a._db == "primary"
+    cluster.wait_replica_caught_up()
+    routing.forget_writes()
+    assert Author.objects.get(name="w")._db == "replica"
+    with pytest.raises(qplan.DatabaseError, match="'replica'.*read-only"):
+        Author.objects.using("replica").create(name="never")
+
+
+def test_read_your_writes_while_the_replica_lags(router, cluster):
+    replica_sql(cluster, "SELECT pg_wal_replay_pause()")
+    try:
+        Author.objects.create(name="fresh")
+        # This context reads its write from the primary...
+        assert Author.objects.get(name="fresh")._db == "primary"
+        # ...while a context without the write still reads the lagging replica, which lacks it.
+        assert in_fresh_context(lambda: Author.objects.filter(name="fresh").exists()) is False
+        assert in_fresh_context(lambda: Author.objects.first()) is None
+        # The token hands the write's position to a background job.
+        token = routing.token()
+
+        def job():
+            with routing.reading_after(token):
+                return Author.objects.get(name="fresh")._db
+
+        assert in_fresh_context(job) == "primary"
+    finally:
+        replica_sql(cluster, "SELECT pg_wal_replay_resume()")
+    cluster.wait_replica_caught_up()
+    got = Author.objects.get(name="fresh")
+    assert got._db == "replica"  # caught up: back to the replica
+
+
+def test_count_and_page_read_from_one_replica_in_one_context(router):
+    Author.objects.bulk_create([Author(name=f"a{i}") for i in range(5)])
+    routing.forget_writes()
+    time.sleep(0.05)
+    plan = Author.objects.order_by("name")
+    seen = {plan[:2].first()._db for _ in range(3)}
+    assert seen == {"replica"}
+
+
+def test_many_threads_read_their_own_writes(router):
+    errors = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(10):
+                name = f"t{n}-{i}"
+                Author.objects.create(name=name)
+                if Author.objects.filter(name=name).count() != 1:
+                    errors.append(name)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(repr(exc))
+        finally:
+            qplan.connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Author.objects.using("primary").count() == 60
+
+
+def test_a_replica_that_dies_fails_over_and_comes_back(router, cluster):
+    Author.objects.create(name="kept")
+    cluster.wait_replica_caught_up()
+    routing.forget_writes()
+    assert Author.objects.get(name="kept")._db == "replica"
+    cluster.stop_replica()
+    try:
+        for _ in range(3):  # no error reaches the caller
+            assert Author.objects.get(name="kept")._db == "primary"
+        assert router.is_down("replica")
+    finally:
+        cluster.start_replica()
+    time.sleep(0.35)  # the back-off
+    assert Author.objects.get(name="kept")._db == "replica"
+    assert not router.is_down("replica")
+
+
+def test_a_dead_primary_is_a_clear_error_and_recovers(router, cluster):
+    Author.objects.create(name="before")
+    cluster.wait_replica_caught_up()
+    routing.forget_writes()
+    cluster.stop_primary()
+    try:
+        with pytest.raises(qplan.OperationalError) as info:
+            Author.objects.create(name="during")
+        message = str(info.value)
+        assert "'primary'" in message and str(cluster.primary.port) in message
+        assert Author.objects.get(name="before")._db == "replica"  # reads go on
+    finally:
+        cluster.start_primary()
+    Author.objects.create(name="after")  # the same process recovers
+    assert Author.objects.using("primary").filter(name__in=["before", "after"]).count() == 2
+    assert Author.objects.using("replica").filter(name="during").count() == 0
