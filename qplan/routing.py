@@ -53,11 +53,19 @@ def resolve(plan: Any, kind: str | None = None, **hints: Any) -> tuple[str, Any]
     """``(alias, router)``: where ``plan`` runs and which router chose it (None: not a router)."""
     if plan.alias is not None:
         return plan.alias, None
-    kind = kind or plan.kind
-    for router in chain(plan):
-        alias = ask(router, kind, plan, hints)
-        if alias is not None:
-            return alias, router
+    name = METHODS[kind or plan.kind]
+    routers = settings.option("routers")
+    meta_using = plan._meta.using
+    if meta_using is not None:
+        routers = (meta_using, *routers)
+    for router in routers:  # the hot path of every evaluation: kept flat
+        if type(router) is str:
+            return router, None
+        method = getattr(router, name, None)
+        if method is not None:
+            alias = method(plan, **hints)
+            if alias is not None:
+                return alias, router
     return settings.DEFAULT_ALIAS, None
 
 
@@ -254,9 +262,12 @@ class PrimaryReplica:
         return self.primary
 
     def db_for_read(self, plan: Any, **hints: Any) -> str:
+        sticky = _sticky.get().get(id(self))
+        if (sticky is not None and not self._down and self.primary not in _writes.get()
+                and not connections[self.primary].in_atomic):
+            return sticky  # the common case: this context's replica, nothing to wait for
         if connections[self.primary].in_atomic:
             return self.primary
-        sticky = _sticky.get().get(id(self))
         order = [r for r in self.replicas if r != sticky]
         if order:
             k = next(self._next) % len(order)
