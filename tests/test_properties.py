@@ -128,6 +128,14 @@ def build(recipe, plan=None):
     return plan
 
 
+def outcome(plan, dialect):
+    """The compiled plan, or the error compiling it raised (some plans are refused on purpose)."""
+    try:
+        return plan.compile(dialect)
+    except qplan.NotSupportedError as exc:
+        return type(exc), str(exc)
+
+
 @given(recipes)
 def test_building_the_same_plan_twice_gives_equal_plans(recipe):
     a, b = build(recipe), build(recipe)
@@ -141,14 +149,17 @@ def test_pickle_round_trip_and_compiled_sql_survive_loading(recipe):
     for loaded in (pickle.loads(pickle.dumps(plan)), qplan.loads(qplan.dumps(plan))):
         assert loaded == plan and hash(loaded) == hash(plan)
         for dialect in DIALECTS:
-            assert loaded.compile(dialect) == plan.compile(dialect)
+            assert outcome(loaded, dialect) == outcome(plan, dialect)
 
 
 @given(recipes, st.text(min_size=1, max_size=5))
 def test_user_values_never_reach_the_sql_text(recipe, text):
     plan = build(recipe, Book.objects.filter(title=MARK + text, notes__contains=MARK))
     for dialect in DIALECTS:
-        sql, params = plan.compile(dialect)
+        compiled = outcome(plan, dialect)
+        if isinstance(compiled, tuple) and compiled[0] is qplan.NotSupportedError:
+            continue
+        sql, params = compiled
         assert MARK not in sql
         assert MARK + text in params
 
@@ -164,6 +175,8 @@ def test_a_retargeted_plan_differs_only_in_its_alias(recipe, alias):
 @given(recipes)
 def test_plans_of_one_shape_share_one_template(recipe):
     plan = build(recipe)
+    if not isinstance(outcome(plan, "postgresql"), qplan.Compiled):
+        return
     sql, params = plan.compile("postgresql")
     assert sql.replace("%%", "").count("%s") == len(params)
     qmark_sql, qmark_params = plan.compile("sqlite")

@@ -162,5 +162,6 @@ def test_a_dead_primary_is_a_clear_error_and_recovers(router, cluster):
     finally:
         cluster.start_primary()
     Author.objects.create(name="after")  # the same process recovers
+    cluster.wait_replica_caught_up(timeout=30)  # the standby streams again (it retries every 5 s)
     assert Author.objects.using("primary").filter(name__in=["before", "after"]).count() == 2
     assert Author.objects.using("replica").filter(name="during").count() == 0
