@@ -76,6 +76,11 @@ PEP249_ERRORS: dict[str, type[errors.DatabaseError]] = {
 }
 
 
+AGGREGATE_SQL: dict[str, type[exp.Expression]] = {
+    "count": exp.Count, "sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max,
+}
+
+
 class Backend:
     """Defaults shared by every database; subclasses override tables and hooks."""
 
@@ -84,7 +89,10 @@ class Backend:
     paramstyle = "format"  # "qmark" (?) or "format" (%s)
     max_params = 32766
     insert_returning = True  # INSERT ... RETURNING
-    null_order_small = True  # documented order: NULLs sort before every value
+    # The database's own NULL order: True when NULLs sort as the smallest value (SQLite,
+    # MySQL). qplan's documented order is that one; the compiler spells it out (NULLS
+    # FIRST/LAST) through sqlglot for the others (PostgreSQL).
+    null_order_small = True
 
     # Field.internal_type -> column type in CREATE TABLE.
     DATA_TYPES: dict[str, str] = {
@@ -131,12 +139,44 @@ class Backend:
     def like(self, column: exp.Expression, pattern: exp.Expression, insensitive: bool) -> exp.Expression:
         """``column LIKE pattern`` with ``!`` as escape; case-sensitive unless ``insensitive``."""
         if insensitive:
-            column, pattern = exp.Lower(this=column), exp.Lower(this=pattern)
+            column, pattern = self.lower(column), self.lower(pattern)
         return exp.Escape(this=exp.Like(this=column, expression=pattern),
                           expression=exp.Literal.string("!"))
 
     def iexact(self, column: exp.Expression, value: exp.Expression) -> exp.Expression:
-        return exp.EQ(this=exp.Lower(this=column), expression=exp.Lower(this=value))
+        return exp.EQ(this=self.lower(column), expression=self.lower(value))
+
+    def lower(self, value: exp.Expression) -> exp.Expression:
+        """Text folded for the ``i...`` lookups: simple one-character Unicode lower-casing."""
+        return exp.Lower(this=value)
+
+    def divisor(self, rhs: exp.Expression) -> exp.Expression:
+        """The right side of ``/`` and ``%``: dividing by zero gives NULL on every backend."""
+        return exp.Nullif(this=rhs, expression=exp.Literal.number(0))
+
+    DECIMAL_DIVISION_PLACES = 10
+
+    def decimal_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
+        """Decimal ``/``: rounded to ``DECIMAL_DIVISION_PLACES`` places on every backend."""
+        return exp.Round(this=exp.Div(this=lhs, expression=rhs, typed=True),
+                         decimals=exp.Literal.number(self.DECIMAL_DIVISION_PLACES))
+
+    def aggregate(self, fn: str, inner: exp.Expression, kind: str | None) -> exp.Expression:
+        """SQL of an aggregate; ``Avg`` is computed in binary floating point everywhere."""
+        if fn == "avg" and kind != "float":
+            inner = self._as_float(inner)
+        return AGGREGATE_SQL[fn](this=inner)
+
+    @staticmethod
+    def _as_float(inner: exp.Expression) -> exp.Expression:
+        if isinstance(inner, exp.Distinct):
+            return exp.Distinct(expressions=[
+                exp.Cast(this=e, to=exp.DataType.build("double")) for e in inner.expressions])
+        return exp.Cast(this=inner, to=exp.DataType.build("double"))
+
+    def insert_returning_sql(self, sql: str, meta: Any, explicit_pk: bool) -> str:
+        """``INSERT ...`` made to return the new primary keys (``insert_returning`` backends)."""
+        return f"{sql} RETURNING {self.quote(meta.pk.column)}"
 
     def text_compare(self, column: exp.Expression) -> exp.Expression:
         """``column`` as it should be compared and ordered: by code point."""
@@ -181,8 +221,12 @@ class Backend:
         for f in meta.fields:
             if (f.db_index or f.is_relation) and not f.unique:
                 index = self.quote(f"{meta.db_table}_{f.column}_idx")
-                sql.append(self.create_index(index, table, self.quote(f.column), exist_ok))
+                sql.append(self.create_index(index, table, self.index_column(f), exist_ok))
         return sql
+
+    def index_column(self, field: Any) -> str:
+        """The quoted column (or column prefix) an index on ``field`` covers."""
+        return self.quote(field.column)
 
     def create_index(self, index: str, table: str, column: str, exist_ok: bool) -> str:
         guard = "IF NOT EXISTS " if exist_ok else ""
@@ -214,6 +258,10 @@ class Backend:
             return True
         except Exception:
             return False
+
+    def is_disconnect(self, exc: BaseException, raw: Any) -> bool:
+        """Whether ``exc`` says the connection itself is gone (a read may then be retried)."""
+        return False
 
     def map_error(self, exc: BaseException, where: str) -> errors.Error:
         """The qplan error for a driver exception, by PEP 249 class name."""

@@ -1,9 +1,12 @@
-"""MySQL and MariaDB through PyMySQL.
+"""MySQL and MariaDB through PyMySQL (tested against MariaDB 10.11).
 
 Identifiers are quoted with backticks (MariaDB's default sql_mode has no
-ANSI_QUOTES). Tables are created with the ``utf8mb4_nopad_bin`` collation so that
-equality and LIKE are case-sensitive, text orders by code point and trailing
-spaces count, as on SQLite and PostgreSQL. Sessions run in UTC and autocommit.
+ANSI_QUOTES, so ``"x"`` is a string there). Tables are created with the
+``utf8mb4_nopad_bin`` collation so that equality and LIKE are case-sensitive, text
+orders by code point and trailing spaces count, as on SQLite and PostgreSQL. The
+``i...`` lookups fold case with the Unicode 14 tables of ``utf8mb4_uca1400_ai_ci``
+(simple lower-casing, as the other backends do) and compare the folded text in
+binary. Sessions run in UTC and autocommit; DATETIME holds naive UTC.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from sqlglot import exp
 
 from .base import UTC, Backend
 
+# pymysql.constants.CR: the connection is gone (server restarted, killed, timed out).
+_GONE = {2006, 2013, 2055}
+
 
 def _naive_utc(value: _dt.datetime) -> _dt.datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
@@ -25,7 +31,11 @@ class MySQLBackend(Backend):
     dialect = "mysql"
     paramstyle = "format"
     max_params = 65535
-    insert_returning = True  # MariaDB >= 10.5; MySQL proper falls back to lastrowid
+    insert_returning = True  # MariaDB >= 10.5 (INSERT/DELETE ... RETURNING, not UPDATE)
+    TABLE_COLLATION = "utf8mb4_nopad_bin"
+    # Its LOWER() uses Unicode 14 simple case mapping (MariaDB >= 10.10; on MySQL 8 use
+    # utf8mb4_0900_ai_ci). The default utf8mb4 tables are older and BMP-only.
+    LOWER_COLLATION = "utf8mb4_uca1400_ai_ci"
 
     DATA_TYPES = {
         **Backend.DATA_TYPES,
@@ -37,23 +47,47 @@ class MySQLBackend(Backend):
     }
     AUTO_PK = "INTEGER AUTO_INCREMENT PRIMARY KEY"
     ADAPT = {_dt.datetime: _naive_utc}
+    # Index prefix for columns MySQL cannot index whole.
+    PREFIX_INDEXED = {"TextField": 191, "JSONField": 191, "BinaryField": 255}
+
+    # --- dialect hooks ----------------------------------------------------------------------
 
     def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         return exp.IntDiv(this=lhs, expression=rhs)
 
-    def table_options(self) -> str:
-        return " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"
+    def decimal_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
+        # MySQL keeps only scale(lhs) + div_precision_increment (4) places: widen first.
+        wide = exp.Cast(this=lhs, to=exp.DataType.build("DECIMAL(65, 30)", dialect="mysql"))
+        return super().decimal_divide(wide, rhs)
 
-    def create_index(self, index: str, table: str, column: str, exist_ok: bool) -> str:
-        guard = "IF NOT EXISTS " if exist_ok else ""
-        return f"CREATE INDEX {guard}{index} ON {table} ({column})"
+    def lower(self, value: exp.Expression) -> exp.Expression:
+        if not isinstance(value, (exp.Column, exp.Placeholder)):  # COLLATE binds tightly
+            value = exp.Paren(this=value)
+        folded = exp.Lower(this=exp.Collate(this=value,
+                                            expression=exp.Var(this=self.LOWER_COLLATION)))
+        return exp.Collate(this=folded, expression=exp.Var(this=self.TABLE_COLLATION))
+
+    # --- DDL ------------------------------------------------------------------------------------
+
+    def table_options(self) -> str:
+        return f" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.TABLE_COLLATION}"
+
+    def index_column(self, field: Any) -> str:
+        prefix = self.PREFIX_INDEXED.get(field.internal_type)
+        column = self.quote(field.column)
+        return f"{column}({prefix})" if prefix else column
+
+    # --- connections --------------------------------------------------------------------------
 
     def connect(self, settings: dict[str, Any]) -> Any:
         import pymysql
+        import pymysql.constants.CLIENT
 
         options = dict(settings["OPTIONS"])
         options.setdefault("connect_timeout", 5)
         options.setdefault("charset", "utf8mb4")
+        # UPDATE counts the rows it matched, as on the other databases (not only those changed)
+        options["client_flag"] = options.get("client_flag", 0) | pymysql.constants.CLIENT.FOUND_ROWS
         raw = pymysql.connect(
             host=settings["HOST"] or "localhost",
             port=settings["PORT"] or 3306,
@@ -66,6 +100,18 @@ class MySQLBackend(Backend):
         with raw.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
         return raw
+
+    def describe(self, alias: str, settings: dict[str, Any]) -> str:
+        return (f"{alias!r} (mysql at {settings.get('HOST') or 'localhost'}:"
+                f"{settings.get('PORT') or 3306})")
+
+    def is_disconnect(self, exc: BaseException, raw: Any) -> bool:
+        import pymysql
+
+        if isinstance(exc, pymysql.err.InterfaceError):
+            return True
+        return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and \
+            exc.args[0] in _GONE
 
 
 backend = MySQLBackend()

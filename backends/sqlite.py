@@ -15,6 +15,8 @@ import sqlite3
 import threading
 from typing import Any
 
+from sqlglot import exp
+
 from .base import UTC, Backend
 
 _memory_ids = itertools.count(1)
@@ -33,6 +35,37 @@ def _parse_datetime(value: Any) -> Any:
     if value is None or isinstance(value, _dt.datetime):
         return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
     return _dt.datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+class _LowerMap(dict):
+    """Code point -> simple (one-character) lower case, filled on demand for ``str.translate``."""
+
+    def __missing__(self, cp: int) -> str:
+        c = chr(cp)
+        low = c.lower()
+        if len(low) != 1:  # only U+0130 lower-cases to two characters; its simple form is "i"
+            low = "i" if cp == 0x130 else c
+        self[cp] = low
+        return low
+
+
+_LOWER = _LowerMap()
+
+
+def simple_lower(value: Any) -> Any:
+    """LOWER() as PostgreSQL (libc C.utf8) and MariaDB (uca1400) fold: every letter, not
+    only ASCII as SQLite's own; registered per connection, never globally."""
+    if type(value) is not str:
+        return value
+    return value.lower() if value.isascii() else value.translate(_LOWER)
+
+
+def _decimal(value: Any) -> Any:
+    """A computed decimal: SQLite did the arithmetic in binary floating point, so keep the
+    15 significant digits a double holds exactly (0.25 - 0.02 is 0.23, not 0.22999999999999998)."""
+    if isinstance(value, float):
+        return decimal.Decimal(format(value, ".15g"))
+    return None if value is None else decimal.Decimal(value)
 
 
 def memory_uri(settings: dict[str, Any]) -> str:
@@ -65,6 +98,11 @@ class SQLiteBackend(Backend):
         _dt.time: _dt.time.isoformat,
     }
     DECODE = {**Backend.DECODE, "DateTimeField": _parse_datetime}
+    DECODE_KIND = {**Backend.DECODE_KIND, "decimal": _decimal}
+
+    def decimal_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
+        # NUMERIC affinity stores 1.00 as the integer 1, and 1 / 7 would truncate to 0.
+        return super().decimal_divide(exp.Cast(this=lhs, to=exp.DataType.build("double")), rhs)
 
     def connect(self, settings: dict[str, Any]) -> sqlite3.Connection:
         name = settings["NAME"]
@@ -81,6 +119,7 @@ class SQLiteBackend(Backend):
                                   uri=name.startswith("file:"))
         raw.execute("PRAGMA foreign_keys = ON")
         raw.execute("PRAGMA case_sensitive_like = ON")
+        raw.create_function("lower", 1, simple_lower, deterministic=True)
         if options.get("journal_mode"):
             raw.execute(f"PRAGMA journal_mode = {options['journal_mode']}")
         return raw

@@ -72,9 +72,21 @@ LIKE_PATTERNS: dict[str, tuple[Callable[[str], str], bool]] = {
     "endswith": (lambda v: f"%{_escape_like(v)}", False),
     "iendswith": (lambda v: f"%{_escape_like(v)}", True),
 }
+
+
+def like_pattern(value: exp.Expression, lookup: str) -> exp.Expression:
+    """The LIKE pattern of an expression, as ``LIKE_PATTERNS`` makes it of a value."""
+    for char, escaped in (("!", "!!"), ("%", "!%"), ("_", "!_")):
+        value = exp.Replace(this=value, expression=exp.Literal.string(char),
+                            replacement=exp.Literal.string(escaped))
+    any_ = exp.Literal.string("%")
+    parts = {"contains": [any_, value, any_], "startswith": [value, any_],
+             "endswith": [any_, value]}[lookup.lstrip("i")]
+    return exp.Concat(expressions=parts, safe=False)  # NULL in, NULL out (no match)
+
+
 COMPARISONS = {"gt": exp.GT, "gte": exp.GTE, "lt": exp.LT, "lte": exp.LTE}
 ARITHMETIC = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul, "%": exp.Mod}
-AGGREGATES = {"count": exp.Count, "sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}
 
 
 def ident(name: str) -> exp.Identifier:
@@ -308,7 +320,12 @@ class Builder:
             sql = lhs.sql if rhs else exp.Not(this=lhs.sql)
         elif lookup in LIKE_PATTERNS:
             pattern, insensitive = LIKE_PATTERNS[lookup]
-            sql = self.backend.like(target, self.param(rhs, transform=pattern), insensitive)
+            if isinstance(rhs, Slot):
+                value: exp.Expression = self.param(rhs, transform=pattern)
+            else:  # contains=F(...): escape and wrap in SQL
+                rhs_ref = self.expr(rhs)
+                value = like_pattern(rhs_ref.sql, lookup)
+            sql = self.backend.like(target, value, insensitive)
         elif lookup == "in":
             if rhs.count == 0:
                 return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(0)), False

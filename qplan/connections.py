@@ -73,8 +73,21 @@ class Connection:
         try:
             cur.execute(sql, params)
         except Exception as exc:
-            raise self._failed(exc) from exc
+            if not self._stale(exc, sql):
+                raise self._failed(exc) from exc
+            # The server dropped this idle connection (restarted, timed out): a read outside
+            # a transaction is safe to run again, once, on a new connection.
+            self.close()
+            cur = self._cursor = self.cursor()
+            try:
+                cur.execute(sql, params)
+            except Exception as exc2:
+                raise self._failed(exc2) from exc2
         return cur
+
+    def _stale(self, exc: BaseException, sql: str) -> bool:
+        return (not self.in_atomic and sql.startswith("SELECT")
+                and self.backend.is_disconnect(exc, self.raw))
 
     def fetchall(self, sql: str, params: tuple = ()) -> list:
         cur = self.execute(sql, params)

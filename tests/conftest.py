@@ -1,15 +1,23 @@
-"""Shared fixtures: hypothesis profiles, the opt-in slow flag, SQLite databases."""
+"""Shared fixtures: hypothesis profiles, the opt-in slow flag, SQLite databases, and the
+throwaway PostgreSQL (primary + hot standby) and MariaDB servers, started once per session
+on first use (tests/servers.py) and stopped at its end."""
 
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import qplan
 import testmodels
+from servers import MariaDBServer, PostgresCluster, ServerUnavailable, close_all, start_all
+
+# With QPLAN_REQUIRE_SERVERS=1 (scripts/test, CI) a server that cannot start is an error,
+# never a skip: a machine without the servers must not pass the backend tests silently.
+REQUIRE_SERVERS = os.environ.get("QPLAN_REQUIRE_SERVERS") == "1"
 
 # Bounded by default (the whole suite must stay well under 15 minutes on 2 cores);
 # QPLAN_HYPOTHESIS=thorough for exploratory runs.
@@ -50,3 +58,116 @@ def db(sqlite_url: str) -> Iterator[str]:
     yield "default"
     qplan.connections.close_all()
     qplan.configure(databases={})
+
+
+# --- database servers -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _servers() -> Iterator[dict[str, tuple[Any, BaseException | None]]]:
+    pg, md = PostgresCluster(replica=True), MariaDBServer()
+    try:
+        pg_error, md_error = start_all(pg, md)  # concurrently
+        yield {"pg": (pg, pg_error), "mariadb": (md, md_error)}
+    finally:
+        close_all(pg, md)
+
+
+def _ready(entry: tuple[Any, BaseException | None]) -> Any:
+    server, error = entry
+    if isinstance(error, ServerUnavailable) and not REQUIRE_SERVERS:
+        pytest.skip(str(error))
+    if error is not None:
+        raise error
+    return server
+
+
+@pytest.fixture(scope="session")
+def pg(_servers: dict[str, tuple[Any, BaseException | None]]) -> PostgresCluster:
+    server: PostgresCluster = _ready(_servers["pg"])
+    return server
+
+
+@pytest.fixture(scope="session")
+def mariadb(_servers: dict[str, tuple[Any, BaseException | None]]) -> MariaDBServer:
+    server: MariaDBServer = _ready(_servers["mariadb"])
+    return server
+
+
+@pytest.fixture(scope="session")
+def pg_settings(pg: PostgresCluster) -> dict[str, Any]:
+    """qplan settings for a database of the qplan tests on the PostgreSQL primary."""
+    pg.create_database("qplan_tests")
+    e = pg.primary
+    return {"ENGINE": "postgresql", "HOST": e.host, "PORT": e.port, "USER": e.user,
+            "PASSWORD": e.password, "NAME": "qplan_tests",
+            # a test that leaks a transaction fails the next DROP instead of hanging it
+            "OPTIONS": {"options": "-c lock_timeout=20s"}}
+
+
+@pytest.fixture(scope="session")
+def mysql_settings(mariadb: MariaDBServer) -> dict[str, Any]:
+    """qplan settings for a database of the qplan tests on MariaDB."""
+    mariadb.create_database("qplan_tests")
+    return {"ENGINE": "mysql", "HOST": mariadb.host, "PORT": mariadb.port,
+            "USER": mariadb.user, "PASSWORD": mariadb.password, "NAME": "qplan_tests",
+            "OPTIONS": {"init_command": "SET SESSION lock_wait_timeout = 20,"
+                                        " innodb_lock_wait_timeout = 20"}}
+
+
+_sqlite_files = itertools.count()
+
+
+def backend_settings(request: pytest.FixtureRequest, vendor: str) -> dict[str, Any]:
+    """Settings of a test database of ``vendor``; starts the servers on first use."""
+    if vendor == "sqlite":
+        tmp = request.getfixturevalue("tmp_path")
+        return {"ENGINE": "sqlite", "NAME": str(tmp / f"db{next(_sqlite_files)}.sqlite3")}
+    return dict(request.getfixturevalue({"postgresql": "pg_settings",
+                                         "mysql": "mysql_settings"}[vendor]))
+
+
+@pytest.fixture
+def databases(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``databases(alias=vendor, ...)``: configure aliases holding fresh test-model tables.
+
+    Tables are dropped (and connections closed) when the test ends; the servers stay up.
+    """
+    configured: list[str] = []
+
+    def setup(**aliases: str) -> list[str]:
+        specs = {alias: backend_settings(request, vendor) for alias, vendor in aliases.items()}
+        qplan.configure(databases=specs)
+        configured[:] = list(specs)
+        for alias in specs:
+            qplan.drop_tables(testmodels.ALL, using=alias, missing_ok=True)
+            qplan.create_tables(testmodels.ALL, using=alias)
+        return list(specs)
+
+    yield setup
+    qplan.connections.close_all()
+    try:
+        for alias in configured:
+            qplan.drop_tables(testmodels.ALL, using=alias, missing_ok=True)
+    finally:
+        qplan.connections.close_all()
+        qplan.configure(databases={})
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def any_db(request: pytest.FixtureRequest, databases: Any) -> str:
+    """``default`` on each backend in turn (the same test runs on all three): the vendor."""
+    databases(default=request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def pg_db(databases: Any) -> str:
+    """``default`` on the PostgreSQL primary, with the test-model tables."""
+    return databases(default="postgresql")[0]
+
+
+@pytest.fixture
+def mysql_db(databases: Any) -> str:
+    """``default`` on MariaDB, with the test-model tables."""
+    return databases(default="mysql")[0]

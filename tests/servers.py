@@ -400,7 +400,7 @@ class PostgresCluster(_Managed):
             self._ctl_stop(which, mode)
 
     def start_primary(self) -> None:
-        """Start the (stopped) primary."""
+        """Start the (stopped) primary; returns once a running replica streams from it again."""
         self._ctl_start("primary")
 
     def stop_primary(self, mode: str = "fast") -> None:
@@ -492,8 +492,9 @@ class PostgresCluster(_Managed):
                      "start")
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n{_tail(log)}") from None
-        if which == "replica" and self._pid("primary") is not None:
-            self._wait_streaming()
+        other = "primary" if which == "replica" else "replica"
+        if self.replica is not None and self._pid(other) is not None:
+            self._wait_streaming()  # either way round, hand the cluster back streaming
 
     def _wait_streaming(self, timeout: float = 30) -> None:
         """Wait until the primary reports the replica as streaming (a few ms after start)."""
@@ -587,6 +588,7 @@ class PostgresCluster(_Managed):
             "port": self.replica.port, "unix_socket_directories": self.base,
             "hot_standby": "on", "hot_standby_feedback": "on",
             "wal_receiver_status_interval": "1s",
+            "wal_retrieve_retry_interval": "100ms",  # reconnect fast after a primary restart
         })
         self._ctl_start("replica")
 

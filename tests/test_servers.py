@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,41 +12,9 @@ import psycopg2.errors
 import pymysql
 import pytest
 
-from servers import (Endpoint, MariaDBServer, PostgresCluster, ServerUnavailable, close_all,
-                     start_all)
+from servers import Endpoint, MariaDBServer, PostgresCluster
 
-REQUIRE_SERVERS = os.environ.get("QPLAN_REQUIRE_SERVERS") == "1"
-
-
-@pytest.fixture(scope="session")
-def _servers() -> Iterator[dict[str, tuple[Any, BaseException | None]]]:
-    pg, md = PostgresCluster(replica=True), MariaDBServer()
-    try:
-        pg_error, md_error = start_all(pg, md)  # concurrently
-        yield {"pg": (pg, pg_error), "mariadb": (md, md_error)}
-    finally:
-        close_all(pg, md)
-
-
-def _ready(entry: tuple[Any, BaseException | None]) -> Any:
-    server, error = entry
-    if isinstance(error, ServerUnavailable) and not REQUIRE_SERVERS:
-        pytest.skip(str(error))
-    if error is not None:
-        raise error
-    return server
-
-
-@pytest.fixture(scope="session")
-def pg(_servers: dict[str, tuple[Any, BaseException | None]]) -> PostgresCluster:
-    server: PostgresCluster = _ready(_servers["pg"])
-    return server
-
-
-@pytest.fixture(scope="session")
-def mariadb(_servers: dict[str, tuple[Any, BaseException | None]]) -> MariaDBServer:
-    server: MariaDBServer = _ready(_servers["mariadb"])
-    return server
+# The session-scoped ``pg`` and ``mariadb`` fixtures live in conftest.py.
 
 
 @contextlib.contextmanager
