@@ -19,6 +19,7 @@ from .payloads import dumps, loads
 from .plan import Compiled, Plan
 from .routing import PrimaryReplica, Random, RoundRobin
 from .settings import add_database, configure, remove_database
+from .sharding import Sharded, ShardSet, partial_results
 from .transactions import atomic
 
 __version__ = "0.1.0"
@@ -28,8 +29,8 @@ __all__ = [
     "FieldError", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
     "Plan", "PlanError", "PrimaryReplica", "ProgrammingError", "Q", "Random", "RoundRobin",
-    "RoutingError", "Sum", "TransactionManagementError",
+    "RoutingError", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
     "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
-    "loads", "remove_database",
+    "loads", "partial_results", "remove_database",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import settings
+from . import settings, sharding
 from .backends import get as get_backend
 from .compiler import Template, cache
 from .connections import Connection, connections
@@ -17,6 +17,7 @@ from .errors import FieldError, InterfaceError, NotSupportedError, OperationalEr
 from .models import Model
 from .plan import Compiled, Plan, set_engine
 from .routing import allow_migrate, check_relations, resolve, route, wrote
+from .sharding import ShardSet
 
 MAX_GET_RESULTS = 21
 
@@ -24,28 +25,47 @@ MAX_GET_RESULTS = 21
 # --- materialising rows: one function per result kind -----------------------------------------
 
 
+_row_decoders: dict[tuple, Callable[[Any], tuple]] = {}
+MAX_ROW_DECODERS = 512
+
+
+def _row_decoder(width: int, decoders: tuple) -> Callable[[Any], tuple]:
+    """One function turning a row into a decoded tuple: ``lambda r: (r[0], f1(r[1]), ...)``.
+
+    Generated once per (width, decoders), like ``collections.namedtuple`` does: one call per
+    row instead of a list copy and a loop over the decoders (1.5x faster on 20 rows, 2-3x
+    on thousands). The source holds only indices and fixed names, never data.
+    """
+    key = (width, decoders)
+    fn = _row_decoders.get(key)
+    if fn is None:
+        names = {f"f{i}": decode for i, decode in decoders}
+        items = [f"f{i}(r[{i}])" if f"f{i}" in names else f"r[{i}]" for i in range(width)]
+        fn = eval(f"lambda r: ({', '.join(items)},)", names)  # noqa: S307 - indices only
+        if len(_row_decoders) >= MAX_ROW_DECODERS:  # aggregate decoders can be new per compile
+            _row_decoders.clear()
+        _row_decoders[key] = fn
+    return fn
+
+
 def _decode(rows: list, decoders: tuple) -> list:
-    if not decoders:
+    """``rows`` with the decoded columns converted (new tuples), or ``rows`` itself if none."""
+    if not decoders or not rows:
         return rows
-    out = []
-    for row in rows:
-        row = list(row)
-        for i, fn in decoders:
-            row[i] = fn(row[i])
-        out.append(row)
-    return out
+    return list(map(_row_decoder(len(rows[0]), decoders), rows))
 
 
 def _models(t: Template, rows: list, model: type[Model], alias: str) -> list:
     cols = t.columns
     new = model.__new__
-    out = []
+    out: list[Model] = []
+    append = out.append
     for row in _decode(rows, t.decoders):
         obj = new(model)
-        d = dict(zip(cols, row))
+        d = obj.__dict__  # filled in place: faster than building a dict and assigning it
+        d.update(zip(cols, row))
         d["_db"] = alias
-        obj.__dict__ = d
-        out.append(obj)
+        append(obj)
     return out
 
 
@@ -55,7 +75,9 @@ def _dicts(t: Template, rows: list, model: Any, alias: str) -> list:
 
 
 def _tuples(t: Template, rows: list, model: Any, alias: str) -> list:
-    return [tuple(row) for row in _decode(rows, t.decoders)]
+    if t.decoders:
+        return _decode(rows, t.decoders)  # already new tuples
+    return [tuple(row) for row in rows]
 
 
 def _flat(t: Template, rows: list, model: Any, alias: str) -> list:
@@ -99,7 +121,10 @@ class Engine:
 
     def compile(self, plan: Plan, dialect: str | None = None) -> Compiled:
         if dialect is None:
-            dialect = settings.database(route(plan))["ENGINE"]
+            alias = route(plan)
+            if isinstance(alias, ShardSet):  # several shards: the SQL each shard runs
+                return sharding.compile(self, plan, alias)
+            dialect = settings.database(alias)["ENGINE"]
         template, values = self.template(plan, get_backend(dialect))
         return Compiled(template.sql, template.params(values))
 
@@ -113,6 +138,8 @@ class Engine:
         if using is not None:
             return self.run(plan, connections[using])
         alias, router = resolve(plan)
+        if type(alias) is ShardSet:  # several shards: scatter-gather (qplan.sharding)
+            return sharding.execute(self, plan, alias)
         tried = {alias}
         while True:
             conn = connections[alias]
@@ -147,7 +174,11 @@ class Engine:
     def stream(self, plan: Plan, chunk_size: int) -> Iterator[Any]:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        conn = self.connection(plan, None)
+        alias = route(plan)
+        if isinstance(alias, ShardSet):
+            yield from sharding.stream(self, plan, alias, chunk_size)
+            return
+        conn = connections[alias]
         template, values = self.template(plan, conn.backend)
         if template.result not in ("models", "dicts", "tuples", "flat", "named"):
             raise PlanError("iterator() streams rows; use execute() for counts and writes")
@@ -169,6 +200,10 @@ class Engine:
             f"get() returned more than one {model.__name__} -- it returned {many}!"
         )
 
+    def explain_routing(self, plan: Plan) -> Any:
+        """Where ``plan`` would run and how shard results merge; nothing runs (qplan.sharding)."""
+        return sharding.explain(self, plan)
+
     # --- writes -----------------------------------------------------------------------------------------
 
     def _insert(self, conn: Connection, template: Template, params: tuple) -> list:
@@ -181,7 +216,10 @@ class Engine:
     def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None) -> None:
         if not objs:
             return
-        conn = self.connection(root._add(("insert", (), ())), root._alias)
+        target = root._alias or route(root._add(("insert", (), ())))
+        if isinstance(target, ShardSet):  # each row to the shard of its key
+            return sharding.bulk_create(self, root, objs, batch_size, target)
+        conn = connections[target]
         per_row = max(len(root._meta.fields), 1)
         limit = max(conn.backend.max_params // per_row, 1)
         size = min(batch_size or limit, limit)
@@ -203,6 +241,10 @@ class Engine:
         model = type(obj)
         root: Plan = model.objects
         meta = model._meta
+        if using is None and sharding.sharded_router(root) is not None:
+            target = route(root._add(("insert", (), ())))
+            if isinstance(target, ShardSet):  # to the shard of the object's key
+                return sharding.save_instance(self, obj, force_insert, target)
         if not force_insert and not obj._adding and obj.pk is not None:
             alias = using or obj._db or route(root.filter(pk=obj.pk), "write")
             updates = {f.name: obj.__dict__.get(f.attname) for f in meta.fields if not f.primary_key}
@@ -251,6 +293,12 @@ def _schema_alias(model: type[Model], using: str | None) -> str:
     return using or route(model.objects, "write")
 
 
+def _schema_aliases(model: type[Model], using: str | None) -> tuple[str, ...]:
+    """Where a model's table lives: one alias, or every shard's primary (qplan.sharding)."""
+    alias = _schema_alias(model, using)
+    return alias.write_aliases() if isinstance(alias, ShardSet) else (alias,)
+
+
 def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = False) -> None:
     """CREATE TABLE for each model, in the dialect of the alias it routes to."""
     models = list(models)
@@ -258,23 +306,23 @@ def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = Fal
         if not (isinstance(model, type) and issubclass(model, Model)):
             raise FieldError(f"create_tables() takes model classes, got {model!r}")
     for model in _ordered(models):
-        alias = _schema_alias(model, using)
-        if not allow_migrate(alias, model):
-            continue
-        conn = connections[alias]
-        for sql in conn.backend.create_table(model._meta, exist_ok=exist_ok):
-            conn.execute(sql)
+        for alias in _schema_aliases(model, using):
+            if not allow_migrate(alias, model):
+                continue
+            conn = connections[alias]
+            for sql in conn.backend.create_table(model._meta, exist_ok=exist_ok):
+                conn.execute(sql)
 
 
 def drop_tables(models: Any, using: str | None = None, *, missing_ok: bool = False) -> None:
     """DROP TABLE for each model, dependants first."""
     for model in reversed(_ordered(list(models))):
-        alias = _schema_alias(model, using)
-        if not allow_migrate(alias, model):
-            continue
-        conn = connections[alias]
-        for sql in conn.backend.drop_table(model._meta, missing_ok=missing_ok):
-            conn.execute(sql)
+        for alias in _schema_aliases(model, using):
+            if not allow_migrate(alias, model):
+                continue
+            conn = connections[alias]
+            for sql in conn.backend.drop_table(model._meta, missing_ok=missing_ok):
+                conn.execute(sql)
 
 
 __all__ = ["engine", "create_tables", "drop_tables", "NotSupportedError"]

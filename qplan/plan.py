@@ -220,6 +220,11 @@ class Plan:
         self._no_slice("filter")
         if not args and not kwargs:
             return self
+        if not args and len(kwargs) == 1:
+            # filter(x=...), get(pk=...): the one leaf condition() would return, without its
+            # list, sort and generator (about 0.8 µs of a 3 µs filter)
+            [(key, value)] = kwargs.items()
+            return self._add(("filter", R.leaf(self._ctx(), key, value)))
         return self._add(("filter", R.condition(self._ctx(), args, kwargs)))
 
     def exclude(self, *args: Q, **kwargs: Any) -> "Plan":
@@ -395,6 +400,13 @@ class Plan:
         from .jsonplan import to_json
 
         return to_json(self, key, indent=indent)
+
+    def explain_routing(self) -> Any:
+        """Which shards and aliases the plan would touch, and how their results merge.
+
+        Nothing runs and no connection opens; ``str()`` of the answer reads well.
+        """
+        return engine().explain_routing(self)
 
     def compile(self, dialect: str | None = None) -> Compiled:
         """SQL and parameters for ``'sqlite'``, ``'postgresql'`` or ``'mysql'`` (default: the alias's)."""

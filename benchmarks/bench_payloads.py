@@ -1,0 +1,144 @@
+"""Plans as payloads: ``qplan.dumps`` / ``qplan.loads`` with and without signing, the JSON
+form, and plain ``pickle`` of a plan, against plain ``pickle`` of a Django ``qs.query``.
+
+Run from the repository root (Django optional: ``pip install -e .[bench]``)::
+
+    python benchmarks/bench_payloads.py [--quick]
+
+The query is the benchmark suite's: ``filter(age__gte=30, is_active=True)
+.exclude(name__startswith='a').order_by('-created', 'id')[10:30]``. Each row is the
+median of several runs of a tight loop (garbage collector paused), in microseconds per
+call, with the payload's size. Nothing touches a database: a payload is loaded, checked
+(signature, allow-list, plain values, format version) and compiled for SQLite as
+validation, which after the first call is a compile-cache hit.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import qplan  # noqa: E402
+from qplan import Model, fields  # noqa: E402
+
+KEY = b"benchmark signing key, 32 bytes!"
+
+
+class Person(Model):
+    name = fields.CharField(max_length=50)
+    age = fields.IntegerField(db_index=True)
+    is_active = fields.BooleanField(default=True)
+    created = fields.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "bench_person"
+        key = "benchmarks.bench_payloads.Person"
+
+
+def qplan_plan() -> qplan.Plan:
+    return (Person.objects.filter(age__gte=30, is_active=True).exclude(name__startswith="a")
+            .order_by("-created", "id")[10:30])
+
+
+def django_query() -> Any:
+    """The same query's ``qs.query`` in Django, or None when Django is not installed."""
+    try:
+        import django
+        from django.conf import settings
+    except ImportError:
+        return None
+    if not settings.configured:
+        settings.configure(
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+            INSTALLED_APPS=["benchmarks.apps.BenchConfig"], USE_TZ=True, TIME_ZONE="UTC")
+        django.setup()
+    from django.db import models
+
+    class DjangoPerson(models.Model):
+        name = models.CharField(max_length=50)
+        age = models.IntegerField(db_index=True)
+        is_active = models.BooleanField(default=True)
+        created = models.DateTimeField(db_index=True)
+
+        class Meta:
+            app_label = "bench"
+            db_table = "bench_person"
+
+    DjangoPerson.__qualname__ = "DjangoPerson"  # pickle finds it as a module global
+    globals()["DjangoPerson"] = DjangoPerson
+    qs = (DjangoPerson.objects.filter(age__gte=30, is_active=True).exclude(name__startswith="a")
+          .order_by("-created", "id")[10:30])
+    return qs.query
+
+
+def median_us(fn: Callable[[], Any], loops: int, runs: int) -> float:
+    for _ in range(min(loops, 200)):
+        fn()
+    times = []
+    for _ in range(runs):
+        gc.disable()
+        try:
+            start = time.perf_counter_ns()
+            for _ in range(loops):
+                fn()
+            times.append((time.perf_counter_ns() - start) / loops / 1000)
+        finally:
+            gc.enable()
+    return statistics.median(times)
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    loops, runs = (200, 3) if quick else (3000, 7)
+    plan = qplan_plan()
+    signed, unsigned = qplan.dumps(plan, key=KEY), qplan.dumps(plan)
+    bare = pickle.dumps(plan, protocol=4)
+    text = plan.to_json()
+    signed_text = plan.to_json(KEY)
+    assert qplan.loads(signed, key=KEY) == plan == qplan.loads(unsigned) == qplan.loads(bare)
+    assert qplan.from_json(text) == plan == qplan.from_json(signed_text, key=KEY)
+
+    rows: list[tuple[str, float, int]] = [
+        ("qplan.dumps(plan)", median_us(lambda: qplan.dumps(plan), loops, runs), len(unsigned)),
+        ("qplan.dumps(plan, key=...)", median_us(lambda: qplan.dumps(plan, key=KEY), loops, runs), len(signed)),
+        ("qplan.loads(payload)", median_us(lambda: qplan.loads(unsigned), loops, runs), len(unsigned)),
+        ("qplan.loads(payload, key=...)", median_us(lambda: qplan.loads(signed, key=KEY), loops, runs), len(signed)),
+        ("qplan.loads(pickle.dumps(plan))", median_us(lambda: qplan.loads(bare), loops, runs), len(bare)),
+        ("plan.to_json()", median_us(plan.to_json, loops, runs), len(text.encode())),
+        ("qplan.from_json(text)", median_us(lambda: qplan.from_json(text), loops, runs), len(text.encode())),
+        ("qplan.from_json(text, key=...)", median_us(lambda: qplan.from_json(signed_text, key=KEY), loops, runs),
+         len(signed_text.encode())),
+        ("pickle.dumps(plan)  [unchecked]", median_us(lambda: pickle.dumps(plan, protocol=4), loops, runs), len(bare)),
+        ("pickle.loads(...)   [unchecked]", median_us(lambda: pickle.loads(bare), loops, runs), len(bare)),
+    ]
+    query = django_query()
+    if query is not None:
+        data = pickle.dumps(query)
+        assert str(pickle.loads(data)) == str(query)
+        rows += [
+            ("Django pickle.dumps(qs.query)", median_us(lambda: pickle.dumps(query), loops, runs), len(data)),
+            ("Django pickle.loads(...)", median_us(lambda: pickle.loads(data), loops, runs), len(data)),
+        ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'operation':<{width}}  {'us/call':>8}  {'bytes':>6}")
+    for name, us, size in rows:
+        print(f"{name:<{width}}  {us:>8.1f}  {size:>6}")
+    if query is None:
+        print("Django: n/a (not installed)")
+    else:
+        by = {name: us for name, us, _ in rows}
+        print(f"\nsigned loads vs Django's unchecked pickle.loads(qs.query): "
+              f"{by['qplan.loads(payload, key=...)'] / by['Django pickle.loads(...)']:.2f}x the time, "
+              f"{len(signed) / len(pickle.dumps(query)):.2f}x the bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,493 @@
+"""The ``qplan`` command line (also ``python -m qplan``).
+
+    qplan demo                                  what qplan does, on two SQLite files
+    qplan sql PAYLOAD [--dialect postgresql]    the SQL and parameters of a stored plan
+    qplan inspect PAYLOAD                       its commands, model, format, signature, routing
+    qplan check                                 is every configured alias reachable?
+    qplan migrate [--database ALIAS]            create the settings' models' tables
+
+Settings come from ``--settings``, ``$QPLAN_SETTINGS`` or ``./qplan.toml`` (see
+``qplan.clisettings``). Errors print one line (``--traceback`` for the whole story)
+and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+from . import clisettings, jsonplan, payloads, settings
+from .errors import ConfigurationError, Error, UnsafePayload
+from .models import Model
+from .plan import FORMAT_VERSION, Plan, _describe
+
+DIALECTS = ("sqlite", "postgresql", "mysql")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A failure the command line reports as one line."""
+
+
+# --- plans as the calls that built them ------------------------------------------------------------------
+
+
+def render_record(record: tuple) -> str:
+    """One command as the call that made it (as ``repr(plan)`` shows it): ``filter(pages__gte=100)``."""
+    try:
+        text = _describe(record)
+    except Exception:  # a record this qplan cannot read: show it raw
+        return repr(record)
+    return text[1:] if text.startswith(".") else text
+
+
+def render_plan(model_name: str, records: Sequence[tuple], alias: str | None = None) -> str:
+    """``Book.objects.filter(...).order_by(...)[0:10]`` for a plan's parts."""
+    text = f"{model_name}.objects"
+    for record in records:
+        part = render_record(record)
+        text += part if part.startswith("[") else "." + part
+    if alias is not None:
+        text += f".using({alias!r})"
+    return text
+
+
+# --- reading payloads ------------------------------------------------------------------------------------------
+
+
+def read_payload(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise CommandError(f"cannot read payload {path}: {exc.strerror or exc}") from None
+
+
+def is_json(data: bytes) -> bool:
+    return data.lstrip()[:1] == b"{"
+
+
+class Examined(NamedTuple):
+    container: str           # "envelope", "pickle" or "json"
+    version: int | None
+    signed: bool
+    verified: bool | None    # None: not checked (no key)
+    parts: payloads.Decoded
+
+
+def examine(data: bytes, keys: tuple[bytes, ...] | None) -> Examined:
+    """Decode a payload of any kind without refusing a bad or unchecked signature."""
+    try:
+        if is_json(data):
+            doc = jsonplan._document(data)
+            verified = jsonplan.verify(doc, keys, strict=False)
+            parts = jsonplan.parts(doc)
+            return Examined("json", parts.version, "signature" in doc, verified, parts)
+        opened = payloads.open_envelope(data, keys, strict=False)
+        parts = payloads.unpickle(opened.body, opened.version)
+        return Examined(opened.container, opened.version, opened.signed, opened.verified, parts)
+    except UnsafePayload:
+        raise
+    except Exception as exc:
+        raise UnsafePayload(f"not a loadable plan payload: {type(exc).__name__}: {exc}") from exc
+
+
+def load_plan(data: bytes, keys: tuple[bytes, ...] | None) -> Plan:
+    """The plan, exactly as ``qplan.loads`` / ``qplan.from_json`` would load it."""
+    if is_json(data):
+        return jsonplan.from_json(data, keys)  # type: ignore[arg-type]
+    return payloads.loads(data, keys)  # type: ignore[arg-type]
+
+
+def _keys() -> tuple[bytes, ...] | None:
+    return payloads.signing_keys(None)
+
+
+def _hint(exc: UnsafePayload) -> str:
+    text = str(exc)
+    if "not registered in this process" in text:
+        text += "; list its module in the settings' MODELS"
+    elif "no signing key was given" in text:
+        text += " (or SIGNING_KEY in the settings)"
+    return text
+
+
+# --- commands ----------------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.main()
+
+
+def _route(plan: Plan) -> tuple[str | None, str]:
+    """Where the plan would run per the settings, and why; no connection is made."""
+    from .routing import resolve
+
+    try:
+        alias, router = resolve(plan)
+    except Exception as exc:  # a router may need state the command line lacks
+        return None, f"unknown: the routers raised {type(exc).__name__}: {exc}"
+    if plan.alias is not None:
+        why = "set by using()"
+    elif router is None:
+        why = "no router chose: the default alias"
+    elif isinstance(router, str):
+        why = f"routed to {router!r}"
+    else:
+        why = f"chosen by {router!r}" if type(router).__repr__ is not object.__repr__ else \
+            f"chosen by {type(router).__name__}"
+    configured = settings.databases().get(alias)
+    where = f"{configured['ENGINE']}" if configured else "not configured here"
+    return alias, f"{alias} ({where}; a {plan.kind}, {why})"
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    data = read_payload(args.payload)
+    try:
+        plan = load_plan(data, _keys())
+    except UnsafePayload as exc:
+        raise CommandError(_hint(exc)) from exc
+    dialects: Sequence[str]
+    if args.dialect == "all":
+        dialects = DIALECTS
+    elif args.dialect:
+        dialects = (args.dialect,)
+    else:
+        alias, _ = _route(plan)
+        engine = settings.databases().get(alias or "", {}).get("ENGINE")
+        dialects = (engine,) if engine else DIALECTS
+    compiled = {d: plan.compile(d) for d in dialects}
+    if args.json:
+        out = {d: {"sql": c.sql, "params": jsonplan.encode(tuple(c.params))} for d, c in compiled.items()}
+        print(json.dumps(out, indent=2, default=str))
+        return EXIT_OK
+    for i, (dialect, (sql, params)) in enumerate(compiled.items()):
+        if i:
+            print()
+        if len(compiled) > 1:
+            print(f"-- {dialect}")
+        print(sql)
+        print(f"-- params: {params!r}")
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    data = read_payload(args.payload)
+    keys = _keys()
+    try:
+        ex = examine(data, keys)
+    except UnsafePayload as exc:
+        raise CommandError(str(exc)) from exc
+    parts = ex.parts
+    kinds = {"envelope": "envelope", "pickle": "bare pickle", "json": "JSON"}
+    if not ex.signed:
+        signature = "none (unsigned)" + (": refused while a signing key is set" if keys else "")
+    elif ex.verified is None:
+        signature = "present, not checked (no signing key in the settings)"
+    elif ex.verified:
+        signature = "valid (HMAC-SHA256)"
+    else:
+        signature = "INVALID: the payload was changed or signed with another key"
+    model_name = parts.model_key.rsplit(".", 1)[-1]
+    info: dict[str, Any] = {
+        "payload": f"{'stdin' if args.payload == '-' else args.payload}: {len(data)} bytes, {'signed ' if ex.signed else ''}{kinds[ex.container]}",
+        "format": f"version {parts.version} (this qplan writes version {FORMAT_VERSION})",
+        "signature": signature,
+        "model": parts.model_key,
+        "alias": parts.alias,
+    }
+    status = EXIT_OK if ex.verified is not False else EXIT_FAILED
+    plan = None
+    try:
+        plan = payloads.build(parts)
+    except UnsafePayload as exc:
+        info["problem"] = _hint(exc)
+        status = EXIT_FAILED
+    if plan is not None:
+        model_name = plan.model.__name__
+        info["model"] = f"{parts.model_key} (table {plan.model._meta.db_table})"
+        info["kind"] = plan.kind
+        info["routing"] = _route(plan)[1]
+    commands = [render_record(r) for r in parts.records]
+    if args.json:
+        info["commands"] = commands
+        info["signed"], info["verified"] = ex.signed, ex.verified
+        info["format_version"] = parts.version
+        print(json.dumps(info, indent=2, default=str))
+        return status
+    width = max(len(k) for k in [*info, "commands"]) + 2
+    for name, value in info.items():
+        if name == "alias" and value is None:
+            value = "none (routing decides)"
+        print(f"{name:<{width}}{value}")
+    print(f"{'commands':<{width}}" + (f"\n{'':<{width}}".join(
+        f"{i}. {c}" for i, c in enumerate(commands, 1)) if commands else "none (all rows)"))
+    return status
+
+
+class Probe(NamedTuple):
+    alias: str
+    engine: str
+    ok: bool
+    version: str
+    details: str
+
+
+PG_LAG_SQL = (
+    "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NULL"
+    " OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+    " ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END,"
+    " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)"
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def probe(alias: str) -> Probe:
+    """Connect to ``alias`` and ask its version (and replica lag); never raises."""
+    from .connections import connections
+
+    config = settings.databases()[alias]
+    engine = config["ENGINE"]
+    name = config["NAME"]
+    if engine == "sqlite" and name != ":memory:" and not name.startswith("file:") \
+            and not os.path.exists(name):
+        return Probe(alias, engine, False, "", f"database file {name} does not exist "
+                                               "(qplan migrate creates it)")
+    conn = connections[alias]
+    try:
+        details = name if engine == "sqlite" else \
+            f"{config['HOST'] or 'localhost'}:{config['PORT'] or ''} {name}".strip()
+        if engine == "sqlite":
+            version = conn.fetchall("SELECT sqlite_version()")[0][0]
+            conn.fetchall("SELECT count(*) FROM sqlite_master")  # reads the file's header
+        elif engine == "postgresql":
+            version = conn.fetchall("SHOW server_version")[0][0].split()[0]
+            if conn.fetchall("SELECT pg_is_in_recovery()")[0][0]:
+                seconds, behind = conn.fetchall(PG_LAG_SQL)[0]
+                details += f"; standby, replay lag {float(seconds):.2f} s" \
+                           f" ({int(behind)} bytes received, not yet replayed)"
+            else:
+                details += "; primary"
+        else:
+            version = conn.fetchall("SELECT version()")[0][0]
+            details += _mysql_replica(conn)
+        return Probe(alias, engine, True, str(version), details)
+    except Exception as exc:
+        return Probe(alias, engine, False, "", _one_line(f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _mysql_replica(conn: Any) -> str:
+    try:
+        cur = conn.execute("SHOW SLAVE STATUS")
+        rows = cur.fetchall()
+        names = [d[0] for d in cur.description or ()]
+    except Error:
+        return ""  # no privilege to ask: say nothing
+    if not rows:
+        return ""
+    lag = dict(zip(names, rows[0])).get("Seconds_Behind_Master")
+    return f"; replica, lag {lag if lag is not None else 'unknown (not replicating)'} s"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    aliases = list(settings.databases())
+    if not aliases:
+        raise CommandError("no databases configured: pass --settings, set QPLAN_SETTINGS "
+                           "or add a qplan.toml")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(aliases))) as pool:
+        probes = list(pool.map(probe, aliases))
+    if args.json:
+        print(json.dumps([p._asdict() for p in probes], indent=2))
+    else:
+        rows = [("ALIAS", "ENGINE", "STATUS", "VERSION", "DETAILS")] + [
+            (p.alias, p.engine, "ok" if p.ok else "FAILED", p.version or "-", p.details)
+            for p in probes]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+        failed = sum(not p.ok for p in probes)
+        print(f"{len(probes) - failed} of {len(probes)} aliases answered")
+    return EXIT_OK if all(p.ok for p in probes) else EXIT_FAILED
+
+
+def _ordered(models: Sequence[type[Model]]) -> list[type[Model]]:
+    """Models with the targets of their foreign keys first."""
+    done: list[type[Model]] = []
+
+    def visit(model: type[Model], stack: tuple) -> None:
+        if model in done or model in stack or model not in models:
+            return
+        for field in model._meta.fields:
+            if field.is_relation:
+                visit(field.target, stack + (model,))
+        done.append(model)
+
+    for model in models:
+        visit(model, ())
+    return done
+
+
+def cmd_migrate(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
+    from .execution import create_tables
+    from .routing import allow_migrate, route
+
+    databases = settings.databases()
+    if not databases:
+        raise CommandError("no databases configured: pass --settings, set QPLAN_SETTINGS "
+                           "or add a qplan.toml")
+    if args.database is not None:
+        settings.database(args.database)  # ConfigurationError naming the known aliases
+    if not config.models:
+        raise CommandError(f"no models to migrate: list their modules in MODELS ({config.source})")
+    work = []
+    for model in _ordered(config.models):
+        alias = args.database or route(model.objects, "write")
+        work.append((model, alias, allow_migrate(alias, model)))
+    done = skipped = 0
+    for i, (model, alias, allowed) in enumerate(work, 1):
+        label = f"[{i}/{len(work)}] {model._meta.key} -> {alias} ({model._meta.db_table})"
+        if not allowed:
+            skipped += 1
+            print(f"{label}: skipped, the routers do not allow it there")
+            continue
+        if alias not in databases:
+            raise CommandError(f"{model._meta.key} routes to {alias!r}, which is not configured")
+        if args.dry_run:
+            done += 1
+            print(f"{label}: would create")
+            continue
+        print(f"{label} ...", end=" ", flush=True)
+        started = time.perf_counter()
+        try:
+            create_tables([model], using=alias, exist_ok=True)
+        except BaseException:
+            print("failed", flush=True)
+            raise
+        done += 1
+        print(f"ok ({(time.perf_counter() - started) * 1000:.0f} ms)", flush=True)
+    verb = "would create" if args.dry_run else "created (or found)"
+    print(f"{verb} {done} table{'s' * (done != 1)}" + (f", skipped {skipped}" if skipped else ""))
+    return EXIT_OK
+
+
+# --- the parser ---------------------------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--settings", metavar="MODULE|FILE", default=default,
+                        help="settings: a module path, a .py or a .toml file "
+                             "(default: $QPLAN_SETTINGS, else ./qplan.toml)")
+    parser.add_argument("--traceback", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="on an error, print the whole traceback")
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="qplan",
+        description="qplan: immutable, picklable query plans for SQLite, PostgreSQL and MySQL.",
+        epilog="Start with: qplan demo",
+    )
+    _common(main_parser, top=True)
+    sub = main_parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description)
+        _common(p)
+        return p
+
+    add("demo", "build, pickle, ship and run plans on two SQLite files (start here)",
+        "Build plans, pickle them, load them in a child process, run them on two SQLite "
+        "databases and print their SQL in all three dialects. Needs no server or settings.")
+
+    p = add("sql", "print the SQL and parameters of a stored plan",
+            "Print the SQL and parameters of a stored plan (a qplan.dumps payload, a plain "
+            "pickle or a to_json document). The plan's model must be importable: list its "
+            "module in the settings' MODELS.")
+    p.add_argument("payload", metavar="PAYLOAD", help="a file holding the payload, or - for stdin")
+    p.add_argument("--dialect", choices=[*DIALECTS, "all"],
+                   help="the SQL dialect (default: the engine of the alias the plan routes to, "
+                        "else all three)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("inspect", "show a stored plan's commands, model, format, signature and routing",
+            "Show what a payload holds: its format version, signature state, model, commands "
+            "and the alias it would run on per the settings (without connecting). Exits 1 "
+            "when the signature is invalid or the plan does not fit its model.")
+    p.add_argument("payload", metavar="PAYLOAD", help="a file holding the payload, or - for stdin")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("check", "connect to every configured alias: version, replica lag",
+            "Connect to every configured alias and print its server version and, for "
+            "replicas, the replication lag. Exits 0 only when every alias answers.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("migrate", "create the tables of the settings' models",
+            "Create the tables of the settings' MODELS (if they do not exist), each on the "
+            "alias its writes route to, or on --database; routers' allow_migrate(alias, model) "
+            "may refuse.")
+    p.add_argument("--database", metavar="ALIAS", help="create the tables on this alias only")
+    p.add_argument("--dry-run", action="store_true", help="print what would be created")
+    return main_parser
+
+
+COMMANDS: dict[str, Callable[..., int]] = {
+    "demo": cmd_demo,
+    "sql": cmd_sql,
+    "inspect": cmd_inspect,
+    "check": cmd_check,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command is None:
+        p.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "demo":
+            return cmd_demo(args)
+        config = clisettings.load(args.settings)
+        config.apply()
+        if args.command == "migrate":
+            return cmd_migrate(args, config)
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("qplan: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except (CommandError, Error, OSError) as exc:
+        if args.traceback:
+            raise
+        print(f"qplan: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        if args.traceback:
+            raise
+        print(f"qplan: error: {type(exc).__name__}: {_one_line(str(exc))} "
+              f"(run with --traceback for details)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
