@@ -355,16 +355,16 @@ def test_memory_database_is_shared_by_threads():
 
 
 def test_drop_tables(db):
-    qplan.drop_tables(testmodels_all())
+    qplan.drop_tables(all_models())
     with pytest.raises(qplan.OperationalError, match="no such table"):
         Author.objects.count()
-    qplan.drop_tables(testmodels_all(), missing_ok=True)
-    qplan.create_tables(testmodels_all())
-    qplan.create_tables(testmodels_all(), exist_ok=True)
+    qplan.drop_tables(all_models(), missing_ok=True)
+    qplan.create_tables(all_models())
+    qplan.create_tables(all_models(), exist_ok=True)
     assert Author.objects.count() == 0
 
 
-def testmodels_all():
+def all_models():
     import testmodels
 
     return testmodels.ALL
