@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 from . import clisettings, jsonplan, payloads, settings
-from .errors import ConfigurationError, Error, UnsafePayload
+from .errors import Error, UnsafePayload
 from .models import Model
 from .plan import FORMAT_VERSION, Plan, _describe
 
@@ -34,7 +34,7 @@ class CommandError(Exception):
     """A failure the command line reports as one line."""
 
 
-# --- plans as the calls that built them ------------------------------------------------------------------
+# --- plans as the calls that built them -----------------------------------------------------------
 
 
 def render_record(record: tuple) -> str:
@@ -46,18 +46,7 @@ def render_record(record: tuple) -> str:
     return text[1:] if text.startswith(".") else text
 
 
-def render_plan(model_name: str, records: Sequence[tuple], alias: str | None = None) -> str:
-    """``Book.objects.filter(...).order_by(...)[0:10]`` for a plan's parts."""
-    text = f"{model_name}.objects"
-    for record in records:
-        part = render_record(record)
-        text += part if part.startswith("[") else "." + part
-    if alias is not None:
-        text += f".using({alias!r})"
-    return text
-
-
-# --- reading payloads ------------------------------------------------------------------------------------------
+# --- reading payloads -----------------------------------------------------------------------------
 
 
 def read_payload(path: str) -> bytes:
@@ -86,7 +75,7 @@ def examine(data: bytes, keys: tuple[bytes, ...] | None) -> Examined:
     """Decode a payload of any kind without refusing a bad or unchecked signature."""
     try:
         if is_json(data):
-            doc = jsonplan._document(data)
+            doc = jsonplan.parse_document(data)
             verified = jsonplan.verify(doc, keys, strict=False)
             parts = jsonplan.parts(doc)
             return Examined("json", parts.version, "signature" in doc, verified, parts)
@@ -119,10 +108,10 @@ def _hint(exc: UnsafePayload) -> str:
     return text
 
 
-# --- commands ----------------------------------------------------------------------------------------------------
+# --- commands -------------------------------------------------------------------------------------
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
     from . import demo
 
     return demo.main()
@@ -150,7 +139,7 @@ def _route(plan: Plan) -> tuple[str | None, str]:
     return alias, f"{alias} ({where}; a {plan.kind}, {why})"
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
+def cmd_sql(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
     data = read_payload(args.payload)
     try:
         plan = load_plan(data, _keys())
@@ -180,7 +169,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def cmd_inspect(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
     data = read_payload(args.payload)
     keys = _keys()
     try:
@@ -197,9 +186,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         signature = "valid (HMAC-SHA256)"
     else:
         signature = "INVALID: the payload was changed or signed with another key"
-    model_name = parts.model_key.rsplit(".", 1)[-1]
+    source = "stdin" if args.payload == "-" else args.payload
     info: dict[str, Any] = {
-        "payload": f"{'stdin' if args.payload == '-' else args.payload}: {len(data)} bytes, {'signed ' if ex.signed else ''}{kinds[ex.container]}",
+        "payload": f"{source}: {len(data)} bytes, {'signed ' if ex.signed else ''}{kinds[ex.container]}",
         "format": f"version {parts.version} (this qplan writes version {FORMAT_VERSION})",
         "signature": signature,
         "model": parts.model_key,
@@ -213,7 +202,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         info["problem"] = _hint(exc)
         status = EXIT_FAILED
     if plan is not None:
-        model_name = plan.model.__name__
         info["model"] = f"{parts.model_key} (table {plan.model._meta.db_table})"
         info["kind"] = plan.kind
         info["routing"] = _route(plan)[1]
@@ -303,7 +291,7 @@ def _mysql_replica(conn: Any) -> str:
     return f"; replica, lag {lag if lag is not None else 'unknown (not replicating)'} s"
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
     aliases = list(settings.databases())
     if not aliases:
         raise CommandError("no databases configured: pass --settings, set QPLAN_SETTINGS "
@@ -384,7 +372,7 @@ def cmd_migrate(args: argparse.Namespace, config: clisettings.CLISettings) -> in
     return EXIT_OK
 
 
-# --- the parser ---------------------------------------------------------------------------------------------------
+# --- the parser -----------------------------------------------------------------------------------
 
 
 def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
@@ -445,11 +433,12 @@ def parser() -> argparse.ArgumentParser:
     return main_parser
 
 
-COMMANDS: dict[str, Callable[..., int]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, clisettings.CLISettings], int]] = {
     "demo": cmd_demo,
     "sql": cmd_sql,
     "inspect": cmd_inspect,
     "check": cmd_check,
+    "migrate": cmd_migrate,
 }
 
 
@@ -460,13 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.print_help()
         return EXIT_USAGE
     try:
-        if args.command == "demo":
-            return cmd_demo(args)
+        if args.command == "demo":  # needs no settings: it makes its own databases
+            return cmd_demo(args, clisettings.CLISettings())
         config = clisettings.load(args.settings)
         config.apply()
-        if args.command == "migrate":
-            return cmd_migrate(args, config)
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.command](args, config)
     except KeyboardInterrupt:
         print("qplan: interrupted", file=sys.stderr)
         return 130

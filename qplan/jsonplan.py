@@ -40,7 +40,7 @@ KIND = "plan"
 KEYS = frozenset({"qplan", "format", "model", "alias", "records", "signature"})
 
 
-# --- encoding ------------------------------------------------------------------------------------------------
+# --- encoding -------------------------------------------------------------------------------------
 
 
 def _float(value: float) -> Any:
@@ -99,7 +99,7 @@ def to_json(plan: Plan, key: KeyArg = None, *, indent: int | None = None) -> str
     return json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
 
 
-# --- decoding ------------------------------------------------------------------------------------------------
+# --- decoding -------------------------------------------------------------------------------------
 
 
 def _parse_float(text: Any) -> float:
@@ -158,7 +158,7 @@ def decode(node: Any) -> Any:
     raise UnsafePayload(f"JSON plan holds an object {json.dumps(node)[:80]}, which plans never hold")
 
 
-def _document(data: Any) -> dict[str, Any]:
+def parse_document(data: Any) -> dict[str, Any]:
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data).decode("utf-8")
     if not isinstance(data, str):
@@ -209,7 +209,7 @@ def from_json(data: str | bytes, key: KeyArg = None) -> Plan:
     """Load a plan written by ``to_json``; anything else raises ``UnsafePayload``."""
     keys = signing_keys(key)
     try:
-        doc = _document(data)
+        doc = parse_document(data)
         verify(doc, keys)
         return build(parts(doc))
     except UnsafePayload:

@@ -196,7 +196,7 @@ def scan_pickle(body: bytes) -> None:
     raise UnsafePayload("payload is truncated: its pickle does not end")
 
 
-# --- keys -------------------------------------------------------------------------------------------
+# --- keys -----------------------------------------------------------------------------------------
 
 
 def signing_keys(key: KeyArg = None) -> tuple[bytes, ...] | None:
@@ -225,12 +225,10 @@ def signing_keys(key: KeyArg = None) -> tuple[bytes, ...] | None:
 
 
 def _mac(key: bytes, header: bytes, body: bytes | memoryview) -> bytes:
-    h = hmac.new(key, header, hashlib.sha256)
-    h.update(body)
-    return h.digest()
+    return hmac.digest(key, header + body, "sha256")  # one call: OpenSSL's fast path
 
 
-# --- dumping ------------------------------------------------------------------------------------------
+# --- dumping --------------------------------------------------------------------------------------
 
 
 def dumps(plan: Plan, key: KeyArg = None) -> bytes:
@@ -245,7 +243,7 @@ def dumps(plan: Plan, key: KeyArg = None) -> bytes:
     return header + _mac(keys[0], header, body) + body
 
 
-# --- opening an envelope ---------------------------------------------------------------------------------
+# --- opening an envelope --------------------------------------------------------------------------
 
 
 class Opened(NamedTuple):
@@ -325,7 +323,7 @@ def open_envelope(data: Any, keys: tuple[bytes, ...] | None, strict: bool = True
     return Opened("envelope", version, True, verified, body)
 
 
-# --- the body ------------------------------------------------------------------------------------------
+# --- the body -------------------------------------------------------------------------------------
 
 
 class Decoded(NamedTuple):
@@ -383,40 +381,50 @@ def decoded(version: int, key: Any, records: Any, alias: Any) -> Decoded:
 
 
 def check_tree(records: tuple) -> None:
-    """Tuples of plain values only, within ``MAX_NODES``, ``MAX_STRUCTURE`` and ``MAX_DEPTH``."""
-    budget, structure = MAX_NODES, MAX_STRUCTURE
-    stack: list[tuple[Any, int, bool]] = [(records, 0, False)]
-    pop, push, value_tag = stack.pop, stack.append, R.VALUE
-    while stack:
-        node, depth, in_value = pop()
-        kind = type(node)
+    """Tuples of plain values only, within ``MAX_NODES``, ``MAX_STRUCTURE`` and ``MAX_DEPTH``.
+
+    The budgets count the tree as walked, so a tuple shared many times counts each time.
+    """
+    _walk(records, 0, False, [MAX_NODES, MAX_STRUCTURE])
+
+
+_SIMPLE = PLAIN - {_dt.datetime, _dt.time, decimal.Decimal}
+_TIMED = (_dt.datetime, _dt.time)
+
+
+def _walk(node: tuple, depth: int, in_value: bool, budgets: list[int]) -> None:
+    if depth >= MAX_DEPTH:
+        raise UnsafePayload(f"payload's plan is nested more than {MAX_DEPTH} deep")
+    left = budgets[0] = budgets[0] - len(node) - 1
+    if left < 0:
+        raise UnsafePayload(f"payload's plan holds more than {MAX_NODES} values")
+    if not in_value:
+        if len(node) == 2 and node[0] == R.VALUE:
+            in_value = True  # a value node: what is inside is values, not structure
+        else:
+            budgets[1] -= 1
+            if budgets[1] < 0:
+                raise UnsafePayload(f"payload's plan has more than {MAX_STRUCTURE} commands, "
+                                    f"conditions and expressions")
+    depth += 1
+    for child in node:
+        kind = type(child)
         if kind is tuple:
-            if depth >= MAX_DEPTH:
-                raise UnsafePayload(f"payload's plan is nested more than {MAX_DEPTH} deep")
-            budget -= len(node) + 1
-            if budget < 0:
-                raise UnsafePayload(f"payload's plan holds more than {MAX_NODES} values")
-            if not in_value:
-                if len(node) == 2 and node[0] == value_tag:
-                    in_value = True
-                else:
-                    structure -= 1
-                    if structure < 0:
-                        raise UnsafePayload(
-                            f"payload's plan has more than {MAX_STRUCTURE} commands, "
-                            f"conditions and expressions")
-            depth += 1
-            for child in node:
-                push((child, depth, in_value))
-        elif kind not in PLAIN:
-            raise UnsafePayload(f"payload's plan holds a {kind.__name__}, which plans never hold")
-        elif kind is _dt.datetime or kind is _dt.time:
-            tz = node.tzinfo
+            _walk(child, depth, in_value, budgets)
+        elif kind in _SIMPLE:
+            continue
+        elif kind is decimal.Decimal:
+            if child.is_snan():  # cannot be hashed or compared: plans never hold one
+                raise UnsafePayload("payload's plan holds a signaling NaN")
+        elif kind in _TIMED:
+            tz = child.tzinfo
             if tz is not None and type(tz) is not _dt.timezone:
                 raise UnsafePayload(f"payload holds a time zone of type {type(tz).__name__}")
+        else:
+            raise UnsafePayload(f"payload's plan holds a {kind.__name__}, which plans never hold")
 
 
-# --- format versions ------------------------------------------------------------------------------------
+# --- format versions ------------------------------------------------------------------------------
 
 
 def _load_v1(key: str, records: tuple, alias: str | None) -> tuple[str, tuple, str | None]:
@@ -461,7 +469,7 @@ def _registered_keys() -> list[str]:
     return [m._meta.key for m in registered_models()]
 
 
-# --- loading -------------------------------------------------------------------------------------------------
+# --- loading --------------------------------------------------------------------------------------
 
 
 def loads(data: bytes, key: KeyArg = None) -> Plan:

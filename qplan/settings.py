@@ -35,6 +35,7 @@ _lock = threading.RLock()
 _databases: dict[str, dict[str, Any]] = {}
 _options: dict[str, Any] = {"routers": (), "signing_key": None}
 _listeners: list[Callable[[str], None]] = []
+_KEEP: Any = object()  # "leave this setting as it is"
 
 
 def _engine(value: Any, alias: str) -> str:
@@ -111,10 +112,13 @@ def configure(
     databases: Mapping[str, str | Mapping[str, Any]] | None = None,
     *,
     routers: Iterable[Any] | None = None,
-    signing_key: str | bytes | None = None,
+    signing_key: str | bytes | None = _KEEP,
     compile_cache_size: int | None = None,
 ) -> None:
-    """Set the databases (replacing all aliases) and the optional router chain."""
+    """Set the databases (replacing all aliases), the router chain, the payload signing key.
+
+    Arguments left out keep their current value; ``signing_key=None`` clears the key.
+    """
     with _lock:
         if databases is not None:
             new = {alias: normalise(alias, spec) for alias, spec in databases.items()}
@@ -124,7 +128,7 @@ def configure(
             _changed(old | set(new))
         if routers is not None:
             _options["routers"] = tuple(routers)
-        if signing_key is not None:
+        if signing_key is not _KEEP:
             _options["signing_key"] = signing_key
     if compile_cache_size is not None:
         from .compiler import cache

@@ -69,7 +69,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-# --- help ---------------------------------------------------------------------------------------------------
+# --- help -----------------------------------------------------------------------------------------
 
 
 def test_help_for_every_command() -> None:
@@ -98,7 +98,7 @@ def test_usage_error() -> None:
     assert done.returncode == 2
 
 
-# --- sql -------------------------------------------------------------------------------------------------------
+# --- sql ------------------------------------------------------------------------------------------
 
 
 def test_sql_for_a_dialect(project: Path) -> None:
@@ -159,7 +159,7 @@ def test_sql_unknown_model_says_to_list_its_module(project: Path) -> None:
     assert "'testmodels.Book'" in line and "MODELS" in line
 
 
-# --- inspect ---------------------------------------------------------------------------------------------------
+# --- inspect --------------------------------------------------------------------------------------
 
 
 def fields(out: str) -> dict[str, str]:
@@ -224,7 +224,7 @@ def test_inspect_shows_a_plan_whose_model_is_missing(project: Path) -> None:
     one_line_error(run("--settings", "bare", "inspect", "junk.bin", cwd=project))
 
 
-# --- settings sources ------------------------------------------------------------------------------------------
+# --- settings sources -----------------------------------------------------------------------------
 
 
 def test_settings_from_environment_and_toml(project: Path) -> None:
@@ -267,7 +267,7 @@ def test_bad_settings_module_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" in done.err
 
 
-# --- check and migrate on SQLite ----------------------------------------------------------------------------------
+# --- check and migrate on SQLite ------------------------------------------------------------------
 
 
 def test_migrate_then_check_sqlite(project: Path) -> None:
@@ -334,7 +334,7 @@ def test_check_unreachable_server_is_a_failed_row(tmp_path: Path) -> None:
     assert "1 of 3 aliases answered" in done.out
 
 
-# --- against the test servers ----------------------------------------------------------------------------------
+# --- against the test servers ---------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

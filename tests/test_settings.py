@@ -78,3 +78,11 @@ def test_replacing_an_alias_reconnects_to_the_new_target(tmp_path):
     qplan.add_database("default", f"sqlite:///{tmp_path / 'b.db'}")
     qplan.create_tables([Author])
     assert Author.objects.count() == 0
+
+
+def test_signing_key_is_kept_unless_given_and_none_clears_it():
+    qplan.configure(signing_key="k1")
+    qplan.configure(databases={})
+    assert settings.option("signing_key") == "k1"
+    qplan.configure(signing_key=None)
+    assert settings.option("signing_key") is None
