@@ -40,7 +40,7 @@ from . import records as R
 from . import settings
 from .errors import ConfigurationError, NotSupportedError, PlanError, UnsafePayload, suggest
 from .models import get_model
-from .plan import FORMAT_VERSION, TERMINAL, Plan
+from .plan import FORMAT_VERSION, MIGRATIONS, TERMINAL, Plan
 
 PROTOCOL = 4
 
@@ -427,17 +427,9 @@ def _walk(node: tuple, depth: int, in_value: bool, budgets: list[int]) -> None:
 # --- format versions ------------------------------------------------------------------------------
 
 
-def _load_v1(key: str, records: tuple, alias: str | None) -> tuple[str, tuple, str | None]:
-    return key, records, alias
-
-
-# One function per format version a release ever wrote, turning that version's
-# (model key, records, alias) into the current grammar. When FORMAT_VERSION
-# becomes 2, keep 1 here (migrating its records) and add 2; tests/golden/ holds a
-# payload of every version, loaded on every test run.
-LOADERS: dict[int, Callable[[str, tuple, Any], tuple[str, tuple, Any]]] = {
-    1: _load_v1,
-}
+# One function per format version a release ever wrote, kept in qplan.plan so that
+# plain pickle.loads migrates old plans too; tests/golden/ holds a payload of every version.
+LOADERS = MIGRATIONS
 
 
 def build(parts: Decoded, validate: bool = True) -> Plan:

@@ -8,7 +8,7 @@ so this layer imports nothing from the execution or backend layers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 from . import records as R
 from .errors import FieldError, PlanError
@@ -578,13 +578,26 @@ def _describe(record: tuple) -> str:
     return f".{op}()"
 
 
+def _migrate_v1(key: str, records: tuple, alias: str | None) -> tuple[str, tuple, str | None]:
+    return key, records, alias
+
+
+# One function per format version a release ever wrote, turning that version's
+# (model key, records, alias) into the current grammar. When FORMAT_VERSION becomes
+# 2, keep 1 here (migrating its records) and add 2.
+MIGRATIONS: dict[int, Callable[[str, tuple, Any], tuple[str, tuple, Any]]] = {
+    1: _migrate_v1,
+}
+
+
 def _restore(version: int, key: str, records: tuple, alias: str | None) -> Plan:
     """Rebuild a pickled plan (the target of ``Plan.__reduce__``; payloads check it first)."""
-    if version != FORMAT_VERSION:
+    if version not in MIGRATIONS:
         raise PlanError(
             f"plan format version {version!r} is not supported by this qplan "
             f"(it reads version {FORMAT_VERSION})"
         )
+    key, records, alias = MIGRATIONS[version](key, records, alias)
     if not isinstance(key, str) or not (alias is None or isinstance(alias, str)):
         raise PlanError("a plan payload names its model and alias with strings")
     if type(records) is not tuple or not all(type(r) is tuple and r and isinstance(r[0], str)
