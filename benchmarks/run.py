@@ -217,6 +217,7 @@ class Peer:
     pickled: Callable[[Any], Any] | None = None  # what is pickled for a built query
     sql: str = ""
     raw_sql: tuple[str, tuple] | None = None  # its SQL for the tuples fetch, in qmark style
+    keep: Any = None  # engines and connections held open for the run
     error = ""
 
 
@@ -324,8 +325,6 @@ def sqlalchemy_peer(path: str) -> Peer:
         return (sa.select(t).where(c.age >= 30, c.is_active == sa.true(), ~c.name.startswith("a"))
                 .order_by(c.created.desc(), c.id).limit(20).offset(10))
 
-    by_pk = sa.bindparam("pk")
-
     p.build = build
     p.compile_first = lambda stmt: stmt.compile(dialect=dialect)
     p.cached_note = "its compiled cache is used only when executing (see fetch)"
@@ -335,7 +334,7 @@ def sqlalchemy_peer(path: str) -> Peer:
     compiled = build().compile(dialect=dialect)
     p.sql = str(compiled)
     p.raw_sql = (p.sql, tuple(compiled.params[k] for k in compiled.positiontup or ()))
-    p.keep = (engine, conn, by_pk)  # type: ignore[attr-defined]
+    p.keep = (engine, conn)
     return p
 
 
@@ -376,7 +375,7 @@ def peewee_peer(path: str) -> Peer:
     p.pickled = lambda q: q
     p.sql, params = build().sql()
     p.raw_sql = (p.sql, tuple(params))
-    p.keep = db  # type: ignore[attr-defined]
+    p.keep = db
     return p
 
 
@@ -561,7 +560,7 @@ def targets(res: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None, str]
 
     def check(label: str, value: float | None, limit: float | None, how: str) -> None:
         if value is None or limit is None:
-            out.append((label, None, "peer not measured"))
+            out.append((label, None, "the peer is not installed"))
         else:
             out.append((label, value <= limit, how.format(v=value, l=limit)))
 
@@ -612,6 +611,22 @@ def versions() -> str:
     return ", ".join(found)
 
 
+def notes(res: dict[str, dict[str, Any]], peers: dict[str, Peer]) -> str:
+    out = [f"{TITLES[k.split(':')[0]]} cached compile: {v}"
+           for k, v in res["compile_cached"].items() if k.endswith(":note")]
+    out.append(f"qplan.dumps payload: {res['qplan_dumps'].get('size', '?')} B (pickle.dumps plus "
+               "whatever qplan.payloads adds)")
+    out.append("qplan's rows decode `is_active` to bool and `created` to an aware UTC datetime "
+               "(Django, SQLAlchemy and peewee convert too); raw sqlite3 returns int and str")
+    django = res["own_sql"].get("django:x")
+    if django is not None and django > 5:
+        out.append("Django inlines LIMIT 20 OFFSET 10 into its SQL; with literal bounds SQLite's "
+                   "planner picks the index on `age` and sorts ~8,000 rows instead of walking the "
+                   "index on `created` (row \"that library's SQL text on raw sqlite3\"), so most of "
+                   "Django's fetch time here is its SQL, not its ORM")
+    return "; ".join(out) + "."
+
+
 def report(res: dict[str, dict[str, Any]], peers: dict[str, Peer], params: tuple,
            timer: Timer, seconds: float) -> str:
     lines = [
@@ -630,14 +645,7 @@ def report(res: dict[str, dict[str, Any]], peers: dict[str, Peer], params: tuple
         "",
         *table(res),
         "",
-        "Notes: " + "; ".join(
-            f"{TITLES[k.split(':')[0]]} cached compile: {v}"
-            for k, v in res["compile_cached"].items() if k.endswith(":note")) + ". "
-        f"qplan.dumps payload: {res['qplan_dumps'].get('size', '?')} B. "
-        "Django inlines LIMIT 20 OFFSET 10 into its SQL; with literal bounds SQLite's planner "
-        "picks the index on `age` and sorts ~8,000 rows instead of walking the index on "
-        "`created` (see the row \"that library's SQL text on raw sqlite3\"), so most of Django's "
-        "fetch time here is its SQL, not its ORM.",
+        "Notes: " + notes(res, peers),
         "",
         "## Targets",
         "",

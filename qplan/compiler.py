@@ -40,7 +40,7 @@ def _py_kind(t: type) -> str | None:
 
 
 def number_slots(shape: Any, counter: list[int]) -> Any:
-    """Replace slot markers by ``Slot`` objects in the order ``records.shape_of`` made them."""
+    """Replace slot markers by ``Slot`` objects in the order ``records.walk`` made them."""
     if isinstance(shape, type):
         counter[0] += 1
         return Slot(counter[0] - 1, None, _py_kind(shape))
@@ -221,7 +221,9 @@ class Builder:
         return self.field_ref(field, table, nullable or field.null)
 
     def field_ref(self, field: Field, table: str | None, nullable: bool) -> Ref:
-        decode = self.backend.DECODE.get(field.internal_type)
+        kind = field.internal_type
+        decode = (None if nullable else self.backend.DECODE_NOT_NULL.get(kind)) or \
+            self.backend.DECODE.get(kind)
         if isinstance(field, DecimalField) and decode is not None:  # same scale on every backend
             decode = (lambda v, f=field, d=decode: None if v is None else f.quantize(d(v)))
         return Ref(col(field.column, table), FIELD_KIND.get(field.internal_type), decode,

@@ -34,6 +34,8 @@ LOOKUP_NAMES = (
     "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull",
 )
 AGGREGATES = ("count", "sum", "avg", "min", "max")
+SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, bytes, bool})
+SCALAR_LOOKUPS = frozenset(LOOKUP_NAMES) - {"in", "range", "isnull"}
 
 
 # --- paths -------------------------------------------------------------------------------
@@ -92,8 +94,13 @@ class Context:
         """Canonical path and field of ``name``; annotations give ``(name, None)``."""
         if name in self.annotations:
             return name, None
+        found = self.meta.path_cache.get(name)
+        if found is not None:
+            return found
         try:
-            return resolve_path(self.meta, name.split(SEP), self.who)
+            found = resolve_path(self.meta, name.split(SEP), self.who)
+            self.meta.path_cache[name] = found
+            return found
         except FieldError as exc:
             if SEP not in name and self.annotations:
                 raise FieldError(
@@ -147,6 +154,11 @@ def has_aggregate(node: Any) -> bool:
 
 def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str) -> Any:
     """The rhs of a leaf: a value node, an expression, or a structural bool."""
+    if type(value) in SCALARS and lookup in SCALAR_LOOKUPS:  # the common case, first
+        cleaned = field.clean(value)
+        if lookup == "exact" and isinstance(field, BooleanField):
+            return cleaned  # structural: compiles to a bare column, which indexes well
+        return (VALUE, cleaned)
     if isinstance(value, (F, Combined, Aggregate)):
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")
@@ -254,18 +266,77 @@ def q_record(ctx: Context, q: Any) -> tuple:
 # --- shapes -------------------------------------------------------------------------------------
 
 SLOT = "?"
+# Records that never hold a value node: their shape is the record itself.
+NO_VALUES = frozenset({"order_by", "values", "values_list", "distinct"})
 
 
-def shape_of(node: Any, values: list[Any]) -> Any:
-    """``node`` with each value node replaced by a slot; appends the values in walk order.
+def walk(node: tuple, values: list[Any]) -> tuple:
+    """Any record with each value node replaced by a slot, appending the values in order.
 
     A scalar's slot is its Python type (the SQL may depend on it, as for integer
     division); a tuple's slot is ``("?", length)``, its number of placeholders.
     """
-    if type(node) is not tuple:
+    head = node[0] if node else None
+    if type(head) is str and head in NO_VALUES:
         return node
-    if node and node[0] == VALUE and len(node) == 2:
-        v = node[1]
-        values.append(v)
-        return (SLOT, len(v)) if type(v) is tuple else type(v)
-    return tuple([shape_of(child, values) for child in node])
+    out = []
+    append = out.append
+    for child in node:
+        if type(child) is not tuple or not child:
+            append(child)
+        elif child[0] == VALUE and len(child) == 2:
+            v = child[1]
+            values.append(v)
+            append((SLOT, len(v)) if type(v) is tuple else type(v))
+        else:
+            append(walk(child, values))
+    return tuple(out)
+
+
+def _slot(v: Any) -> Any:
+    return (SLOT, len(v)) if type(v) is tuple else type(v)
+
+
+def _condition_shape(node: tuple, values: list[Any]) -> tuple:
+    tag = node[0]
+    if tag == "&" or tag == "|":
+        return (tag, tuple([_condition_shape(c, values) for c in node[1]]))
+    if tag == "!":
+        return ("!", _condition_shape(node[1], values))
+    rhs = node[2]
+    if type(rhs) is not tuple:
+        return node  # isnull, boolean exact: structural
+    if rhs[0] == VALUE:
+        values.append(rhs[1])
+        return (tag, node[1], _slot(rhs[1]))
+    return (tag, node[1], walk(rhs, values))
+
+
+def _slice_shape(record: tuple, values: list[Any]) -> tuple:
+    _, offset, limit = record
+    if offset is not None:
+        values.append(offset[1])
+        offset = _slot(offset[1])
+    if limit is not None:
+        values.append(limit[1])
+        limit = _slot(limit[1])
+    return ("slice", offset, limit)
+
+
+# How each command's record is shaped; the others go through the generic walk. Every
+# shaper gives exactly what ``walk`` gives (a property test holds them to it), faster.
+SHAPERS = {
+    "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
+    "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
+    "slice": _slice_shape,
+    "order_by": lambda r, values: r,
+    "values": lambda r, values: r,
+    "values_list": lambda r, values: r,
+    "distinct": lambda r, values: r,
+}
+
+
+def shape_of(records: tuple, values: list[Any]) -> tuple:
+    """A plan's shape: its records with the values lifted out (appended to ``values``)."""
+    shapers = SHAPERS
+    return tuple([(shapers.get(r[0]) or walk)(r, values) for r in records])

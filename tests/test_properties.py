@@ -144,6 +144,17 @@ def test_building_the_same_plan_twice_gives_equal_plans(recipe):
 
 
 @given(recipes)
+def test_the_fast_shapers_agree_with_the_generic_walk(recipe):
+    from qplan import records as R
+
+    plan = build(recipe)
+    fast_values: list = []
+    slow_values: list = []
+    assert R.shape_of(plan.records, fast_values) == R.walk(plan.records, slow_values)
+    assert fast_values == slow_values
+
+
+@given(recipes)
 def test_pickle_round_trip_and_compiled_sql_survive_loading(recipe):
     plan = build(recipe)
     for loaded in (pickle.loads(pickle.dumps(plan)), qplan.loads(qplan.dumps(plan))):
