@@ -299,30 +299,30 @@ def _schema_aliases(model: type[Model], using: str | None) -> tuple[str, ...]:
     return alias.write_aliases() if isinstance(alias, ShardSet) else (alias,)
 
 
+def _schema_targets(models: list[type[Model]], using: str | None) -> Iterator[tuple[Connection, Any]]:
+    """(connection, model meta) for each model in dependency order, where routing allows it."""
+    for model in models:
+        for alias in _schema_aliases(model, using):
+            if allow_migrate(alias, model):
+                yield connections[alias], model._meta
+
+
 def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = False) -> None:
     """CREATE TABLE for each model, in the dialect of the alias it routes to."""
     models = list(models)
     for model in models:
         if not (isinstance(model, type) and issubclass(model, Model)):
             raise FieldError(f"create_tables() takes model classes, got {model!r}")
-    for model in _ordered(models):
-        for alias in _schema_aliases(model, using):
-            if not allow_migrate(alias, model):
-                continue
-            conn = connections[alias]
-            for sql in conn.backend.create_table(model._meta, exist_ok=exist_ok):
-                conn.execute(sql)
+    for conn, meta in _schema_targets(_ordered(models), using):
+        for sql in conn.backend.create_table(meta, exist_ok=exist_ok):
+            conn.execute(sql)
 
 
 def drop_tables(models: Any, using: str | None = None, *, missing_ok: bool = False) -> None:
     """DROP TABLE for each model, dependants first."""
-    for model in reversed(_ordered(list(models))):
-        for alias in _schema_aliases(model, using):
-            if not allow_migrate(alias, model):
-                continue
-            conn = connections[alias]
-            for sql in conn.backend.drop_table(model._meta, missing_ok=missing_ok):
-                conn.execute(sql)
+    for conn, meta in _schema_targets(list(reversed(_ordered(list(models)))), using):
+        for sql in conn.backend.drop_table(meta, missing_ok=missing_ok):
+            conn.execute(sql)
 
 
 __all__ = ["engine", "create_tables", "drop_tables", "NotSupportedError"]
