@@ -213,3 +213,23 @@ def test_meta_using_may_be_a_router(aliases):
     assert Routed.objects.create(name="x")._db == "r1"
     assert Routed.objects.count() == 0  # reads from r2
     assert Routed.objects.using("r1").count() == 1
+
+
+def test_read_your_writes_is_per_asyncio_task(aliases):
+    import asyncio
+
+    qplan.configure(routers=[PrimaryReplica("primary", ["r1"], lag_window=5)])
+
+    async def writer():
+        Author.objects.create(name="task write")
+        await asyncio.sleep(0)
+        return served_by(Author.objects.filter(name="task write"))
+
+    async def reader():
+        await asyncio.sleep(0)
+        return served_by()
+
+    async def main():
+        return await asyncio.gather(writer(), reader())
+
+    assert asyncio.run(main()) == ["primary", "r1"]  # the write's context is the writer's task
