@@ -143,7 +143,8 @@ MERGES: list[tuple[str, Callable[[Any], Any]]] = [
 def merge_cost(loops: int, n: int) -> list[tuple[str, float, float, float]]:
     """(name, fetch ms, merge ms, rows per second merged) with each shard's rows fetched once."""
     out = []
-    original = sharding._gather
+    reads = sharding.reads  # _Read fetches with reads._gather
+    original = reads._gather
     for name, build in MERGES:
         plan = build(BenchItem.objects)
         shards = routing.route(plan)
@@ -151,12 +152,12 @@ def merge_cost(loops: int, n: int) -> list[tuple[str, float, float, float]]:
         jobs = sharding._reads(plan, shards, read.sub)
         fetch = median_ms(lambda: original(engine, jobs), max(loops // 4, 3))
         fetched = original(engine, jobs)
-        sharding._gather = lambda engine, jobs, write=False: fetched  # type: ignore[assignment]
+        reads._gather = lambda engine, jobs, write=False: fetched  # type: ignore[assignment]
         try:
             merged = median_ms(read.run, max(loops // 4, 3))
             rows = len(read.run())
         finally:
-            sharding._gather = original
+            reads._gather = original
         out.append((f"{name} ({rows:,} rows out)", fetch, merged, n / merged * 1000))
     return out
 

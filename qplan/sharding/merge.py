@@ -1,0 +1,380 @@
+"""Merging partial results as the database would: kinds, arithmetic, ``_Merge``, sorting.
+
+Expressions over aggregates are evaluated in Python after the per-shard partials
+combine, with the kinds, NULL handling and orderings the compiler and databases use.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from .. import records as R
+from ..compiler import FIELD_KIND
+from ..errors import Error, NotSupportedError
+from ..fields import DecimalField
+
+VALUE = R.VALUE
+SEP = R.SEP
+
+
+PY_KINDS = {bool: "bool", int: "int", float: "float", decimal.Decimal: "decimal", str: "text"}
+
+
+def _field(meta: Any, path: str) -> Any:
+    return R.field_for_path(meta, path)
+
+
+def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
+    """The result kind the compiler gives an expression record (``compiler.Builder.expr``)."""
+    if node == "*":
+        return "int"
+    tag = node[0]
+    if tag == VALUE:
+        return PY_KINDS.get(type(node[1]))
+    if tag == "F":
+        if node[1] in annotations:
+            return _kind(meta, annotations, annotations[node[1]])
+        return FIELD_KIND.get(_field(meta, node[1]).internal_type)
+    if tag == "agg":
+        if node[1] == "count":
+            return "int"
+        if node[1] == "avg":
+            return "float"
+        return _kind(meta, annotations, node[2])
+    lhs, rhs = _kind(meta, annotations, node[1]), _kind(meta, annotations, node[2])
+    kinds = {lhs, rhs}
+    for k in ("float", "decimal"):
+        if k in kinds:
+            return k
+    return "int" if kinds <= {"int", "bool"} else lhs
+
+
+def _is_agg(node: Any, agg: set[str] | frozenset[str]) -> bool:
+    """Whether an expression record is aggregate-valued (directly or through an annotation)."""
+    if type(node) is not tuple or not node or node[0] == VALUE:
+        return False
+    if node[0] == "agg":
+        return True
+    if node[0] == "F":
+        return node[1] in agg
+    return any(_is_agg(child, agg) for child in node[1:])
+
+
+def _cond_is_agg(node: tuple, agg: set[str]) -> bool:
+    """Whether a condition record goes to HAVING (``compiler.Builder.condition``)."""
+    tag = node[0]
+    if tag == "!":
+        return _cond_is_agg(node[1], agg)
+    if tag in ("&", "|"):
+        return any(_cond_is_agg(child, agg) for child in node[1])
+    path, lookup, rhs = node
+    if path in agg:
+        return True
+    return type(rhs) is tuple and rhs[0] != VALUE and _is_agg(rhs, agg)
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
+def _arith(op: str, a: Any, b: Any, kind: str | None) -> Any:
+    """``a op b`` as SQL computes it: NULL in, NULL out; integer division truncates; x/0 is NULL."""
+    if a is None or b is None:
+        return None
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if b == 0:
+        return None
+    if op == "/":
+        return _trunc_div(int(a), int(b)) if kind == "int" else float(a) / float(b)
+    return int(a) - int(b) * _trunc_div(int(a), int(b))  # %: the sign of the dividend
+
+
+LIKE = {
+    "contains": lambda s, v: v in s, "startswith": lambda s, v: s.startswith(v),
+    "endswith": lambda s, v: s.endswith(v),
+}
+COMPARE = {
+    "exact": lambda a, b: a == b, "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+}
+
+Getter = Callable[[Mapping[str, Any], Sequence[Any]], Any]
+
+
+class _Merge:
+    """Aggregates split into per-shard partial aggregates, and put together again after the merge.
+
+    ``partial(fn, arg)`` registers a per-shard aggregate and returns its slot; the
+    closures made by ``expr``/``condition`` read merged partials (``parts``) and the
+    group's columns (``env``). Slots combine per function: sums and counts add, min
+    and max keep the extreme, an ``Avg`` of booleans travels as (avg, count).
+    """
+
+    COMBINE: dict[str, Callable[[Any, Any], Any]] = {
+        "sum": lambda a, b: b if a is None else (a if b is None else a + b),
+        "count": lambda a, b: a + b,
+        "min": lambda a, b: b if a is None else (a if b is None else min(a, b)),
+        "max": lambda a, b: b if a is None else (a if b is None else max(a, b)),
+        "trues": lambda a, b: a + b,
+        "avg": lambda a, b: None,  # only read per shard, to make "trues"
+    }
+
+    def __init__(self, meta: Any, annotations: Mapping[str, Any], agg: set[str],
+                 columns: Mapping[str, int] | None, who: str) -> None:
+        self.meta, self.annotations, self.agg, self.who = meta, annotations, agg, who
+        self.columns = columns  # env names (group columns); None: no columns (aggregate())
+        self.slots: dict[tuple, int] = {}
+        self.fns: list[str] = []
+        self.emit: list[tuple] = []  # (slot, per-shard aggregate node)
+        self.pre: list[tuple[int, int, int]] = []  # (trues slot, avg slot, count slot)
+        self._named: dict[str, Getter] = {}
+
+    def partial(self, fn: str, arg: Any) -> int:
+        key = (fn, arg)
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = len(self.fns)
+            self.fns.append(fn)
+            if fn == "trues":  # an Avg of booleans: per shard avg * count, rounded
+                a, c = self.partial("avg", arg), self.partial("count", arg)
+                self.pre.append((slot, a, c))
+            else:
+                self.emit.append((slot, ("agg", fn, arg, False)))
+        return slot
+
+    def refuse(self, why: str) -> NotSupportedError:
+        return NotSupportedError(f"{self.who}: {why} cannot be merged exactly across shards")
+
+    def annotation(self, name: str) -> Getter:
+        getter = self._named.get(name)
+        if getter is None:
+            getter = self._named[name] = self.expr(self.annotations[name])
+        return getter
+
+    def column(self, path: str) -> Getter:
+        """A group column by path or name (``author`` finds the ``author_id`` column)."""
+        if path in self.agg:
+            return self.annotation(path)
+        cols = self.columns or {}
+        key = path if path in cols else None
+        if key is None and SEP not in path and path in self.meta.by_name:
+            attname = self.meta.by_name[path].attname
+            key = attname if attname in cols else None
+        if key is None:
+            raise self.refuse(f"{path!r} is neither grouped nor an aggregate; it")
+        return lambda env, parts, i=cols[key]: env[i]
+
+    def expr(self, node: Any) -> Getter:
+        tag = node[0]
+        if tag == VALUE:
+            value = node[1]
+            return lambda env, parts: value
+        if tag == "F":
+            return self.column(node[1])
+        if tag == "agg":
+            return self.aggregate(node)
+        op = tag
+        lhs, rhs = self.expr(node[1]), self.expr(node[2])
+        kind = _kind(self.meta, self.annotations, node)
+        if kind == "decimal" and op in ("/", "%"):
+            raise self.refuse(f"decimal {op!r} over aggregates")
+        return lambda env, parts: _arith(op, lhs(env, parts), rhs(env, parts), kind)
+
+    def aggregate(self, node: tuple) -> Getter:
+        _, fn, arg, distinct = node
+        if distinct:
+            raise self.refuse(f"{fn.capitalize()}(..., distinct=True)")
+        kind = _kind(self.meta, self.annotations, arg)
+        if fn == "avg":
+            count = self.partial("count", arg)
+            total = self.partial("trues" if kind == "bool" else "sum", arg)
+            return lambda env, parts: (None if not parts[count] or parts[total] is None
+                                       else float(parts[total]) / parts[count])
+        slot = self.partial(fn, arg)
+        if fn == "sum" and kind == "bool":
+            return lambda env, parts: None if parts[slot] is None else bool(parts[slot])
+        field = _decimal_field(self.meta, arg)
+        if field is not None and fn != "count":
+            return lambda env, parts: None if parts[slot] is None else field.quantize(parts[slot])
+        get = lambda env, parts: parts[slot]  # noqa: E731
+        get.slot = slot  # type: ignore[attr-defined]  # a plain read: _run_groups picks it
+        return get
+
+    def condition(self, node: tuple) -> Callable[[Mapping[str, Any], Sequence[Any]], bool]:
+        """A condition as a Python test (NULL comparisons are false: see ``_leaf``)."""
+        tag = node[0]
+        if tag == "!":
+            inner = self.condition(node[1])
+            return lambda env, parts: not inner(env, parts)
+        if tag in ("&", "|"):
+            tests = [self.condition(child) for child in node[1]]
+            if tag == "&":
+                return lambda env, parts: all(t(env, parts) for t in tests)
+            return lambda env, parts: any(t(env, parts) for t in tests)
+        return self._leaf(node)
+
+    def _leaf(self, node: tuple) -> Callable[[Mapping[str, Any], Sequence[Any]], bool]:
+        # SQL's three-valued logic collapses to two values here: the compiler makes every
+        # leaf under an odd number of NOTs false on NULL, and under an even number an
+        # UNKNOWN leaf and a FALSE one give the same final answer (Kleene logic is monotone).
+        path, lookup, rhs = node
+        lhs = self.column(path)
+        if lookup == "isnull":
+            return lambda env, parts: (lhs(env, parts) is None) == rhs
+        if lookup == "exact" and isinstance(rhs, bool):
+            return lambda env, parts: (lambda v: v is not None and bool(v) == rhs)(lhs(env, parts))
+        if lookup == "in":
+            values = rhs[1]
+            return lambda env, parts: (lambda v: v is not None and v in values)(lhs(env, parts))
+        if lookup == "range":
+            low, high = rhs[1]
+            return lambda env, parts: (lambda v: v is not None and low <= v <= high)(lhs(env, parts))
+        insensitive = lookup.startswith("i")
+        base = lookup[1:] if insensitive else lookup
+        if base in LIKE:
+            test, needle = LIKE[base], rhs[1]
+            if insensitive:
+                needle = needle.lower()
+            return lambda env, parts: (lambda v: v is not None and test(
+                v.lower() if insensitive else v, needle))(lhs(env, parts))
+        other = self.expr(rhs)
+        compare = COMPARE[base]
+
+        def leaf(env: Mapping[str, Any], parts: Sequence[Any]) -> bool:
+            a, b = lhs(env, parts), other(env, parts)
+            if a is None or b is None:
+                return False
+            if insensitive:
+                a, b = a.lower(), b.lower()
+            return compare(a, b)
+
+        return leaf
+
+    def combine(self, acc: list[Any], parts: Sequence[Any], offset: int = 0) -> None:
+        combiners = self._combiners
+        if combiners is None:
+            combiners = self._combiners = list(enumerate(self.COMBINE[fn] for fn in self.fns))
+        for slot, combine in combiners:
+            acc[slot] = combine(acc[slot], parts[slot + offset])
+
+    _combiners: list | None = None
+
+    def shard_values(self, values: Sequence[Any]) -> list[Any]:
+        """One shard's partials (in emit order) as a slot list, with derived slots filled in."""
+        if not self.pre:  # slots are emitted in order unless an Avg of booleans derives one
+            return list(values)
+        parts: list[Any] = [None] * len(self.fns)
+        for (slot, _), value in zip(self.emit, values):
+            parts[slot] = value
+        for slot, a, c in self.pre:
+            parts[slot] = 0 if parts[a] is None else round(parts[a] * parts[c])
+        return parts
+
+
+def _decimal_field(meta: Any, arg: Any) -> Any:
+    if type(arg) is tuple and arg[0] == "F":
+        try:
+            field = _field(meta, arg[1])
+        except Error:
+            return None
+        return field if isinstance(field, DecimalField) else None
+    return None
+
+
+# --- sorting like the databases do ----------------------------------------------------------------
+
+
+class _Desc:
+    """Reverses the order of a key part (descending terms in a mixed-direction ordering)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __lt__(self, other: "_Desc") -> bool:
+        return other.v < self.v
+
+    def __eq__(self, other: Any) -> bool:
+        return self.v == other.v
+
+
+def _null_first(v: Any) -> tuple:
+    """NULL sorts as the smallest value (first ascending, last descending)."""
+    return (False,) if v is None else (True, v)
+
+
+_sort_keys: dict[tuple, Callable[[Any], Any]] = {}
+
+
+def _sort_key(terms: list[tuple[int, bool, bool, bool]]) -> tuple[Callable[[Any], Any], bool]:
+    """``(key, reverse)`` for rows ordered by ``(index, descending, nullable, numeric)`` terms.
+
+    One direction: the plain values (NULLs wrapped to sort first) and ``reverse`` for
+    descending. Mixed directions: descending numbers are negated, other descending
+    values wrapped in ``_Desc``. The key is generated once per shape of terms, as one
+    lambda over indices (like ``execution._row_decoder``): about 4x faster than a loop.
+    """
+    directions = {t[1] for t in terms}
+    if len(directions) == 1 and not any(t[2] for t in terms):
+        return itemgetter(*[t[0] for t in terms]), terms[0][1]
+    flip = len(directions) > 1
+    shape = tuple((i, desc and flip, nullable, numeric) for i, desc, nullable, numeric in terms)
+    key = _sort_keys.get(shape)
+    if key is None:
+        parts = []
+        for i, desc, nullable, numeric in shape:
+            v = f"r[{i}]"
+            if desc and numeric:
+                parts.append(f"((True,) if {v} is None else (False, -{v}))" if nullable else f"-{v}")
+            elif desc:
+                parts.append(f"_Desc((False,) if {v} is None else (True, {v}))")
+            else:
+                parts.append(f"((False,) if {v} is None else (True, {v}))" if nullable else v)
+        source = f"lambda r: ({parts[0]})" if len(parts) == 1 else \
+            f"lambda r: ({', '.join(parts)},)"
+        key = _sort_keys[shape] = eval(source, {"_Desc": _Desc})  # noqa: S307 - indices only
+    return key, False if flip else terms[0][1]
+
+
+def _sort(rows: list, terms: list[tuple[Any, bool]]) -> None:
+    """Sort in place by ``(getter, descending)`` terms, NULLs smallest (stable, last term first)."""
+    for get, desc in reversed(terms):
+        rows.sort(key=lambda r: _null_first(get(r)), reverse=desc)
+
+
+def _hashable(row: tuple) -> Any:
+    try:
+        hash(row)
+        return row
+    except TypeError:  # JSON values decode to dicts and lists
+        return tuple(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+                     for v in row)
+
+
+def _distinct(rows: Iterable[Any], key: Callable[[Any], tuple] = lambda r: r) -> Iterator[Any]:
+    seen: set = set()
+    add = seen.add
+    for row in rows:
+        k = _hashable(key(row))
+        if k not in seen:
+            add(k)
+            yield row
+
+
+def _window(n: int, window: tuple[int, int | None] | None) -> int:
+    """How many of ``n`` rows a slice ``(offset, limit)`` keeps."""
+    if window is None:
+        return n
+    offset, limit = window
+    end = n if limit is None else min(n, offset + limit)
+    return max(end - offset, 0)

@@ -1,0 +1,228 @@
+"""The pool: shards run concurrently, partial results, and errors that name their shard.
+
+``_gather`` runs one job per shard on a bounded thread pool (the calling thread
+takes the first) and either raises the first failure, named after its shard, or,
+inside ``partial_results()``, leaves failed shards out of a read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+from .. import routing, settings
+from ..connections import connections
+from ..errors import ConfigurationError, Error, InterfaceError, OperationalError
+from ..plan import Plan
+from .router import Shard
+
+MAX_WORKERS = 16
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def set_max_workers(n: int) -> None:
+    """Bound the threads that query shards (default 16); takes effect for the next plan."""
+    global MAX_WORKERS
+    if not isinstance(n, int) or n < 1:
+        raise ConfigurationError(f"max_workers must be a positive integer, got {n!r}")
+    MAX_WORKERS = n
+    shutdown(wait=False)
+
+
+def shutdown(wait: bool = True) -> None:
+    """Stop the pool's threads; their connections close as they exit. A new pool starts on use."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=wait)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="qplan-shard")
+        return _pool
+
+
+# Changed settings: worker threads would keep idle connections to the old databases open.
+settings.on_change(lambda alias: shutdown(wait=False))
+
+
+class PartialResult:
+    """What ``partial_results()`` yields: the shards that failed (name -> error), if any."""
+
+    def __init__(self) -> None:
+        self.failed: dict[str, BaseException] = {}
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+    def __repr__(self) -> str:
+        return f"<PartialResult failed={sorted(self.failed)!r}>"
+
+
+class PartialResultWarning(UserWarning):
+    """A read inside ``partial_results()`` skipped a failed shard."""
+
+
+_partial: contextvars.ContextVar[PartialResult | None] = contextvars.ContextVar(
+    "qplan_partial", default=None)
+
+
+@contextlib.contextmanager
+def partial_results() -> Iterator[PartialResult]:
+    """Opt in: reads skip shards that fail, warn, and list them in the yielded report.
+
+    Writes never do: a write that fails on a shard always raises.
+    """
+    report = PartialResult()
+    token = _partial.set(report)
+    try:
+        yield report
+    finally:
+        _partial.reset(token)
+
+
+class _Job(NamedTuple):
+    shard: Shard
+    alias: str
+    plan: Plan
+    call: Callable[[Any], Any] | None = None  # instead of running ``plan``: ``call(connection)``
+
+
+class _ShardFailure(Exception):
+    def __init__(self, alias: str, error: BaseException) -> None:
+        super().__init__(alias, error)
+        self.alias, self.error = alias, error
+
+
+def _run_job(engine: Any, job: _Job, write: bool) -> Any:
+    """One shard's sub-plan on its alias, in this thread's connection; reads may fail over."""
+    alias, plan, tried = job.alias, job.plan, {job.alias}
+    while True:
+        conn = connections[alias]
+        try:
+            return job.call(conn) if job.call is not None else engine.run(plan, conn)
+        except (OperationalError, InterfaceError) as exc:
+            failover = getattr(job.shard.group, "failover", None)
+            nxt = None
+            if not write and failover is not None and not conn.in_atomic:
+                nxt = failover(plan, alias, exc)
+            if nxt is None or nxt in tried:
+                raise _ShardFailure(alias, exc) from exc
+            tried.add(nxt)
+            alias = nxt
+        except Exception as exc:
+            raise _ShardFailure(alias, exc) from exc
+
+
+def _adopt(ctx: contextvars.Context) -> None:
+    """Take a worker's read-your-writes positions and sticky replicas into this context."""
+    theirs = ctx.get(routing._writes)
+    mine = routing._writes.get()
+    if theirs and theirs is not mine:
+        merged = dict(mine)
+        for alias, entry in theirs.items():
+            if alias not in merged or merged[alias][1] < entry[1]:
+                merged[alias] = entry
+        routing._writes.set(merged)
+    sticky, my_sticky = ctx.get(routing._sticky), routing._sticky.get()
+    if sticky and sticky is not my_sticky:
+        routing._sticky.set({**my_sticky, **sticky})
+
+
+_MISSING = object()
+
+
+def _gather(engine: Any, jobs: list[_Job], write: bool = False) -> list[Any]:
+    """Run the jobs concurrently (the calling thread takes the first); results in job order.
+
+    Runs them one by one in this thread when a target is inside this thread's
+    ``atomic()`` (the transaction lives on this thread's connection).
+    """
+    n = len(jobs)
+    results: list[Any] = [_MISSING] * n
+    failures: list[_ShardFailure | None] = [None] * n
+    if n == 1 or any(connections[job.alias].in_atomic for job in jobs):
+        for i, job in enumerate(jobs):
+            try:
+                results[i] = _run_job(engine, job, write)
+            except _ShardFailure as failure:
+                failures[i] = failure
+                if write:
+                    break
+    else:
+        pending = []
+        for i in range(1, n):
+            ctx = contextvars.copy_context()
+            while True:
+                try:
+                    future = _executor().submit(ctx.run, _run_job, engine, jobs[i], write)
+                    break
+                except RuntimeError:  # the pool was shut down under us: start a new one
+                    shutdown(wait=False)
+            pending.append((i, ctx, future))
+        try:
+            results[0] = _run_job(engine, jobs[0], write)
+        except _ShardFailure as failure:
+            failures[0] = failure
+        for i, ctx, future in pending:
+            try:
+                results[i] = future.result()
+            except _ShardFailure as failure:
+                failures[i] = failure
+            _adopt(ctx)
+    if any(failures):
+        _fail(jobs, results, failures, write)
+    return results
+
+
+def _fail(jobs: list[_Job], results: list[Any], failures: list[Any], write: bool) -> None:
+    report = _partial.get()
+    if report is not None and not write:
+        for job, failure in zip(jobs, failures):
+            if failure is not None:
+                report.failed[job.shard.name] = failure.error
+        names = [job.shard.name for job, f in zip(jobs, failures) if f is not None]
+        warnings.warn(f"partial result: shards {names!r} failed and were left out",
+                      PartialResultWarning, stacklevel=4)
+        return
+    i = next(i for i, f in enumerate(failures) if f is not None)
+    failure, job = failures[i], jobs[i]
+    note = ""
+    others = [jobs[k].shard.name for k, f in enumerate(failures) if f is not None and k != i]
+    if others:
+        note += f" (shards {others!r} failed too)"
+    if write:
+        done = [jobs[k].shard.name for k, r in enumerate(results) if r is not _MISSING]
+        if done:
+            note += f"; the write was committed on shards {done!r} and is not undone there"
+    raise _named(failure.error, job.shard, failure.alias, note) from failure.error
+
+
+def _named(error: BaseException, shard: Shard, alias: str, note: str) -> BaseException:
+    """``error`` again, its message naming the shard and alias (same class, for except clauses)."""
+    if not isinstance(error, Error):
+        return error
+    try:
+        named = type(error)(f"shard {shard.name!r} (alias {alias!r}): {error}{note}")
+    except Exception:  # pragma: no cover - an Error subclass with another signature
+        return error
+    named.shard, named.alias = shard.name, alias  # type: ignore[attr-defined]
+    return named
+
+
+def _reads(plan: Plan, shards: Sequence[Shard], sub: Plan) -> list[_Job]:
+    return [_Job(shard, shard.read_alias(plan), sub) for shard in shards]
+
+
+def _present(results: list[Any]) -> list[Any]:
+    return [r for r in results if r is not _MISSING]

@@ -1,0 +1,104 @@
+"""Writes over several shards: updates and deletes on each, inserts and saves placed by key.
+
+A write never skips a failed shard: ``_gather(..., write=True)`` raises, naming
+the shards where it was already committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import RoutingError
+from ..plan import Plan
+from .pool import _gather, _Job
+from .router import Shard, Sharded, ShardSet
+
+
+def _write(engine: Any, plan: Plan, shards: ShardSet) -> Any:
+    last = plan.records[-1]
+    if last[0] == "insert":
+        return _insert(engine, plan, shards)
+    jobs = [_Job(shard, shard.write_alias(plan), plan) for shard in shards]
+    return sum(_gather(engine, jobs, write=True))
+
+
+def _insert(engine: Any, plan: Plan, shards: ShardSet) -> list:
+    _, names, rows = plan.records[-1]
+    router = shards.router
+    field = router.key_field(plan.model)
+    if field.name not in names:
+        raise RoutingError(f"{plan.model.__name__}: the rows have no value for the shard key "
+                           f"{field.name!r}")
+    i = names.index(field.name)
+    per_shard: dict[str, list[int]] = {}
+    by_name = {}
+    for n, row in enumerate(rows):
+        shard = _place(router, row[i][1], plan.model, n)
+        per_shard.setdefault(shard.name, []).append(n)
+        by_name[shard.name] = shard
+    order = [s for s in router.shards if s.name in per_shard]
+    jobs = [_Job(s, s.write_alias(plan), plan._derive(
+        (("insert", names, tuple(rows[n] for n in per_shard[s.name])),), None)) for s in order]
+    pks: list[Any] = [None] * len(rows)
+    for shard, result in zip(order, _gather(engine, jobs, write=True)):
+        for n, pk in zip(per_shard[shard.name], result):
+            pks[n] = pk
+    return pks
+
+
+def _place(router: Sharded, value: Any, model: Any, n: int) -> Shard:
+    if value is None:
+        raise RoutingError(f"{model.__name__}: row {n} has no value for the shard key "
+                           f"{router.key!r}; every row needs one to be placed on a shard")
+    return router.shard_for(value)
+
+
+def bulk_create(engine: Any, root: Plan, objs: list, batch_size: int | None,
+                shards: ShardSet) -> None:
+    """Each object to the shard of its key: one transaction per shard, shards concurrently."""
+    router = shards.router
+    field = router.key_field(root.model)
+    groups: dict[str, list] = {}
+    for n, obj in enumerate(objs):
+        shard = _place(router, obj.__dict__.get(field.attname), root.model, n)
+        groups.setdefault(shard.name, []).append(obj)
+    jobs = []
+    for shard in router.shards:
+        if shard.name in groups:
+            alias = shard.write_alias(root)
+            call = (lambda conn, mine=groups[shard.name]:
+                    engine.bulk_create(root.using(conn.alias), mine, batch_size) or True)
+            jobs.append(_Job(shard, alias, root, call))
+    _gather(engine, jobs, write=True)
+
+
+def save_instance(engine: Any, obj: Any, force_insert: bool, shards: ShardSet) -> None:
+    """Save to the shard of the object's key; refuse a key that moved it to another shard."""
+    router = shards.router
+    model = type(obj)
+    field = router.key_field(model)
+    value = obj.__dict__.get(field.attname)
+    if value is None:
+        raise RoutingError(f"{model.__name__}: no value for the shard key {field.name!r}; "
+                           f"the row cannot be placed on a shard")
+    shard = router.shard_for(value)
+    root = model.objects
+    alias = shard.write_alias(root)
+    moved = RoutingError(
+        f"{model.__name__} {obj.pk!r}: cannot change the shard key {field.name!r} of an existing "
+        f"row to {value!r} (the key decides which shard holds the row); delete it and create it "
+        f"again")
+    if not force_insert and not obj._adding and obj.pk is not None:
+        if obj._db is not None and obj._db not in shard.aliases:
+            raise moved
+        updates = {f.name: obj.__dict__.get(f.attname) for f in model._meta.fields
+                   if not f.primary_key}
+        if not updates:
+            return
+        update = root.filter(pk=obj.pk, **{field.name: value}).update_plan(**updates)
+        if engine.execute(update, alias):
+            obj._db = alias
+            return
+        if engine.execute(root.filter(pk=obj.pk)._add(("exists",)), alias):
+            raise moved
+    engine.save_instance(obj, alias, force_insert=True)
