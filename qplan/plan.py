@@ -32,6 +32,9 @@ OP_BITS = {op: 1 << i for i, op in enumerate((
     "count", "exists", "aggregate", "update", "delete", "insert"))}
 
 
+SLICED = OP_BITS["slice"]
+
+
 def _ops_of(records: tuple) -> int:
     ops = 0
     for record in records:
@@ -220,7 +223,7 @@ class Plan:
         return bool(self._ops & OP_BITS[op])
 
     def _no_slice(self, what: str) -> None:
-        if self._has("slice"):
+        if self._ops & SLICED:
             raise PlanError(f"cannot {what} a plan once a slice has been taken")
 
     # --- building --------------------------------------------------------------------------------
@@ -256,6 +259,10 @@ class Plan:
     def order_by(self, *names: str) -> "Plan":
         self._no_slice("reorder")
         ctx = self._ctx()
+        cache = None if ctx.annotations else self._meta.path_cache
+        key = ("order_by", names)
+        if cache is not None and key in cache:
+            return self._add(("order_by", cache[key]))
         canonical = []
         for name in names:
             if not isinstance(name, str) or not name.lstrip("-"):
@@ -265,6 +272,8 @@ class Plan:
             desc = name.startswith("-")
             path, _ = ctx.path(name.lstrip("-"))
             canonical.append("-" + path if desc else path)
+        if cache is not None:
+            cache[key] = tuple(canonical)
         return self._add(("order_by", tuple(canonical)))
 
     def reverse(self) -> "Plan":

@@ -243,11 +243,12 @@ _ANY.name = "annotation"
 
 def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     """``filter``/``exclude`` arguments as one condition record."""
-    children = [q_record(ctx, q) for q in args]
     for arg in args:
         if not isinstance(arg, Q):
             raise FieldError(f"{ctx.who}: filter() takes Q objects and keyword lookups, got {arg!r}")
-    children.extend(leaf(ctx, k, v) for k, v in sorted(kwargs.items()))
+    children = [q_record(ctx, q) for q in args]
+    for k, v in sorted(kwargs.items()):
+        children.append(leaf(ctx, k, v))
     if len(children) == 1:
         return children[0]
     return ("&", tuple(children))
