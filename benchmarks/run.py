@@ -6,6 +6,7 @@ Run from the repository root (qplan installed, e.g. ``pip install -e .[bench]``)
     python -m benchmarks --quick      # fewer loops, a smoke run of the harness itself
     python -m benchmarks --profile    # also cProfile qplan's fetch and get(pk) paths
     python -m benchmarks --no-write   # print only; do not rewrite benchmarks/RESULTS.md
+    python -m benchmarks --servers    # also PostgreSQL and MariaDB: qplan against the raw driver
 
 Every library reads the SAME SQLite file, made in a temporary folder: one indexed
 10,000-row table (``id``, ``name``, ``age``, ``is_active``, ``created``; indexes on
@@ -29,6 +30,13 @@ warm-up, with the garbage collector paused inside each run (as ``timeit`` does):
 The peers are optional (``pip install -e .[bench]``): each is imported lazily and
 reported as "n/a (not installed)" when absent. The table is printed and written to
 ``benchmarks/RESULTS.md``; the whole run takes well under two minutes.
+
+With ``--servers`` (benchmarks/servers_bench.py) a second table follows: throwaway PostgreSQL
+and MariaDB servers are started through ``tests/servers.py`` (and always stopped), the same
+table and rows are loaded into each, and the 20-row fetch (tuples and instances) and the
+1,000 ``get(pk=k)`` are timed through qplan against psycopg2 / PyMySQL running qplan's
+compiled SQL on the same driver connection, as ratios (issue 3's target: at most 1.3x).
+This adds about a minute. Without ``--servers`` RESULTS.md holds the SQLite table only.
 """
 
 from __future__ import annotations
@@ -628,11 +636,11 @@ def notes(res: dict[str, dict[str, Any]], peers: dict[str, Peer]) -> str:
 
 
 def report(res: dict[str, dict[str, Any]], peers: dict[str, Peer], params: tuple,
-           timer: Timer, seconds: float) -> str:
+           timer: Timer, seconds: float, command: str = "python -m benchmarks") -> str:
     lines = [
         "# qplan benchmarks",
         "",
-        f"`python -m benchmarks` on {os.cpu_count()} CPUs, {platform.machine()}, {versions()}.",
+        f"`{command}` on {os.cpu_count()} CPUs, {platform.machine()}, {versions()}.",
         f"One SQLite file, {ROWS:,} rows, indexes on `age` and `created`; medians of {timer.repeat} "
         f"runs after a warm-up (loop scale {timer.scale:g}); whole run {seconds:.0f} s; load average "
         f"{LOAD_AT_START} at the start, {_load()} at the end (other work on the machine adds noise).",
@@ -695,6 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=11, help="runs per measure (median taken)")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
     parser.add_argument("--profile", action="store_true", help="cProfile qplan's hot paths too")
+    parser.add_argument("--servers", action="store_true",
+                        help="also benchmark qplan against psycopg2 and PyMySQL on throwaway "
+                             "PostgreSQL and MariaDB servers (tests/servers.py)")
     args = parser.parse_args(argv)
     timer = Timer(3 if args.quick else args.repeat, 0.1 if args.quick else 1.0)
 
@@ -708,9 +719,22 @@ def main(argv: list[str] | None = None) -> int:
         sql, params = Person.objects.filter(age__gte=30, is_active=True).exclude(
             name__startswith="a").order_by("-created", "id").values_list(*COLUMNS)[10:30].compile()
         raw = sqlite3.connect(path)
-        check_same_rows(peers, raw.execute(sql, params).fetchall())
+        raw_rows = raw.execute(sql, params).fetchall()
+        check_same_rows(peers, raw_rows)
         res = measure(peers, raw, sql, params, timer)
-        text = report(res, peers, params, timer, time.perf_counter() - started)
+        text = report(res, peers, params, timer, time.perf_counter() - started,
+                      "python -m benchmarks --servers" if args.servers else "python -m benchmarks")
+        server_profiles = ""
+        if args.servers:
+            if __package__ in (None, ""):
+                from benchmarks import servers_bench
+            else:
+                from . import servers_bench
+            qplan.connections.close_all()
+            section, server_profiles = servers_bench.run_servers(
+                sys.modules[__name__], timer, [r[0] for r in raw_rows], 18 if args.profile else 0)
+            qplan.configure(databases={"default": {"ENGINE": "sqlite", "NAME": path}})
+            text += "\n" + section
         print(text)
         if not args.no_write:
             with open(RESULTS, "w", encoding="utf-8") as f:
@@ -718,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(written to {os.path.relpath(RESULTS)})")
         if args.profile:
             print(profile_qplan(18))
+            if server_profiles:
+                print(server_profiles)
         raw.close()
     finally:
         qplan.connections.close_all()

@@ -456,7 +456,11 @@ class Builder:
             if ref.kind == "json":
                 raise NotSupportedError(f"order_by({name!r}): JSON values have no portable order")
             self.order_refs.append(ref)
-            terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=not desc))
+            # NULLs sort smallest everywhere; where a column cannot be NULL the database's
+            # own order is kept, so PostgreSQL still walks an index instead of sorting.
+            smallest = ref.nullable or self.backend.null_order_small
+            nulls_first = not desc if smallest else desc
+            terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=nulls_first))
         return terms
 
     def paged(self, select: exp.Select) -> exp.Select:

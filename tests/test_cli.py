@@ -106,7 +106,7 @@ def test_sql_for_a_dialect(project: Path) -> None:
                cwd=project)
     assert done.returncode == 0, done.err
     sql, params = done.out.strip().splitlines()
-    assert sql.startswith("SELECT") and "%s" in sql and '"qt_book"' in sql and "NULLS" in sql
+    assert sql.startswith("SELECT") and "%s" in sql and '"qt_book"' in sql and "ORDER BY" in sql and "DESC LIMIT %s OFFSET %s" in sql
     assert params == "-- params: ('%le%', 30, 'x%', 10, 5)"
 
 

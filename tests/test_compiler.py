@@ -27,8 +27,10 @@ def sql(plan, dialect):
     }),
     (lambda: Book.objects.order_by("-rating", "id").values_list("id", flat=True), {
         "sqlite": 'SELECT "qt_book"."id" FROM "qt_book" ORDER BY "qt_book"."rating" DESC, "qt_book"."id" ASC',
+        # NULLs sort smallest: explicit for the nullable rating; the NOT NULL id keeps
+        # PostgreSQL's own order, so an index on it can still be walked
         "postgresql": 'SELECT "qt_book"."id" FROM "qt_book" ORDER BY "qt_book"."rating" DESC NULLS LAST, '
-                      '"qt_book"."id" ASC NULLS FIRST',
+                      '"qt_book"."id" ASC',
         "mysql": "SELECT `qt_book`.`id` FROM `qt_book` ORDER BY `qt_book`.`rating` DESC, `qt_book`.`id` ASC",
     }),
     (lambda: Book.objects.filter(is_active=True).values_list("id", flat=True), {
