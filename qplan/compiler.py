@@ -16,8 +16,7 @@ from sqlglot import exp
 
 from . import records as R
 from .errors import FieldError, NotSupportedError, PlanError
-from .fields import (BooleanField, CharField, DateField, DateTimeField, DecimalField, Field,
-                     FloatField, ForeignKey, IntegerField, TextField)
+from .fields import DecimalField, Field, ForeignKey
 
 # --- slots -------------------------------------------------------------------------------------
 

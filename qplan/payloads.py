@@ -34,7 +34,7 @@ import io
 import pickle
 import pickletools
 import struct
-from typing import Any, Callable, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 from . import records as R
 from . import settings

@@ -8,16 +8,12 @@ so this layer imports nothing from the execution or backend layers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from . import records as R
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Combined, F, Q
 from .models import Model, get_model
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .models import Options
-
 FORMAT_VERSION = 1
 
 # Records after which nothing may be chained: they are what the plan does.
