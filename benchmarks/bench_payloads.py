@@ -26,20 +26,9 @@ from typing import Any, Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import qplan  # noqa: E402
-from qplan import Model, fields  # noqa: E402
+from benchmarks.run import Person, django_model  # noqa: E402  (the suite's models)
 
 KEY = b"benchmark signing key, 32 bytes!"
-
-
-class Person(Model):
-    name = fields.CharField(max_length=50)
-    age = fields.IntegerField(db_index=True)
-    is_active = fields.BooleanField(default=True)
-    created = fields.DateTimeField(db_index=True)
-
-    class Meta:
-        db_table = "bench_person"
-        key = "benchmarks.bench_payloads.Person"
 
 
 def qplan_plan() -> qplan.Plan:
@@ -49,31 +38,10 @@ def qplan_plan() -> qplan.Plan:
 
 def django_query() -> Any:
     """The same query's ``qs.query`` in Django, or None when Django is not installed."""
-    try:
-        import django
-        from django.conf import settings
-    except ImportError:
+    model = django_model(":memory:")
+    if model is None:
         return None
-    if not settings.configured:
-        settings.configure(
-            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-            INSTALLED_APPS=["benchmarks.apps.BenchConfig"], USE_TZ=True, TIME_ZONE="UTC")
-        django.setup()
-    from django.db import models
-
-    class DjangoPerson(models.Model):
-        name = models.CharField(max_length=50)
-        age = models.IntegerField(db_index=True)
-        is_active = models.BooleanField(default=True)
-        created = models.DateTimeField(db_index=True)
-
-        class Meta:
-            app_label = "bench"
-            db_table = "bench_person"
-
-    DjangoPerson.__qualname__ = "DjangoPerson"  # pickle finds it as a module global
-    globals()["DjangoPerson"] = DjangoPerson
-    qs = (DjangoPerson.objects.filter(age__gte=30, is_active=True).exclude(name__startswith="a")
+    qs = (model.objects.filter(age__gte=30, is_active=True).exclude(name__startswith="a")
           .order_by("-created", "id")[10:30])
     return qs.query
 

@@ -254,20 +254,24 @@ def qplan_peer() -> Peer:
     return p
 
 
-def django_peer(path: str) -> Peer:
-    p = Peer()
-    p.name = "django"
+def django_model(path: str) -> Any:
+    """Django configured on the SQLite file ``path`` and the benchmark table's model, made once;
+    None when Django is not installed."""
+    model = globals().get("DjangoPerson")
+    if model is not None:
+        return model
     try:
         import django
         from django.conf import settings
     except ImportError:
-        p.error = NOT_INSTALLED
-        return p
-    settings.configure(
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": path}},
-        INSTALLED_APPS=["benchmarks.apps.BenchConfig"], USE_TZ=True, TIME_ZONE="UTC", DEBUG=False,
-    )
-    django.setup()
+        return None
+    if not settings.configured:
+        settings.configure(
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": path}},
+            INSTALLED_APPS=["benchmarks.apps.BenchConfig"], USE_TZ=True, TIME_ZONE="UTC",
+            DEBUG=False,
+        )
+        django.setup()
     from django.db import models
 
     class DjangoPerson(models.Model):
@@ -284,6 +288,16 @@ def django_peer(path: str) -> Peer:
     # pickle finds classes by module and qualified name: publish the model as a module global
     DjangoPerson.__qualname__ = "DjangoPerson"
     globals()["DjangoPerson"] = DjangoPerson
+    return DjangoPerson
+
+
+def django_peer(path: str) -> Peer:
+    p = Peer()
+    p.name = "django"
+    DjangoPerson = django_model(path)
+    if DjangoPerson is None:
+        p.error = NOT_INSTALLED
+        return p
     objects = DjangoPerson.objects
 
     def build() -> Any:
