@@ -689,6 +689,19 @@ def report(res: dict[str, dict[str, Any]], peers: dict[str, Peer], params: tuple
 # --- profiling -----------------------------------------------------------------------------------------------
 
 
+def profile_calls(title: str, fn: Callable[[], Any], number: int, top: int) -> str:
+    """cProfile of ``number`` calls of ``fn``: the ``top`` functions by own time."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(number):
+        fn()
+    prof.disable()
+    out = io.StringIO()
+    out.write(f"\n===== {title} ({number} calls) =====\n")
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
 def profile_qplan(top: int) -> str:
     """cProfile of qplan's hot paths: end-to-end fetch (both kinds) and get(pk)."""
     peer = qplan_peer()
@@ -698,13 +711,7 @@ def profile_qplan(top: int) -> str:
                               ("fetch instances", peer.fetch_models, 3000),
                               ("get(pk) x1000", lambda: [peer.get(k) for k in pks], 5),
                               ("build", peer.build, 20000)):
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(number):
-            fn()
-        prof.disable()
-        out.write(f"\n===== {label} ({number} calls) =====\n")
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+        out.write(profile_calls(label, fn, number, top))
     return out.getvalue()
 
 

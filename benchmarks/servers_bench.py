@@ -25,12 +25,10 @@ With ``--profile`` qplan's fetch and get(pk) paths are also cProfiled on each se
 
 from __future__ import annotations
 
-import cProfile
 import datetime as _dt
 import importlib.util
 import io
 import os
-import pstats
 import statistics
 import sys
 import time
@@ -252,13 +250,7 @@ def profile_vendor(h: Any, vendor: str, top: int) -> str:
                 objects.filter(age__gte=30, is_active=True).exclude(name__startswith="a")
                 .order_by("-created", "id")[10:30]), 2000),
             ("get(pk) x1000", lambda: [objects.get(pk=k) for k in pks], 3)):
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(number):
-            fn()
-        prof.disable()
-        text.write(f"\n===== {TITLES[vendor]}: {label} ({number} calls) =====\n")
-        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
+        text.write(h.profile_calls(f"{TITLES[vendor]}: {label}", fn, number, top))
     return text.getvalue()
 
 
