@@ -261,6 +261,16 @@ class Backend:
         except Exception:
             return False
 
+    # Replication positions, for read-your-writes: SQL giving the primary's position after a
+    # write, and a standby's replayed position (NULL when not a standby). None: no positions,
+    # so routing falls back to a time window.
+    WRITE_POSITION_SQL: str | None = None
+    REPLAY_POSITION_SQL: str | None = None
+
+    def position(self, text: str) -> int:
+        """A position the two statements above return, as a comparable integer."""
+        raise NotImplementedError
+
     def is_disconnect(self, exc: BaseException, raw: Any) -> bool:
         """Whether ``exc`` says the connection itself is gone (a read may then be retried)."""
         return False

@@ -58,6 +58,16 @@ class PostgreSQLBackend(Backend):
     DECODE = {**{k: v for k, v in Backend.DECODE.items() if k != "JSONField"},
               "BinaryField": _memory_to_bytes}
 
+    # --- replication positions (read-your-writes) ---------------------------------------------
+
+    WRITE_POSITION_SQL = "SELECT pg_current_wal_lsn()::text"
+    REPLAY_POSITION_SQL = "SELECT pg_last_wal_replay_lsn()::text"
+
+    def position(self, text: str) -> int:
+        """A WAL location ``'16/B374D848'`` as an integer."""
+        high, _, low = text.partition("/")
+        return (int(high, 16) << 32) + int(low, 16)
+
     # --- dialect hooks ----------------------------------------------------------------------
 
     def text_compare(self, column: exp.Expression) -> exp.Expression:

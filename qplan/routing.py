@@ -124,26 +124,12 @@ _sticky: contextvars.ContextVar[dict[int, str]] = contextvars.ContextVar("qplan_
 
 _tracked: set[str] = set()  # primaries some router reads around
 
-# vendor -> (SQL for the primary's position after a write, SQL for a replica's replayed position)
-POSITION_SQL = {
-    "postgresql": ("SELECT pg_current_wal_lsn()::text", "SELECT pg_last_wal_replay_lsn()::text"),
-}
-
-
-def lsn(text: str) -> int:
-    """A PostgreSQL LSN ``'16/B374D848'`` as an integer."""
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
 def wrote(conn: Any) -> None:
     """Record that this context wrote on ``conn`` (after the statement or the commit)."""
     if conn.alias not in _tracked or conn.in_atomic:
         return
-    sql = POSITION_SQL.get(conn.vendor)
-    position = None
-    if sql is not None:
-        position = conn.fetchall(sql[0])[0][0]
+    sql = conn.backend.WRITE_POSITION_SQL  # PostgreSQL: the WAL location
+    position = None if sql is None else conn.fetchall(sql)[0][0]
     state = dict(_writes.get())
     state[conn.alias] = (position, time.monotonic())
     _writes.set(state)
@@ -323,21 +309,21 @@ class PrimaryReplica:
         position, written_at = pending
         if position is None:
             return time.monotonic() - written_at >= self.lag_window
-        wanted = lsn(position)
-        if self._replayed.get(replica, -1) >= wanted:
-            return True
         conn = connections[replica]
-        sql = POSITION_SQL.get(conn.vendor)
+        sql = conn.backend.REPLAY_POSITION_SQL
         if sql is None:
             return time.monotonic() - written_at >= self.lag_window
+        wanted = conn.backend.position(position)
+        if self._replayed.get(replica, -1) >= wanted:
+            return True
         try:
-            replayed = conn.fetchall(sql[1])[0][0]
+            replayed = conn.fetchall(sql)[0][0]
         except DatabaseError:
             self.mark_down(replica)
             return False
         if replayed is None:  # not a standby: it has everything the primary has
             return True
-        have = lsn(replayed)
+        have = conn.backend.position(replayed)
         with self._lock:
             if have > self._replayed.get(replica, -1):
                 self._replayed[replica] = have
