@@ -30,6 +30,7 @@ class Connection:
         self.raw: Any = None
         self._cursor: Any = None
         self.savepoints: list[str] = []  # open atomic blocks, outermost first
+        self.open_blocks: set[str] = set()  # this thread's aliases inside atomic (the handler's)
         self.savepoint_ids = 0
         self.suspect = False  # saw an error that may have broken the connection
 
@@ -121,9 +122,21 @@ class Connection:
             self._cursor = None
         return error
 
+    def push_block(self, name: str) -> None:
+        """An ``atomic`` block opened on this connection (``""``: the outermost)."""
+        self.savepoints.append(name)
+        self.open_blocks.add(self.alias)
+
+    def pop_block(self) -> str:
+        name = self.savepoints.pop()
+        if not self.savepoints:
+            self.open_blocks.discard(self.alias)
+        return name
+
     def close(self) -> None:
         raw, self.raw, self._cursor = self.raw, None, None
         self.savepoints.clear()
+        self.open_blocks.discard(self.alias)
         if raw is not None:
             try:
                 raw.close()
@@ -135,25 +148,31 @@ class Connection:
         return f"<Connection {self.alias!r} {self.vendor} {state}>"
 
 
+class _PerThread(threading.local):
+    """One thread's connections by alias, and the aliases it has an atomic() block open on."""
+
+    def __init__(self) -> None:
+        self.conns: dict[str, tuple[int, Connection]] = {}
+        self.atomic: set[str] = set()
+
+
 class ConnectionHandler:
     """``connections[alias]``: this thread's connection for ``alias``."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._local = _PerThread()
         self._generation: dict[str, int] = {}
         settings.on_change(self._changed)
 
     def _changed(self, alias: str) -> None:
         # Connections in other threads notice the new generation on their next use.
         self._generation[alias] = self._generation.get(alias, 0) + 1
-        mine = getattr(self._local, "conns", {}).pop(alias, None)
+        mine = self._local.conns.pop(alias, None)
         if mine is not None:
             mine[1].close()
 
     def __getitem__(self, alias: str) -> Connection:
-        conns = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
+        conns = self._local.conns
         entry = conns.get(alias)
         generation = self._generation.get(alias, 0)
         if entry is not None and entry[0] == generation:
@@ -161,8 +180,13 @@ class ConnectionHandler:
         if entry is not None:
             entry[1].close()
         conn = Connection(alias, settings.database(alias))
+        conn.open_blocks = self._local.atomic
         conns[alias] = (generation, conn)
         return conn
+
+    def in_atomic(self, alias: str) -> bool:
+        """Whether this thread has an ``atomic()`` block open on ``alias`` (cheap: no lookup)."""
+        return alias in self._local.atomic
 
     def __contains__(self, alias: str) -> bool:
         return alias in settings.databases()
@@ -176,7 +200,7 @@ class ConnectionHandler:
 
     def close_all(self) -> None:
         """Close this thread's connections."""
-        for _, conn in getattr(self._local, "conns", {}).values():
+        for _, conn in self._local.conns.values():
             conn.close()
 
 

@@ -23,6 +23,7 @@ import time
 from typing import Any, Iterable, Iterator, Sequence
 
 from . import settings
+from .settings import DEFAULT_ALIAS, _options
 from .connections import connections
 from .errors import ConfigurationError, DatabaseError, RoutingError
 
@@ -51,22 +52,25 @@ def chain(plan: Any) -> Iterator[Any]:
 
 def resolve(plan: Any, kind: str | None = None, **hints: Any) -> tuple[str, Any]:
     """``(alias, router)``: where ``plan`` runs and which router chose it (None: not a router)."""
-    if plan.alias is not None:
-        return plan.alias, None
-    name = METHODS[kind or plan.kind]
-    routers = settings.option("routers")
+    alias = plan._alias
+    if alias is not None:
+        return alias, None
+    routers = _options["routers"]  # the hot path of every evaluation: kept flat
     meta_using = plan._meta.using
     if meta_using is not None:
         routers = (meta_using, *routers)
-    for router in routers:  # the hot path of every evaluation: kept flat
+    elif not routers:
+        return DEFAULT_ALIAS, None
+    name = METHODS[kind or plan.kind]
+    for router in routers:
         if type(router) is str:
             return router, None
         method = getattr(router, name, None)
         if method is not None:
-            alias = method(plan, **hints)
+            alias = method(plan, **hints) if hints else method(plan)
             if alias is not None:
                 return alias, router
-    return settings.DEFAULT_ALIAS, None
+    return DEFAULT_ALIAS, None
 
 
 def route(plan: Any, kind: str | None = None, **hints: Any) -> str:
@@ -235,6 +239,7 @@ class PrimaryReplica:
         self._replayed: dict[str, int] = {}  # replica -> highest position seen replayed
         self._lock = threading.Lock()
         self._next = itertools.count()
+        self._id = id(self)  # this router's key in the per-context sticky-replica map
         _tracked.add(primary)
 
     def __repr__(self) -> str:
@@ -248,12 +253,11 @@ class PrimaryReplica:
         return self.primary
 
     def db_for_read(self, plan: Any, **hints: Any) -> str:
-        sticky = _sticky.get().get(id(self))
-        if (sticky is not None and not self._down and self.primary not in _writes.get()
-                and not connections[self.primary].in_atomic):
-            return sticky  # the common case: this context's replica, nothing to wait for
-        if connections[self.primary].in_atomic:
+        if connections.in_atomic(self.primary):
             return self.primary
+        sticky = _sticky.get().get(self._id)
+        if sticky is not None and not self._down and self.primary not in _writes.get():
+            return sticky  # the common case: this context's replica, nothing to wait for
         order = [r for r in self.replicas if r != sticky]
         if order:
             k = next(self._next) % len(order)
@@ -263,7 +267,7 @@ class PrimaryReplica:
         for replica in order:
             if self._usable(replica) and self._caught_up(replica):
                 if replica != sticky:
-                    _sticky.set({**_sticky.get(), id(self): replica})
+                    _sticky.set({**_sticky.get(), self._id: replica})
                 return replica
         return self.primary
 
@@ -278,8 +282,8 @@ class PrimaryReplica:
         with self._lock:
             self._down[alias] = time.monotonic() + self.backoff
         stuck = _sticky.get()
-        if stuck.get(id(self)) == alias:
-            _sticky.set({k: v for k, v in stuck.items() if k != id(self)})
+        if stuck.get(self._id) == alias:
+            _sticky.set({k: v for k, v in stuck.items() if k != self._id})
 
     def is_down(self, alias: str) -> bool:
         until = self._down.get(alias)

@@ -34,12 +34,12 @@ class Atomic:
         else:
             name = ""
             conn.execute(conn.backend.begin_sql())
-        conn.savepoints.append(name)
+        conn.push_block(name)
         return conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         conn = self._connection()
-        name = conn.savepoints.pop()
+        name = conn.pop_block()
         if name:
             if exc_type is None:
                 conn.execute(f"RELEASE SAVEPOINT {name}")
