@@ -11,6 +11,7 @@ import functools
 from typing import Any, Callable, TypeVar
 
 from .connections import Connection, connections
+from .errors import TransactionManagementError
 from .routing import write_alias, wrote
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,6 +40,13 @@ class Atomic:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         conn = self._connection()
+        if not conn.savepoints:  # the connection was closed or lost inside the block
+            if exc_type is None:
+                raise TransactionManagementError(
+                    f"{conn.where()}: the connection was closed inside atomic(); "
+                    f"the transaction's work was not committed"
+                )
+            return  # the error that ended the block says what happened
         name = conn.pop_block()
         if name:
             if exc_type is None:

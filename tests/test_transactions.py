@@ -86,3 +86,18 @@ def test_atomic_on_unknown_alias(db):
     with pytest.raises(qplan.ConfigurationError):
         with qplan.atomic(using="nope"):
             pass
+
+
+def test_a_connection_closed_inside_a_block_is_a_clear_error_not_a_commit(db):
+    with pytest.raises(qplan.TransactionManagementError, match="closed inside atomic"):
+        with qplan.atomic():
+            Author.objects.create(name="lost")
+            qplan.connections["default"].close()
+    assert names() == []
+    with pytest.raises(ValueError):  # the block's own error is the one the caller sees
+        with qplan.atomic():
+            with qplan.atomic():
+                qplan.connections["default"].close()
+                raise ValueError
+    Author.objects.create(name="after")
+    assert names() == ["after"]
