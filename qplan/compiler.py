@@ -59,28 +59,38 @@ FIELD_KIND = {
 NUMERIC = ("int", "float", "decimal")
 
 
+# LIKE with "!" as its escape character: how a value's own wildcards are escaped ("!"
+# first), and what each lookup puts before and after the escaped value.
+LIKE_ESCAPES = (("!", "!!"), ("%", "!%"), ("_", "!_"))
+LIKE_WRAP = {"contains": ("%", "%"), "startswith": ("", "%"), "endswith": ("%", "")}
+
+
 def _escape_like(value: str) -> str:
-    return value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    for char, escaped in LIKE_ESCAPES:
+        value = value.replace(char, escaped)
+    return value
 
 
+def _like_transform(before: str, after: str) -> Callable[[str], str]:
+    return lambda v: f"{before}{_escape_like(v)}{after}"
+
+
+# lookup -> (the bound value's transform into a pattern, case-insensitive?)
 LIKE_PATTERNS: dict[str, tuple[Callable[[str], str], bool]] = {
-    "contains": (lambda v: f"%{_escape_like(v)}%", False),
-    "icontains": (lambda v: f"%{_escape_like(v)}%", True),
-    "startswith": (lambda v: f"{_escape_like(v)}%", False),
-    "istartswith": (lambda v: f"{_escape_like(v)}%", True),
-    "endswith": (lambda v: f"%{_escape_like(v)}", False),
-    "iendswith": (lambda v: f"%{_escape_like(v)}", True),
+    prefix + name: (_like_transform(*wrap), prefix == "i")
+    for name, wrap in LIKE_WRAP.items() for prefix in ("", "i")
 }
 
 
 def like_pattern(value: exp.Expression, lookup: str) -> exp.Expression:
     """The LIKE pattern of an expression, as ``LIKE_PATTERNS`` makes it of a value."""
-    for char, escaped in (("!", "!!"), ("%", "!%"), ("_", "!_")):
+    for char, escaped in LIKE_ESCAPES:
         value = exp.Replace(this=value, expression=exp.Literal.string(char),
                             replacement=exp.Literal.string(escaped))
-    any_ = exp.Literal.string("%")
-    parts = {"contains": [any_, value, any_], "startswith": [value, any_],
-             "endswith": [any_, value]}[lookup.lstrip("i")]
+    before, after = LIKE_WRAP[lookup[1:] if lookup.startswith("i") else lookup]
+    parts = [exp.Literal.string(before), value] if before else [value]
+    if after:
+        parts.append(exp.Literal.string(after))
     return exp.Concat(expressions=parts, safe=False)  # NULL in, NULL out (no match)
 
 
@@ -225,8 +235,7 @@ class Builder:
             self.backend.DECODE.get(kind)
         if isinstance(field, DecimalField) and decode is not None:  # same scale on every backend
             decode = (lambda v, f=field, d=decode: None if v is None else f.quantize(d(v)))
-        return Ref(col(field.column, table), FIELD_KIND.get(field.internal_type), decode,
-                   nullable, field)
+        return Ref(col(field.column, table), FIELD_KIND.get(kind), decode, nullable, field)
 
     def compare(self, ref: Ref) -> exp.Expression:
         """A reference as compared and ordered: text by code point on every backend."""

@@ -130,9 +130,6 @@ class Engine:
 
     # --- running ------------------------------------------------------------------------------------
 
-    def connection(self, plan: Plan, using: str | None) -> Connection:
-        return connections[using or route(plan)]
-
     def execute(self, plan: Plan, using: str | None) -> Any:
         """Run ``plan`` on one alias, chosen once; a failed read may move to another replica."""
         if using is not None:
@@ -216,7 +213,7 @@ class Engine:
     def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None) -> None:
         if not objs:
             return
-        target = root._alias or route(root._add(("insert", (), ())))
+        target = route(root._add(("insert", (), ())))
         if isinstance(target, ShardSet):  # each row to the shard of its key
             return sharding.bulk_create(self, root, objs, batch_size, target)
         conn = connections[target]

@@ -57,7 +57,7 @@ class Options:
         self.columns = tuple(f.column for f in fields)
         # Filled lazily by the plan layer: parsed lookups and the root plan.
         self.lookup_cache: dict[Any, Any] = {}
-        self.path_cache: dict[Any, Any] = {}  # field names (and values() name lists) resolved
+        self.path_cache: dict[Any, Any] = {}  # field names, and values()/order_by() name lists
         self.plain_context: Any = None  # the normalising context of a plan with no annotations
         self.root_plan: Any = None
 

@@ -14,6 +14,7 @@ from . import records as R
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Combined, F, Q
 from .models import Model, get_model
+
 FORMAT_VERSION = 1
 
 # Records after which nothing may be chained: they are what the plan does.
@@ -26,8 +27,6 @@ EXPRESSIONS = (F, Combined, Aggregate)
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
     "count", "exists", "aggregate", "update", "delete", "insert"))}
-
-
 SLICED = OP_BITS["slice"]
 
 
@@ -338,8 +337,9 @@ class Plan:
     def _value_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
         ctx = self._ctx()
         cache = None if ctx.annotations else self._meta.path_cache
+        key = ("values", names)
         if cache is not None:
-            found = cache.get(names)
+            found = cache.get(key)
             if found is not None:
                 return found
         if not names:
@@ -354,7 +354,7 @@ class Plan:
             out.append(path)
         result = tuple(out)
         if cache is not None:
-            cache[names] = result
+            cache[key] = result
         return result
 
     def distinct(self) -> "Plan":

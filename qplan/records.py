@@ -267,8 +267,6 @@ def q_record(ctx: Context, q: Any) -> tuple:
 # --- shapes -------------------------------------------------------------------------------------
 
 SLOT = "?"
-# Records that never hold a value node: their shape is the record itself.
-NO_VALUES = frozenset({"order_by", "values", "values_list", "distinct"})
 
 
 def walk(node: tuple, values: list[Any]) -> tuple:
@@ -277,18 +275,14 @@ def walk(node: tuple, values: list[Any]) -> tuple:
     A scalar's slot is its Python type (the SQL may depend on it, as for integer
     division); a tuple's slot is ``("?", length)``, its number of placeholders.
     """
-    head = node[0] if node else None
-    if type(head) is str and head in NO_VALUES:
-        return node
     out = []
     append = out.append
     for child in node:
         if type(child) is not tuple or not child:
             append(child)
         elif child[0] == VALUE and len(child) == 2:
-            v = child[1]
-            values.append(v)
-            append((SLOT, len(v)) if type(v) is tuple else type(v))
+            values.append(child[1])
+            append(_slot(child[1]))
         else:
             append(walk(child, values))
     return tuple(out)
@@ -296,6 +290,10 @@ def walk(node: tuple, values: list[Any]) -> tuple:
 
 def _slot(v: Any) -> Any:
     return (SLOT, len(v)) if type(v) is tuple else type(v)
+
+
+def _unchanged(record: tuple, values: list[Any]) -> tuple:
+    return record
 
 
 def _condition_shape(node: tuple, values: list[Any]) -> tuple:
@@ -325,15 +323,13 @@ def _slice_shape(record: tuple, values: list[Any]) -> tuple:
 
 
 # How each command's record is shaped; the others go through the generic walk. Every
-# shaper gives exactly what ``walk`` gives (a property test holds them to it), faster.
+# shaper gives exactly what ``walk`` gives (a property test holds them to it), faster;
+# records that never hold a value are their own shape.
 SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    "order_by": lambda r, values: r,
-    "values": lambda r, values: r,
-    "values_list": lambda r, values: r,
-    "distinct": lambda r, values: r,
+    **dict.fromkeys(("order_by", "values", "values_list", "distinct"), _unchanged),
 }
 
 

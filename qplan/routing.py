@@ -81,9 +81,9 @@ def route(plan: Any, kind: str | None = None, **hints: Any) -> str:
 def write_alias() -> str:
     """The alias ``atomic()`` uses without ``using``: the routers' write alias for no model."""
     for router in settings.option("routers"):
-        method = getattr(router, "db_for_write", None)
         if isinstance(router, str):
             return router
+        method = getattr(router, "db_for_write", None)
         if getattr(router, "handles_no_plan", False) and method is not None:
             alias = method(None)
             if alias is not None:
@@ -127,6 +127,7 @@ _writes: contextvars.ContextVar[dict[str, tuple[str | None, float]]] = contextva
 _sticky: contextvars.ContextVar[dict[int, str]] = contextvars.ContextVar("qplan_sticky", default={})
 
 _tracked: set[str] = set()  # primaries some router reads around
+
 
 def wrote(conn: Any) -> None:
     """Record that this context wrote on ``conn`` (after the statement or the commit)."""
