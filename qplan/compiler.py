@@ -156,6 +156,8 @@ PLACEHOLDER = re.compile(r":qp(\d+)\b|%\(qp(\d+)\)s")
 
 def finish(sql: str, binds: list, paramstyle: str) -> tuple[str, list]:
     """Put the driver's placeholders into sqlglot's output, binds in text order."""
+    if not binds:  # run without parameters: the driver does no % formatting
+        return sql, []
     mark = "?" if paramstyle == "qmark" else "%s"
     pieces, ordered, pos = [], [], 0
     for m in PLACEHOLDER.finditer(sql):

@@ -20,6 +20,15 @@ from .errors import DatabaseError, DataError, IntegrityError, OperationalError, 
 HEALTHY_AFTER = (IntegrityError, DataError, ProgrammingError)
 
 
+def _run(cur: Any, sql: str, params: tuple) -> None:
+    """Execute ``sql``; without parameters the driver is given none, so it does no ``%``
+    formatting and a name holding ``%s`` or ``?`` stays part of the name."""
+    if params:
+        cur.execute(sql, params)
+    else:
+        cur.execute(sql)
+
+
 class Connection:
     """One alias's connection in one thread: lazy, error-mapping, transaction-aware."""
 
@@ -72,7 +81,7 @@ class Connection:
         if cur is None or self.suspect or self.raw is None:
             cur = self._cursor = self.cursor()
         try:
-            cur.execute(sql, params)
+            _run(cur, sql, params)
         except Exception as exc:
             if not self._stale(exc, sql):
                 raise self._failed(exc) from exc
@@ -81,7 +90,7 @@ class Connection:
             self.close()
             cur = self._cursor = self.cursor()
             try:
-                cur.execute(sql, params)
+                _run(cur, sql, params)
             except Exception as exc2:
                 raise self._failed(exc2) from exc2
         return cur
@@ -101,7 +110,7 @@ class Connection:
         """Rows in chunks, on a cursor of their own."""
         cur = self.cursor()
         try:
-            cur.execute(sql, params)
+            _run(cur, sql, params)
             while True:
                 rows = cur.fetchmany(chunk_size)
                 if not rows:
