@@ -275,6 +275,14 @@ class Backend:
         """Whether ``exc`` says the connection itself is gone (a read may then be retried)."""
         return False
 
+    def driver_errors(self) -> tuple[type[BaseException], ...]:  # pragma: no cover - per backend
+        """The driver's exception classes: only these become qplan ``DatabaseError``s."""
+        raise NotImplementedError
+
+    def is_driver_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` came from the database or its driver (not a bug in the caller)."""
+        return isinstance(exc, self.driver_errors())
+
     def map_error(self, exc: BaseException, where: str) -> errors.Error:
         """The qplan error for a driver exception, by PEP 249 class name."""
         for klass in type(exc).__mro__:

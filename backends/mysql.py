@@ -129,6 +129,11 @@ class MySQLBackend(Backend):
         return (f"{alias!r} (mysql at {settings.get('HOST') or 'localhost'}:"
                 f"{settings.get('PORT') or 3306})")
 
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        import pymysql
+
+        return (pymysql.err.MySQLError,)
+
     def is_disconnect(self, exc: BaseException, raw: Any) -> bool:
         import pymysql
 

@@ -20,6 +20,10 @@ from qplan import errors
 from .base import Backend
 
 
+def _is_nul_error(exc: BaseException) -> bool:
+    return type(exc) is ValueError and "NUL" in str(exc)
+
+
 def _memory_to_bytes(value: Any) -> Any:
     return None if value is None else bytes(value)
 
@@ -151,8 +155,17 @@ class PostgreSQLBackend(Backend):
         return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
             raw is None or bool(raw.closed))
 
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        import psycopg2
+
+        return (psycopg2.Error,)
+
+    def is_driver_error(self, exc: BaseException) -> bool:
+        # psycopg2 refuses NUL characters in a query with a plain ValueError
+        return super().is_driver_error(exc) or _is_nul_error(exc)
+
     def map_error(self, exc: BaseException, where: str) -> errors.Error:
-        if isinstance(exc, ValueError) and "NUL" in str(exc):
+        if _is_nul_error(exc):
             return errors.DataError(f"{where}: PostgreSQL text cannot hold NUL (0x00) characters")
         return super().map_error(exc, where)
 

@@ -135,6 +135,9 @@ class SQLiteBackend(Backend):
     def describe(self, alias: str, settings: dict[str, Any]) -> str:
         return f"{alias!r} (sqlite {settings['NAME']})"
 
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
+
     def drop_memory(self, settings: dict[str, Any]) -> None:
         """Forget a ``:memory:`` database when its alias is removed."""
         uri = settings["OPTIONS"].get("_memory")

@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 from . import settings
 from .backends import get as get_backend
-from .errors import DatabaseError, DataError, IntegrityError, OperationalError, ProgrammingError
+from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, IntegrityError,
+                     ProgrammingError, TransactionManagementError)
 
 # Errors after which the connection itself is known to be fine.
 HEALTHY_AFTER = (IntegrityError, DataError, ProgrammingError)
@@ -30,7 +31,13 @@ def _run(cur: Any, sql: str, params: tuple) -> None:
 
 
 class Connection:
-    """One alias's connection in one thread: lazy, error-mapping, transaction-aware."""
+    """One alias's connection in one thread: lazy, error-mapping, transaction-aware.
+
+    Inside ``atomic()`` a failed statement dooms the block it ran in (Django's rule): every
+    further statement of that block raises ``TransactionManagementError`` until the block
+    ends and rolls back. A lost connection dooms every open block, and is never replaced
+    by a new one while a block is open, so no statement of a block runs outside it.
+    """
 
     def __init__(self, alias: str, config: dict[str, Any]) -> None:
         self.alias = alias
@@ -42,6 +49,8 @@ class Connection:
         self.open_blocks: set[str] = set()  # this thread's aliases inside atomic (the handler's)
         self.savepoint_ids = 0
         self.suspect = False  # saw an error that may have broken the connection
+        self.doomed: str | None = None  # why the open blocks from ``doomed_depth`` on are doomed
+        self.doomed_depth = 0  # the block depth it happened in; 0: the whole transaction
 
     @property
     def vendor(self) -> str:
@@ -59,17 +68,24 @@ class Connection:
         raw = self.raw
         if raw is not None and not self.suspect:
             return raw
+        if self.savepoints:  # a block's statements never run on another connection
+            self.doom(0, "the connection was lost inside atomic()")
+            raise self.doomed_error()
         if raw is not None:
             self.suspect = False
             if self.backend.is_usable(raw):
                 return raw
-            if self.in_atomic:
-                raise OperationalError(f"{self.where()}: connection lost inside a transaction")
             self.close()
         try:
             self.raw = self.backend.connect(self.settings)
+        except (TypeError, ValueError) as exc:  # an OPTIONS entry the driver does not take
+            raise ConfigurationError(
+                f"{self.where()}: the driver refused the settings: {exc}") from exc
         except Exception as exc:
-            raise self.backend.map_error(exc, f"cannot connect to {self.where()}") from exc
+            if not self.backend.is_driver_error(exc):
+                raise
+            error = self.backend.map_error(exc, f"cannot connect to {self.where()}")
+            raise ConnectionFailure(str(error)) from exc
         return self.raw
 
     def cursor(self) -> Any:
@@ -77,12 +93,20 @@ class Connection:
 
     def execute(self, sql: str, params: tuple = ()) -> Any:
         """Run one statement on this connection's reusable cursor; return the cursor."""
+        if self.doomed is not None and self.savepoints:
+            raise self.doomed_error()
+        return self.control(sql, params)
+
+    def control(self, sql: str, params: tuple = ()) -> Any:
+        """``execute`` without the doomed-block check: what ``atomic`` itself runs."""
         cur = self._cursor
         if cur is None or self.suspect or self.raw is None:
             cur = self._cursor = self.cursor()
         try:
             _run(cur, sql, params)
         except Exception as exc:
+            if not self.backend.is_driver_error(exc):
+                raise  # qplan's or the caller's bug, not the database's: never disguised
             if not self._stale(exc, sql):
                 raise self._failed(exc) from exc
             # The server dropped this idle connection (restarted, timed out): a read outside
@@ -92,6 +116,8 @@ class Connection:
             try:
                 _run(cur, sql, params)
             except Exception as exc2:
+                if not self.backend.is_driver_error(exc2):
+                    raise
                 raise self._failed(exc2) from exc2
         return cur
 
@@ -104,10 +130,14 @@ class Connection:
         try:
             return cur.fetchall()
         except Exception as exc:
+            if not self.backend.is_driver_error(exc):
+                raise
             raise self._failed(exc) from exc
 
     def stream(self, sql: str, params: tuple, chunk_size: int) -> Iterator[list]:
         """Rows in chunks, on a cursor of their own."""
+        if self.doomed is not None and self.savepoints:
+            raise self.doomed_error()
         cur = self.cursor()
         try:
             _run(cur, sql, params)
@@ -117,6 +147,8 @@ class Connection:
                     break
                 yield rows
         except Exception as exc:
+            if not self.backend.is_driver_error(exc):
+                raise
             raise self._failed(exc) from exc
         finally:
             try:
@@ -125,11 +157,32 @@ class Connection:
                 pass
 
     def _failed(self, exc: BaseException) -> DatabaseError:
+        """The qplan error for a driver error; a lost connection is closed and dooms the blocks."""
+        lost = self.backend.is_disconnect(exc, self.raw)
         error = self.backend.map_error(exc, self.where())
-        if not isinstance(error, HEALTHY_AFTER):
+        if lost:
+            error = ConnectionFailure(str(error))
+        if self.savepoints:
+            self.doom(0 if lost else len(self.savepoints),
+                      f"a statement failed inside atomic() ({type(error).__name__}: {error})")
+        if lost:
+            self._drop()
+        elif not isinstance(error, HEALTHY_AFTER):
             self.suspect = True
             self._cursor = None
-        return error
+        return error  # type: ignore[return-value]
+
+    # --- atomic blocks -------------------------------------------------------------------------
+
+    def doom(self, depth: int, why: str) -> None:
+        """Refuse statements in the blocks from ``depth`` on (0: the whole transaction)."""
+        if self.doomed is None or depth < self.doomed_depth:
+            self.doomed, self.doomed_depth = why, depth
+
+    def doomed_error(self) -> TransactionManagementError:
+        return TransactionManagementError(
+            f"{self.where()}: {self.doomed}; the atomic() block is doomed: no statement runs "
+            f"in it until it ends, and it rolls back")
 
     def push_block(self, name: str) -> None:
         """An ``atomic`` block opened on this connection (``""``: the outermost)."""
@@ -140,17 +193,22 @@ class Connection:
         name = self.savepoints.pop()
         if not self.savepoints:
             self.open_blocks.discard(self.alias)
+            self.doomed, self.doomed_depth = None, 0
         return name
 
-    def close(self) -> None:
+    def _drop(self) -> None:
         raw, self.raw, self._cursor = self.raw, None, None
-        self.savepoints.clear()
-        self.open_blocks.discard(self.alias)
         if raw is not None:
             try:
                 raw.close()
             except Exception:
                 pass
+
+    def close(self) -> None:
+        """Close the driver connection; inside ``atomic()`` that dooms every open block."""
+        if self.savepoints:
+            self.doom(0, "the connection was closed inside atomic()")
+        self._drop()
 
     def __repr__(self) -> str:
         state = "open" if self.raw is not None else "not connected"

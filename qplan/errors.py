@@ -63,6 +63,18 @@ class OperationalError(DatabaseError):
     """The database cannot be reached or failed to carry out a statement."""
 
 
+class ConnectionFailure(OperationalError):
+    """The server could not be reached, or the connection to it broke.
+
+    The only error a read fails over on: a query error (a timeout, a syntax error, too
+    many variables) is the query's, not the server's, and marks nothing down.
+    """
+
+
+class ReadOnlyError(DatabaseError):
+    """A write was refused before it reached a read-only alias (``READ_ONLY`` or a replica)."""
+
+
 class IntegrityError(DatabaseError):
     """A constraint was violated: unique, foreign key, not null."""
 

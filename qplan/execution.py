@@ -13,11 +13,13 @@ from . import settings, sharding
 from .backends import get as get_backend
 from .compiler import Template, cache
 from .connections import Connection, connections
-from .errors import FieldError, InterfaceError, NotSupportedError, OperationalError, PlanError
+from .errors import ConnectionFailure, FieldError, NotSupportedError, PlanError
 from .models import Model
 from .plan import Compiled, Plan, set_engine
-from .routing import allow_migrate, check_relations, resolve, route, wrote
+from .routing import (allow_migrate, check_relations, check_writable, db_for_write, resolve, route,
+                      wrote)
 from .sharding import ShardSet
+from .transactions import Atomic, check_statement
 
 MAX_GET_RESULTS = 21
 
@@ -142,7 +144,7 @@ class Engine:
             conn = connections[alias]
             try:
                 return self.run(plan, conn)
-            except (OperationalError, InterfaceError) as exc:
+            except ConnectionFailure as exc:  # a dead server, never a query's own error
                 failover = getattr(router, "failover", None)
                 if plan.kind == "write" or failover is None or conn.in_atomic:
                     raise  # a write never retries silently
@@ -157,6 +159,10 @@ class Engine:
             check_relations(plan)
         params = template.params(values) if template.binds else ()
         kind = template.result
+        write = kind == "rowcount" or kind == "insert"
+        if write:
+            check_writable(conn.alias, plan)
+        check_statement(conn.alias, write)
         if kind == "rowcount":
             count = conn.execute(template.sql, params).rowcount
             wrote(conn)
@@ -180,6 +186,7 @@ class Engine:
         if template.result not in ("models", "dicts", "tuples", "flat", "named"):
             raise PlanError("iterator() streams rows; use execute() for counts and writes")
         materialise = MATERIALISE[template.result]
+        check_statement(conn.alias, False)
         model, alias = plan._meta.model, conn.alias
         for rows in conn.stream(template.sql, template.params(values), chunk_size):
             yield from materialise(template, rows, model, alias)
@@ -222,8 +229,6 @@ class Engine:
         size = min(batch_size or limit, limit)
         if not conn.backend.insert_returning:
             size = 1 if root._meta.pk.auto else size
-        from .transactions import Atomic
-
         with Atomic(conn.alias):
             for start in range(0, len(objs), size):
                 batch = objs[start:start + size]
@@ -243,20 +248,27 @@ class Engine:
             if isinstance(target, ShardSet):  # to the shard of the object's key
                 return sharding.save_instance(self, obj, force_insert, target)
         if not force_insert and not obj._adding and obj.pk is not None:
-            alias = using or obj._db or route(root.filter(pk=obj.pk), "write")
+            update = root.filter(pk=obj.pk)
             updates = {f.name: obj.__dict__.get(f.attname) for f in meta.fields if not f.primary_key}
             if not updates:
                 return
-            count = self.execute(root.filter(pk=obj.pk).update_plan(**updates), alias)
+            update = update.update_plan(**updates)
+            alias = using or db_for_write(update, obj)
+            count = self.execute(update, alias)
             if count:
                 obj._db = alias
                 return
         insert = root.bulk_create_plan([obj])
-        alias = using or route(insert, "write")
+        alias = using or db_for_write(insert, obj)
         pks = self.execute(insert, alias)
         obj.pk = pks[0]
         obj._adding = False
         obj._db = alias
+
+    def delete_instance(self, obj: Model, using: str | None) -> int:
+        """Delete one row where the routers send writes of it (never simply where it was read)."""
+        plan = type(obj).objects.filter(pk=obj.pk).delete_plan()
+        return self.execute(plan, using or db_for_write(plan, obj))
 
 
 engine = Engine()
@@ -301,6 +313,7 @@ def _schema_targets(models: list[type[Model]], using: str | None) -> Iterator[tu
     for model in models:
         for alias in _schema_aliases(model, using):
             if allow_migrate(alias, model):
+                check_writable(alias)
                 yield connections[alias], model._meta
 
 

@@ -226,7 +226,9 @@ class Model(metaclass=ModelBase):
         """Delete this row; returns the number of rows deleted."""
         if self.pk is None:
             raise FieldError(f"{type(self).__name__} instance has no primary key; save it first")
-        count = type(self).objects.using(using or self._db).filter(pk=self.pk).delete()
+        from .plan import engine
+
+        count = engine().delete_instance(self, using)
         self.pk = None if self._meta.pk.auto else self.pk
         self._adding = True
         return count

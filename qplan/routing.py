@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from . import settings
 from .settings import DEFAULT_ALIAS, _options
 from .connections import connections
-from .errors import ConfigurationError, DatabaseError, RoutingError
+from .errors import ConfigurationError, ConnectionFailure, ReadOnlyError, RoutingError
 
 METHODS = {"read": "db_for_read", "write": "db_for_write"}
 
@@ -44,7 +44,7 @@ def ask(router: Any, kind: str, plan: Any, hints: dict[str, Any]) -> str | None:
 def chain(plan: Any) -> Iterator[Any]:
     """The routers that may decide for ``plan``: the model's ``Meta.using``, then the settings'."""
     if plan is not None:
-        meta_using = plan.model._meta.using
+        meta_using = plan._meta.using
         if meta_using is not None:
             yield meta_using
     yield from settings.option("routers")
@@ -78,17 +78,48 @@ def route(plan: Any, kind: str | None = None, **hints: Any) -> str:
     return resolve(plan, kind, **hints)[0]
 
 
-def write_alias() -> str:
-    """The alias ``atomic()`` uses without ``using``: the routers' write alias for no model."""
+def write_alias() -> str | None:
+    """The alias ``atomic()`` opens on without ``using``, or None when the routers cannot
+    name one without a plan (``Sharded``): the block then binds to its first statement's."""
     for router in settings.option("routers"):
         if isinstance(router, str):
             return router
         method = getattr(router, "db_for_write", None)
-        if getattr(router, "handles_no_plan", False) and method is not None:
-            alias = method(None)
-            if alias is not None:
-                return alias
+        if not getattr(router, "handles_no_plan", False):
+            if method is not None:
+                return None  # its answer depends on the plan
+            continue
+        alias = method(None) if method is not None else None
+        if alias is not None:
+            return alias
     return settings.DEFAULT_ALIAS
+
+
+def db_for_write(plan: Any, instance: Any = None) -> str:
+    """Where a write of ``plan`` goes; for an instance, the routers are asked with it as a
+    hint, and where none answers it goes back where it was read from (Django's rule)."""
+    if plan._alias is not None:
+        return plan._alias
+    hints = {} if instance is None else {"instance": instance}
+    for router in chain(plan):
+        alias = ask(router, "write", plan, hints)
+        if alias is not None:
+            return alias
+    if instance is not None and instance._db is not None:
+        return instance._db
+    return DEFAULT_ALIAS
+
+
+def check_writable(alias: str, plan: Any = None) -> None:
+    """Refuse a write on a read-only alias (``READ_ONLY``, or a router's replica) before it
+    reaches the driver."""
+    if settings.database(alias).get("READ_ONLY"):
+        raise ReadOnlyError(f"database {alias!r} is read-only (READ_ONLY): the write was refused")
+    for router in chain(plan):
+        if alias in getattr(router, "read_only_aliases", ()):
+            raise ReadOnlyError(
+                f"database {alias!r} is read-only, a replica of {router!r}: the write was "
+                f"refused (writes go to the primary)")
 
 
 def check_relations(plan: Any) -> None:
@@ -146,21 +177,63 @@ def token() -> str:
     return json.dumps({a: [p, now - t] for a, (p, t) in _writes.get().items()}, sort_keys=True)
 
 
+MAX_TOKEN = 65_536  # characters: a token holds one short entry per primary
+
+
 @contextlib.contextmanager
 def reading_after(state: str) -> Iterator[None]:
-    """Read as if this context had made the writes recorded in ``state`` (a ``token()``)."""
-    try:
-        data = json.loads(state)
-        now = time.monotonic()
-        restored = {alias: (pos, now - float(age)) for alias, (pos, age) in data.items()}
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ConfigurationError(f"not a read-your-writes token: {state!r}") from exc
-    merged = {**_writes.get(), **restored}
+    """Read as if this context had made the writes recorded in ``state`` (a ``token()``).
+
+    A malformed token is refused here, whole, with ``ConfigurationError``: nothing of it
+    reaches the routers.
+    """
+    merged = {**_writes.get(), **parse_token(state)}
     reset = _writes.set(merged)
     try:
         yield
     finally:
         _writes.reset(reset)
+
+
+def parse_token(state: Any) -> dict[str, tuple[str | None, float]]:
+    """A ``token()`` string as ``{alias: (position, monotonic time of the write)}``."""
+    if not isinstance(state, str) or len(state) > MAX_TOKEN:
+        raise ConfigurationError(f"a read-your-writes token is a str of at most {MAX_TOKEN} "
+                                 f"characters, got {type(state).__name__}")
+    try:
+        data = json.loads(state)
+    except (ValueError, RecursionError):
+        raise ConfigurationError(f"not a read-your-writes token: {state[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"not a read-your-writes token (not an object): {state[:80]!r}")
+    now = time.monotonic()
+    out = {}
+    for alias, entry in data.items():
+        if not (isinstance(entry, list) and len(entry) == 2):
+            raise ConfigurationError(f"read-your-writes token: entry {alias!r} is not "
+                                     f"[position, age]: {entry!r:.80}")
+        position, age = entry
+        if type(age) not in (int, float) or not 0 <= age < float("inf"):
+            raise ConfigurationError(f"read-your-writes token: entry {alias!r} has a bad age "
+                                     f"{age!r:.40}")
+        _check_position(alias, position)
+        out[alias] = (position, now - age)
+    return out
+
+
+def _check_position(alias: str, position: Any) -> None:
+    if alias not in settings.databases():
+        raise ConfigurationError(f"read-your-writes token names unknown database alias {alias!r}")
+    if position is None:
+        return
+    try:
+        if type(position) is not str or len(position) > 64:
+            raise ValueError
+        connections[alias].backend.position(position)
+    except (ValueError, TypeError, NotImplementedError):
+        raise ConfigurationError(
+            f"read-your-writes token: {position!r:.80} is not a replication position of "
+            f"database {alias!r}") from None
 
 
 def forget_writes() -> None:
@@ -182,6 +255,8 @@ def _aliases(aliases: Iterable[str], what: str) -> tuple[str, ...]:
 class RoundRobin:
     """Reads rotate over ``aliases``; writes go to ``writes`` (None: no opinion)."""
 
+    handles_no_plan = True  # its write alias does not depend on the plan
+
     def __init__(self, aliases: Sequence[str], *, writes: str | None = None) -> None:
         self.aliases = _aliases(aliases, "RoundRobin")
         self.writes = writes
@@ -196,6 +271,8 @@ class RoundRobin:
 
 class Random:
     """Reads pick one of ``aliases`` at random (with optional ``weights``)."""
+
+    handles_no_plan = True
 
     def __init__(self, aliases: Sequence[str], weights: Sequence[float] | None = None, *,
                  writes: str | None = None, seed: int | None = None) -> None:
@@ -250,6 +327,11 @@ class PrimaryReplica:
     def aliases(self) -> tuple[str, ...]:
         return (self.primary, *self.replicas)
 
+    @property
+    def read_only_aliases(self) -> tuple[str, ...]:
+        """Its replicas: qplan refuses writes there (``check_writable``)."""
+        return self.replicas
+
     def db_for_write(self, plan: Any, **hints: Any) -> str:
         return self.primary
 
@@ -273,8 +355,10 @@ class PrimaryReplica:
         return self.primary
 
     def failover(self, plan: Any, alias: str, error: BaseException) -> str | None:
-        """Mark ``alias`` down and name where the read should go instead."""
-        if alias == self.primary or alias not in self.replicas:
+        """Mark ``alias`` down and name where the read should go instead; only for a
+        server that cannot be reached (a query error is the query's, not the server's)."""
+        if alias == self.primary or alias not in self.replicas or \
+                not isinstance(error, ConnectionFailure):
             return None
         self.mark_down(alias)
         return self.db_for_read(plan)
@@ -300,7 +384,7 @@ class PrimaryReplica:
             conn = connections[replica]
             conn.suspect = True
             conn.fetchall("SELECT 1")
-        except DatabaseError:
+        except ConnectionFailure:
             self.mark_down(replica)
             return False
         with self._lock:
@@ -323,7 +407,7 @@ class PrimaryReplica:
             return True
         try:
             replayed = conn.fetchall(sql)[0][0]
-        except DatabaseError:
+        except ConnectionFailure:
             self.mark_down(replica)
             return False
         if replayed is None:  # not a standby: it has everything the primary has

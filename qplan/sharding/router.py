@@ -238,6 +238,11 @@ class Sharded:
         if plan is None or not self.handles(plan.model):
             return None
         self._check_write(plan)
+        instance = hints.get("instance")
+        if instance is not None and isinstance(instance, plan.model):  # save() / delete()
+            value = instance.__dict__.get(self.key_field(plan.model).attname)
+            if value is not None:
+                return self.shard_for(value).write_alias(plan)
         shards = self.shards_for(plan)
         last = plan.records[-1] if plan.records else ()
         if last and last[0] == "insert" and self.key_field(plan.model).name not in last[1]:
