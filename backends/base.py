@@ -250,6 +250,17 @@ class Backend:
     def begin_sql(self) -> str:
         return "BEGIN"
 
+    # Makes a session refuse writes itself, for READ_ONLY aliases (qplan refuses its own
+    # writes before they are sent; this also stops raw SQL on the connection).
+    READ_ONLY_SQL = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+
+    def set_read_only(self, raw: Any) -> None:
+        cur = raw.cursor()
+        try:
+            cur.execute(self.READ_ONLY_SQL)
+        finally:
+            cur.close()
+
     def is_usable(self, raw: Any) -> bool:
         """A cheap health check of a connection that saw an error."""
         try:

@@ -69,6 +69,7 @@ class MySQLBackend(Backend):
         "JSONField": "LONGTEXT",
     }
     AUTO_PK = "INTEGER AUTO_INCREMENT PRIMARY KEY"
+    READ_ONLY_SQL = "SET SESSION TRANSACTION READ ONLY"
     ADAPT = {_dt.datetime: _naive_utc}
     # Index prefix for columns MySQL cannot index whole.
     PREFIX_INDEXED = {"TextField": 191, "JSONField": 191, "BinaryField": 255}

@@ -98,6 +98,7 @@ class SQLiteBackend(Backend):
         "DateTimeField": "DATETIME",
     }
     AUTO_PK = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    READ_ONLY_SQL = "PRAGMA query_only = ON"
     ADAPT = {
         bool: int,
         decimal.Decimal: str,
@@ -137,6 +138,16 @@ class SQLiteBackend(Backend):
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
+
+    def is_disconnect(self, exc: BaseException, raw: Any) -> bool:
+        """SQLite has no server: only a connection closed under qplan is gone."""
+        if raw is None:
+            return True
+        try:
+            raw.total_changes
+        except sqlite3.ProgrammingError:
+            return True
+        return False
 
     def drop_memory(self, settings: dict[str, Any]) -> None:
         """Forget a ``:memory:`` database when its alias is removed."""

@@ -77,7 +77,10 @@ class Connection:
                 return raw
             self.close()
         try:
-            self.raw = self.backend.connect(self.settings)
+            raw = self.backend.connect(self.settings)
+            if self.settings.get("READ_ONLY"):
+                self.backend.set_read_only(raw)
+            self.raw = raw
         except (TypeError, ValueError) as exc:  # an OPTIONS entry the driver does not take
             raise ConfigurationError(
                 f"{self.where()}: the driver refused the settings: {exc}") from exc

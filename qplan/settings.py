@@ -29,7 +29,23 @@ ENGINES = {
     "pymysql": "mysql",
 }
 
-KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "READ_ONLY")
+TEXT_KEYS = ("NAME", "USER", "PASSWORD", "HOST")
+# URL query values of a flag (``?read_only=1``).
+FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+
+
+def redact(url: str) -> str:
+    """``url`` with its password (everything between ``user:`` and the last ``@``) masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url or ":" in url else url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
 
 _lock = threading.RLock()
 _databases: dict[str, dict[str, Any]] = {}
@@ -51,7 +67,8 @@ def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
     """Turn ``scheme://user:pw@host:port/name?opt=v`` into a settings dict."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigurationError(f"database {alias!r}: {url!r} is not a URL (scheme://...)")
+        raise ConfigurationError(
+            f"database {alias!r}: {redact(url)!r} is not a URL (scheme://...)")
     engine = _engine(scheme.split("+", 1)[0], alias)
     if engine == "sqlite":
         # sqlite:///relative.db, sqlite:////abs/path.db, sqlite://:memory:
@@ -59,13 +76,16 @@ def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
         name = path[1:] if path.startswith("/") else path
         if name in ("", ":memory:"):
             name = ":memory:"
-        return {"ENGINE": engine, "NAME": unquote(name), "OPTIONS": dict(parse_qsl(query))}
-    parts = urlsplit(url)
+        return _with_flags({"ENGINE": engine, "NAME": unquote(name),
+                            "OPTIONS": dict(parse_qsl(query))}, alias)
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f"database {alias!r}: bad port in {url!r}") from exc
-    return {
+    except ValueError:
+        raise ConfigurationError(
+            f"database {alias!r}: bad host or port in {redact(url)!r} (a password holding "
+            f"'/', '@', ':' or '#' must be percent-encoded)") from None
+    return _with_flags({
         "ENGINE": engine,
         "NAME": unquote(parts.path.lstrip("/")),
         "USER": unquote(parts.username or ""),
@@ -73,11 +93,24 @@ def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
         "HOST": parts.hostname or "",
         "PORT": port,
         "OPTIONS": dict(parse_qsl(parts.query)),
-    }
+    }, alias)
+
+
+def _with_flags(spec: dict[str, Any], alias: str) -> dict[str, Any]:
+    """Take qplan's own flags (``?read_only=1``) out of a URL's driver options."""
+    flag = spec["OPTIONS"].pop("read_only", None)
+    if flag is not None:
+        if flag.lower() not in FLAGS:
+            raise ConfigurationError(
+                f"database {alias!r}: read_only={flag!r} in the URL is not 1/0/true/false")
+        spec["READ_ONLY"] = FLAGS[flag.lower()]
+    return spec
 
 
 def normalise(alias: str, spec: str | Mapping[str, Any]) -> dict[str, Any]:
     """One alias's settings as a complete dict with a canonical ``ENGINE``."""
+    if not isinstance(alias, str) or not alias:
+        raise ConfigurationError(f"a database alias is a non-empty str, got {alias!r}")
     if isinstance(spec, str):
         spec = parse_url(spec, alias)
     elif not isinstance(spec, Mapping):
@@ -88,18 +121,40 @@ def normalise(alias: str, spec: str | Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         bad = sorted(unknown)[0]
         raise ConfigurationError(f"database {alias!r}: unknown key {bad!r}" + suggest(bad, KEYS))
-    out: dict[str, Any] = {
-        "ENGINE": _engine(spec.get("ENGINE"), alias),
-        "NAME": spec.get("NAME") or "",
-        "USER": spec.get("USER") or "",
-        "PASSWORD": spec.get("PASSWORD") or "",
-        "HOST": spec.get("HOST") or "",
-        "PORT": int(spec["PORT"]) if spec.get("PORT") not in (None, "") else None,
-        "OPTIONS": dict(spec.get("OPTIONS") or {}),
-    }
+    out: dict[str, Any] = {"ENGINE": _engine(spec.get("ENGINE"), alias)}
+    for key in TEXT_KEYS:
+        value = spec.get(key) or ""
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"database {alias!r}: {key} must be a str, got {type(value).__name__}")
+        out[key] = value
+    out["PORT"] = _port(spec.get("PORT"), alias)
+    options = spec.get("OPTIONS") or {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ConfigurationError(f"database {alias!r}: OPTIONS must be a dict of driver "
+                                 f"options by name, got {type(options).__name__}")
+    out["OPTIONS"] = dict(options)
+    read_only = spec.get("READ_ONLY", False)
+    if not isinstance(read_only, bool):
+        raise ConfigurationError(
+            f"database {alias!r}: READ_ONLY must be True or False, got {read_only!r}")
+    out["READ_ONLY"] = read_only
     if out["ENGINE"] == "sqlite" and not out["NAME"]:
         raise ConfigurationError(f"database {alias!r}: sqlite needs a NAME (a path or ':memory:')")
     return out
+
+
+def _port(value: Any, alias: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        port = int(value)
+        if isinstance(value, (bool, float)) or not 0 < port < 65536:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"database {alias!r}: PORT must be a port number (1-65535), got {value!r}") from None
+    return port
 
 
 def _changed(aliases: Iterable[str]) -> None:

@@ -41,7 +41,7 @@ def test_django_shaped_dicts():
     ({"ENGINE": "sqlite"}, "sqlite needs a NAME"),
     ({"ENGINE": "sqlite", "NAME": "x", "PASWORD": "y"}, "unknown key 'PASWORD'; did you mean 'PASSWORD'"),
     ("not a url", "is not a URL"),
-    ("postgresql://h:notaport/db", "bad port"),
+    ("postgresql://h:notaport/db", "bad host or port"),
     (42, "expected a URL or a dict"),
 ])
 def test_bad_settings(spec, message):

@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from .. import routing, settings
 from ..connections import connections
-from ..errors import ConfigurationError, Error, InterfaceError, OperationalError
+from ..errors import ConfigurationError, ConnectionFailure, DatabaseError, Error
+from ..transactions import in_block
 from ..plan import Plan
 from .router import Shard
 
@@ -111,7 +112,7 @@ def _run_job(engine: Any, job: _Job, write: bool) -> Any:
         conn = connections[alias]
         try:
             return job.call(conn) if job.call is not None else engine.run(plan, conn)
-        except (OperationalError, InterfaceError) as exc:
+        except ConnectionFailure as exc:  # a dead server: a read may move to a replica
             failover = getattr(job.shard.group, "failover", None)
             nxt = None
             if not write and failover is not None and not conn.in_atomic:
@@ -120,7 +121,7 @@ def _run_job(engine: Any, job: _Job, write: bool) -> Any:
                 raise _ShardFailure(alias, exc) from exc
             tried.add(nxt)
             alias = nxt
-        except Exception as exc:
+        except DatabaseError as exc:  # anything else (a bug, a TypeError) is no shard's failure
             raise _ShardFailure(alias, exc) from exc
 
 
@@ -146,12 +147,13 @@ def _gather(engine: Any, jobs: list[_Job], write: bool = False) -> list[Any]:
     """Run the jobs concurrently (the calling thread takes the first); results in job order.
 
     Runs them one by one in this thread when a target is inside this thread's
-    ``atomic()`` (the transaction lives on this thread's connection).
+    ``atomic()`` (the transaction lives on this thread's connection). An exception that
+    is not a database error propagates once every shard has finished.
     """
     n = len(jobs)
     results: list[Any] = [_MISSING] * n
     failures: list[_ShardFailure | None] = [None] * n
-    if n == 1 or any(connections[job.alias].in_atomic for job in jobs):
+    if n == 1 or in_block() or any(connections[job.alias].in_atomic for job in jobs):
         for i, job in enumerate(jobs):
             try:
                 results[i] = _run_job(engine, job, write)
@@ -170,16 +172,23 @@ def _gather(engine: Any, jobs: list[_Job], write: bool = False) -> list[Any]:
                 except RuntimeError:  # the pool was shut down under us: start a new one
                     shutdown(wait=False)
             pending.append((i, ctx, future))
+        bug: BaseException | None = None
         try:
             results[0] = _run_job(engine, jobs[0], write)
         except _ShardFailure as failure:
             failures[0] = failure
+        except BaseException as exc:
+            bug = exc
         for i, ctx, future in pending:
             try:
                 results[i] = future.result()
             except _ShardFailure as failure:
                 failures[i] = failure
+            except BaseException as exc:
+                bug = bug or exc
             _adopt(ctx)
+        if bug is not None:
+            raise bug
     if any(failures):
         _fail(jobs, results, failures, write)
     return results
