@@ -20,6 +20,8 @@ from sqlglot import exp
 from .base import UTC, Backend
 
 _memory_ids = itertools.count(1)
+OPTIONS = ("timeout", "journal_mode")  # what OPTIONS (or a URL's query) may set
+JOURNAL_MODES = ("delete", "truncate", "persist", "memory", "wal", "off")
 _keepers: dict[str, sqlite3.Connection] = {}
 _keepers_lock = threading.Lock()
 
@@ -116,6 +118,12 @@ class SQLiteBackend(Backend):
     def connect(self, settings: dict[str, Any]) -> sqlite3.Connection:
         name = settings["NAME"]
         options = {k: v for k, v in settings["OPTIONS"].items() if not k.startswith("_")}
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown sqlite option {unknown[0]!r} (known: {', '.join(OPTIONS)})")
+        journal = str(options.get("journal_mode") or "").lower()
+        if journal and journal not in JOURNAL_MODES:
+            raise ValueError(f"journal_mode must be one of {', '.join(JOURNAL_MODES)}")
         timeout = float(options.pop("timeout", 10))
         if name == ":memory:":
             uri = memory_uri(settings)
@@ -129,8 +137,8 @@ class SQLiteBackend(Backend):
         raw.execute("PRAGMA foreign_keys = ON")
         raw.execute("PRAGMA case_sensitive_like = ON")
         raw.create_function("lower", 1, simple_lower, deterministic=True)
-        if options.get("journal_mode"):
-            raw.execute(f"PRAGMA journal_mode = {options['journal_mode']}")
+        if journal:
+            raw.execute(f"PRAGMA journal_mode = {journal}")  # one of JOURNAL_MODES
         return raw
 
     def describe(self, alias: str, settings: dict[str, Any]) -> str:

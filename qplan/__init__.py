@@ -7,10 +7,11 @@ This module only re-exports the public surface.
 from . import fields
 from .compiler import cache as compile_cache
 from .connections import connection, connections
-from .errors import (ConfigurationError, DatabaseError, DataError, Error, FieldError,
+from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
                      IntegrityError, InterfaceError, InternalError, MultipleObjectsReturned,
                      NotSupportedError, ObjectDoesNotExist, OperationalError, PlanError,
-                     ProgrammingError, RoutingError, TransactionManagementError, UnsafePayload)
+                     ProgrammingError, ReadOnlyError, RoutingError, TransactionManagementError,
+                     UnsafePayload)
 from .execution import create_tables, drop_tables
 from .expressions import Avg, Count, F, Max, Min, Q, Sum
 from .jsonplan import from_json
@@ -25,10 +26,11 @@ from .transactions import atomic
 __version__ = "0.1.0"
 
 __all__ = [
-    "Avg", "Compiled", "ConfigurationError", "Count", "DataError", "DatabaseError", "Error", "F",
+    "Avg", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "F",
     "FieldError", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
-    "Plan", "PlanError", "PrimaryReplica", "ProgrammingError", "Q", "Random", "RoundRobin",
+    "Plan", "PlanError", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
+    "RoundRobin",
     "RoutingError", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
     "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",

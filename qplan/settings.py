@@ -40,7 +40,7 @@ def redact(url: str) -> str:
     """``url`` with its password (everything between ``user:`` and the last ``@``) masked."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return "***" if "@" in url or ":" in url else url
+        return "***"
     userinfo, at, host = rest.rpartition("@")
     if not at:
         return url
@@ -67,8 +67,9 @@ def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
     """Turn ``scheme://user:pw@host:port/name?opt=v`` into a settings dict."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigurationError(
-            f"database {alias!r}: {redact(url)!r} is not a URL (scheme://...)")
+        raise ConfigurationError(  # not shown: it might be a DSN holding a password
+            f"database {alias!r}: expected a URL (scheme://...), got a str of {len(url)} "
+            f"characters without '://'")
     engine = _engine(scheme.split("+", 1)[0], alias)
     if engine == "sqlite":
         # sqlite:///relative.db, sqlite:////abs/path.db, sqlite://:memory:

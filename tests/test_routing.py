@@ -233,3 +233,106 @@ def test_read_your_writes_is_per_asyncio_task(aliases):
         return await asyncio.gather(writer(), reader())
 
     assert asyncio.run(main()) == ["primary", "r1"]  # the write's context is the writer's task
+
+
+# --- writes never reach a replica; failover only for dead servers ----------------------------------
+
+
+def test_instances_read_from_a_replica_are_saved_and_deleted_on_the_primary(aliases):
+    qplan.configure(routers=[PrimaryReplica("primary", ["r1"], lag_window=0)])
+    read = Author.objects.get(name="r1")  # served by the replica, which holds a row 'r1' too
+    assert read._db == "r1"
+    # every file holds a row with this pk; a writable replica would take the write today
+    read.name = "renamed"
+    read.save()
+    assert read._db == "primary"
+    assert Author.objects.using("primary").get(pk=read.pk).name == "renamed"
+    assert Author.objects.using("r1").get(pk=read.pk).name == "r1"
+    pk = read.pk
+    read.delete()
+    assert not Author.objects.using("primary").filter(pk=pk).exists()
+    assert Author.objects.using("r1").filter(pk=pk).exists()
+
+
+def test_an_explicit_using_still_wins_and_no_router_saves_where_it_was_read(aliases):
+    row = Author.objects.using("r2").get(name="r2")
+    row.name = "r2 again"
+    row.save()  # no router answers: back where it was read from (Django's rule)
+    assert Author.objects.using("r2").filter(name="r2 again").exists()
+    row.save(using="r1")
+    assert Author.objects.using("r1").filter(name="r2 again").exists()
+
+
+def test_replicas_of_primary_replica_refuse_writes_before_the_driver(aliases):
+    qplan.configure(routers=[PrimaryReplica("primary", ["r1"])])
+    for write in (lambda: Author.objects.using("r1").create(name="x"),
+                  lambda: Author.objects.using("r1").update(name="x"),
+                  lambda: Author.objects.using("r1").delete(),
+                  lambda: Author(name="x").save(using="r1")):
+        with pytest.raises(qplan.ReadOnlyError, match="'r1' is read-only"):
+            write()
+    assert Author.objects.using("r1").filter(name="x").count() == 0
+    assert issubclass(qplan.ReadOnlyError, qplan.DatabaseError)
+
+
+@pytest.mark.parametrize("spec", ["url", "dict"])
+def test_read_only_aliases_refuse_every_write(tmp_path, spec):
+    path = tmp_path / "ro.db"
+    qplan.configure(databases={"default": f"sqlite:///{path}"})
+    qplan.create_tables([Author, Book])
+    Author.objects.create(name="kept")
+    ro = (f"sqlite:///{path}?read_only=1" if spec == "url"
+          else {"ENGINE": "sqlite", "NAME": str(path), "READ_ONLY": True})
+    qplan.configure(databases={"default": f"sqlite:///{path}", "ro": ro})
+    try:
+        assert [a.name for a in Author.objects.using("ro")] == ["kept"]
+        writes = [lambda: Author.objects.using("ro").create(name="x"),
+                  lambda: Author.objects.using("ro").update(name="x"),
+                  lambda: Author.objects.using("ro").delete(),
+                  lambda: Author.objects.using("ro").bulk_create([Author(name="y")]),
+                  lambda: qplan.drop_tables([Book], using="ro"),
+                  lambda: qplan.create_tables([Author], using="ro", exist_ok=True)]
+        for write in writes:
+            with pytest.raises(qplan.ReadOnlyError, match="'ro'"):
+                write()
+        with pytest.raises(qplan.DatabaseError):  # raw SQL: the session itself is read-only
+            qplan.connections["ro"].execute("DELETE FROM qt_author")
+        assert Author.objects.using("default").count() == 1
+    finally:
+        qplan.connections.close_all()
+        qplan.configure(databases={})
+
+
+def test_query_errors_on_a_replica_are_raised_and_mark_nothing_down(aliases, tmp_path):
+    qplan.add_database("r1", f"sqlite:///{tmp_path / 'empty1.db'}")  # reachable, but no tables
+    qplan.add_database("r2", f"sqlite:///{tmp_path / 'empty2.db'}")
+    router = PrimaryReplica("primary", ["r1", "r2"])
+    qplan.configure(routers=[router])
+    with pytest.raises(qplan.OperationalError, match="no such table") as failure:
+        served_by()
+    assert not isinstance(failure.value, qplan.ConnectionFailure)
+    assert not router.is_down("r1") and not router.is_down("r2")
+
+
+def test_atomic_without_using_binds_where_no_router_names_a_write_alias(aliases):
+    class ByName:  # answers only with a plan in hand
+        def db_for_write(self, plan, **hints):
+            return "r2" if plan is not None else None
+
+    qplan.configure(routers=[ByName()])
+    with qplan.atomic() as conn:
+        assert conn is None  # not bound yet
+        Author.objects.create(name="bound")
+        assert qplan.connections["r2"].in_atomic
+    assert Author.objects.using("r2").filter(name="bound").exists()
+
+
+def test_a_malformed_token_is_refused_by_reading_after_and_reads_go_on(aliases):
+    qplan.configure(routers=[PrimaryReplica("primary", ["r1"], lag_window=5)])
+    for bad in ['{"primary": ["zz", 0]}', "[5, 0]", '{"primary": [null, -1]}',
+                '{"primary": [null, "x"]}', '{"nope": [null, 0]}', '{"primary": [null]}',
+                "[" * 100_000, 5]:
+        with pytest.raises(qplan.ConfigurationError):
+            with routing.reading_after(bad):
+                pass
+    assert served_by() == "r1"  # nothing of a refused token was kept

@@ -40,7 +40,7 @@ def test_django_shaped_dicts():
     ("oracle://x/y", "unknown ENGINE 'oracle'"),
     ({"ENGINE": "sqlite"}, "sqlite needs a NAME"),
     ({"ENGINE": "sqlite", "NAME": "x", "PASWORD": "y"}, "unknown key 'PASWORD'; did you mean 'PASSWORD'"),
-    ("not a url", "is not a URL"),
+    ("not a url", "expected a URL"),
     ("postgresql://h:notaport/db", "bad host or port"),
     (42, "expected a URL or a dict"),
 ])
@@ -86,3 +86,44 @@ def test_signing_key_is_kept_unless_given_and_none_clears_it():
     assert settings.option("signing_key") == "k1"
     qplan.configure(signing_key=None)
     assert settings.option("signing_key") is None
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"ENGINE": "postgresql", "PORT": "abc"}, "PORT must be a port number"),
+    ({"ENGINE": "postgresql", "PORT": 70000}, "PORT must be a port number"),
+    ({"ENGINE": "postgresql", "PORT": True}, "PORT must be a port number"),
+    ({"ENGINE": "sqlite", "NAME": "x", "OPTIONS": "x"}, "OPTIONS must be a dict"),
+    ({"ENGINE": "postgresql", "HOST": 5}, "HOST must be a str"),
+    ({"ENGINE": "sqlite", "NAME": "x", "READ_ONLY": "yes"}, "READ_ONLY must be True or False"),
+    ("sqlite:///x.db?read_only=maybe", "read_only='maybe'"),
+])
+def test_each_bad_setting_is_named(spec, message):
+    with pytest.raises(qplan.ConfigurationError, match=message):
+        qplan.configure(databases={"x": spec})
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app:S3cr3t/pw@host/db",
+    "postgresql://app:S3cr3t@host:notaport/db",
+    "mysql://app:S3cr3t#x@host/db",
+    "S3cr3t",
+])
+def test_no_error_message_shows_a_password(url):
+    with pytest.raises(qplan.ConfigurationError) as failure:
+        qplan.configure(databases={"x": url})
+    assert "S3cr3t" not in str(failure.value)
+
+
+def test_read_only_flags():
+    assert settings.normalise("x", "sqlite:///a.db?read_only=1")["READ_ONLY"] is True
+    assert settings.normalise("x", "postgresql://u@h/d?read_only=false&sslmode=disable") == {
+        "ENGINE": "postgresql", "NAME": "d", "USER": "u", "PASSWORD": "", "HOST": "h", "PORT": None,
+        "OPTIONS": {"sslmode": "disable"}, "READ_ONLY": False}
+    assert settings.normalise("x", {"ENGINE": "sqlite", "NAME": "a"})["READ_ONLY"] is False
+
+
+def test_options_the_driver_refuses_are_a_configuration_error(tmp_path):
+    qplan.configure(databases={"x": {"ENGINE": "sqlite", "NAME": str(tmp_path / "x.db"),
+                                     "OPTIONS": {"no_such_option": 1}}})
+    with pytest.raises(qplan.ConfigurationError, match="'x'.*refused the settings"):
+        qplan.connections["x"].execute("SELECT 1")

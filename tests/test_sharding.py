@@ -527,3 +527,50 @@ def test_models_without_the_key_are_not_sharded(cluster):
     assert Region.objects.get().name == "north"
     assert Region.objects.using("default").count() == 1
     assert Region.objects.using("s0").count() == 0
+
+
+# --- transactions follow the router ------------------------------------------------------------------
+
+
+def test_atomic_binds_to_the_shard_of_its_first_statement_and_refuses_another(cluster):
+    one, two = stable_hash(1) % 3, stable_hash(2) % 3
+    assert one != two
+    with pytest.raises(qplan.TransactionManagementError, match=f"'s{two}'.*'s{one}'"):
+        with qplan.atomic():
+            Order.objects.create(id=1, tenant_id=1)
+            Order.objects.create(id=2, tenant_id=2)  # another shard: refused, not autocommitted
+    with pytest.raises(RuntimeError):
+        with qplan.atomic():
+            Order.objects.create(id=3, tenant_id=1)
+            raise RuntimeError("rolled back")
+    assert sum(Order.objects.using(s).count() for s in SHARDS) == 0
+    with qplan.atomic():
+        Order.objects.create(id=4, tenant_id=1)
+        Order.objects.filter(tenant_id=1).update(qty=5)
+    assert list(Order.objects.filter(tenant_id=1).values_list("id", "qty")) == [(4, 5)]
+    assert Order.objects.using(f"s{one}").count() == 1
+
+
+def test_a_scatter_write_inside_atomic_never_commits_on_other_shards(cluster):
+    Order.objects.bulk_create([Order(id=i, tenant_id=i) for i in range(1, 7)])
+    with pytest.raises(qplan.TransactionManagementError):
+        with qplan.atomic():
+            Order.objects.update(qty=9)  # every shard: the second one is refused
+    assert Order.objects.filter(qty=9).count() == 0
+
+
+def test_a_bug_in_a_shard_worker_propagates_and_is_no_failed_shard(library, monkeypatch):
+    from qplan.execution import Engine
+
+    run = Engine.run
+
+    def buggy(self, plan, conn):
+        if conn.alias == "s1":
+            raise TypeError("a bug, not a database error")
+        return run(self, plan, conn)
+
+    monkeypatch.setattr(Engine, "run", buggy)
+    with sharding.partial_results() as report:
+        with pytest.raises(TypeError, match="a bug"):
+            Order.objects.count()
+    assert report.complete

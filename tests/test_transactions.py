@@ -101,3 +101,116 @@ def test_a_connection_closed_inside_a_block_is_a_clear_error_not_a_commit(db):
                 raise ValueError
     Author.objects.create(name="after")
     assert names() == ["after"]
+
+
+# --- doomed blocks: a failure inside a block never lets half of it commit --------------------------
+
+
+def test_a_failure_caught_inside_a_block_dooms_it_on_every_backend(any_db):
+    Author.objects.create(name="first", email="dup@x")
+    with pytest.raises(qplan.TransactionManagementError, match="rolled back"):
+        with qplan.atomic():
+            Author.objects.create(name="a")
+            with pytest.raises(qplan.IntegrityError):
+                Author.objects.create(name="b", email="dup@x")
+            with pytest.raises(qplan.TransactionManagementError, match="doomed"):
+                Author.objects.create(name="c")
+            with pytest.raises(qplan.TransactionManagementError, match="doomed"):
+                Author.objects.count()
+            with pytest.raises(qplan.TransactionManagementError):
+                with qplan.atomic():  # no savepoint either
+                    pass
+    assert names() == ["first"]
+    Author.objects.create(name="after")  # the connection is fine afterwards
+    assert names() == ["after", "first"]
+
+
+def test_a_failure_leaving_an_inner_block_is_undone_by_its_savepoint(any_db):
+    Author.objects.create(name="first", email="dup@x")
+    with qplan.atomic():
+        Author.objects.create(name="a")
+        with pytest.raises(qplan.IntegrityError):
+            with qplan.atomic():
+                Author.objects.create(name="b")
+                Author.objects.create(name="c", email="dup@x")
+        Author.objects.create(name="d")  # the outer block goes on
+    assert names() == ["a", "d", "first"]
+
+
+def test_an_inner_block_that_catches_its_failure_rolls_back_to_its_savepoint_and_says_so(any_db):
+    Author.objects.create(name="first", email="dup@x")
+    with qplan.atomic():
+        Author.objects.create(name="a")
+        with pytest.raises(qplan.TransactionManagementError, match="savepoint"):
+            with qplan.atomic():
+                Author.objects.create(name="b")
+                with pytest.raises(qplan.IntegrityError):
+                    Author.objects.create(name="c", email="dup@x")
+        Author.objects.create(name="d")
+    assert names() == ["a", "d", "first"]
+
+
+def _drop_connection(alias: str = "default") -> None:
+    """Make the server (or, for SQLite, the process) drop ``alias``'s connection under qplan."""
+    conn = qplan.connections[alias]
+    vendor = conn.vendor
+    if vendor == "sqlite":
+        conn.raw.close()
+        return
+    qplan.add_database("killer", dict(qplan.settings.database(alias)))
+    try:
+        killer = qplan.connections["killer"]
+        if vendor == "postgresql":
+            killer.execute("SELECT pg_terminate_backend(%s)", (conn.raw.get_backend_pid(),))
+        else:
+            killer.execute("KILL %s", (conn.raw.thread_id(),))
+    finally:
+        qplan.remove_database("killer")
+
+
+def test_a_connection_dropped_inside_a_block_never_commits_half_of_it(any_db):
+    with pytest.raises(qplan.TransactionManagementError, match="no statement runs|rolled back"):
+        with qplan.atomic():
+            Author.objects.create(name="written")
+            _drop_connection()
+            with pytest.raises(qplan.DatabaseError):  # the caller catches the failure...
+                Author.objects.create(name="next")
+            with pytest.raises(qplan.TransactionManagementError):
+                Author.objects.create(name="later")  # ...but nothing runs outside the block
+    assert names() == []  # nothing of the block was committed on a new connection
+    Author.objects.create(name="after")
+    assert names() == ["after"]
+
+
+def test_an_inner_block_losing_the_connection_dooms_the_outer_one(any_db):
+    with pytest.raises(qplan.TransactionManagementError):
+        with qplan.atomic():
+            Author.objects.create(name="outer")
+            try:
+                with qplan.atomic():
+                    Author.objects.create(name="inner")
+                    _drop_connection()
+                    Author.objects.create(name="fails")
+            except qplan.DatabaseError:
+                pass
+            Author.objects.create(name="must not autocommit")
+    assert names() == []
+
+
+def test_a_statement_error_outside_any_block_leaves_no_doom_behind(any_db):
+    Author.objects.create(name="first", email="dup@x")
+    with pytest.raises(qplan.IntegrityError):
+        Author.objects.create(name="second", email="dup@x")
+    with qplan.atomic():
+        Author.objects.create(name="third")
+    assert names() == ["first", "third"]
+
+
+def test_bugs_in_a_parameter_are_not_disguised_as_database_errors(db):
+    class Bad:
+        def __conform__(self, protocol):
+            raise RuntimeError("a bug in an adapter")
+
+    with pytest.raises(RuntimeError, match="a bug in an adapter"):
+        qplan.connections["default"].execute("SELECT ?", (Bad(),))
+    assert qplan.connections["default"].fetchall("SELECT 1") == [(1,)]
