@@ -165,3 +165,36 @@ def test_a_dead_primary_is_a_clear_error_and_recovers(router, cluster):
     cluster.wait_replica_caught_up(timeout=30)  # the standby streams again (it retries every 5 s)
     assert Author.objects.using("primary").filter(name__in=["before", "after"]).count() == 2
     assert Author.objects.using("replica").filter(name="during").count() == 0
+
+
+def test_an_instance_read_from_the_standby_is_saved_and_deleted_on_the_primary(router, cluster):
+    Author.objects.create(name="kept")
+    cluster.wait_replica_caught_up()
+    routing.forget_writes()
+    read = Author.objects.get(name="kept")
+    assert read._db == "replica"
+    read.name = "renamed"
+    read.save()  # today: "cannot execute UPDATE in a read-only transaction" on the standby
+    assert read._db == "primary"
+    assert Author.objects.using("primary").get(pk=read.pk).name == "renamed"
+    read.delete()
+    assert Author.objects.using("primary").count() == 0
+
+
+def test_a_query_cancelled_on_the_standby_is_raised_not_failed_over(router, cluster):
+    Author.objects.bulk_create([Author(name=f"a{i}") for i in range(2000)])
+    cluster.wait_replica_caught_up()
+    routing.forget_writes()
+    slow = dict(qplan.settings.database("replica"), OPTIONS={"options": "-c statement_timeout=1"})
+    qplan.add_database("replica", slow)
+    plan = Author.objects.filter(name__icontains="9").order_by("-name", "email", "id")
+    for _ in range(20):  # a 1 ms timeout: almost every run is cancelled
+        try:
+            list(plan)
+        except qplan.OperationalError as exc:
+            assert "statement timeout" in str(exc)
+            assert not isinstance(exc, qplan.ConnectionFailure)
+            break
+    else:
+        pytest.fail("the standby answered within 1 ms 20 times: the cancel was failed over")
+    assert not router.is_down("replica")
