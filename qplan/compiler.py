@@ -697,10 +697,19 @@ COMPILE: dict[str, Callable[[Builder, tuple], tuple]] = {
 
 
 class ShapeCache:
-    """A bounded, thread-safe LRU of templates keyed by (model, shape, dialect)."""
+    """An LRU of templates keyed by (model, dialect, shape), bounded in entries and in bytes.
 
-    def __init__(self, maxsize: int = 2048) -> None:
+    Lookups, inserts and evictions are thread-safe. A template's bytes are estimated
+    (``Template.size``: its SQL text plus a cost per bind entry); one larger than the
+    whole budget is returned but not kept. ``misses`` is counted under the lock and is
+    exact; ``hits`` is counted without it (a hit stays a dictionary lookup), so threads
+    racing on hits may lose increments: it is a statistic, never a correctness input.
+    """
+
+    def __init__(self, maxsize: int = 2048, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._data: collections.OrderedDict[Any, Template] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -719,25 +728,38 @@ class ShapeCache:
                     if key in data:
                         data.move_to_end(key)
             return template
-        self.misses += 1
         template = build(meta, shape, backend)
         with self._lock:
-            data[key] = template
-            while len(data) > self.maxsize:
-                data.popitem(last=False)
+            self.misses += 1
+            old = data.pop(key, None)  # another thread compiled it meanwhile
+            if old is not None:
+                self.bytes -= old.size
+            if template.size <= self.max_bytes:
+                data[key] = template
+                self.bytes += template.size
+                self._evict()
         return template
 
-    def resize(self, maxsize: int) -> None:
-        if not isinstance(maxsize, int) or maxsize < 1:
-            raise ValueError(f"compile cache size must be a positive integer, got {maxsize!r}")
+    def _evict(self) -> None:
+        """Drop least recently used templates until both bounds hold (lock held)."""
+        data = self._data
+        while data and (len(data) > self.maxsize or self.bytes > self.max_bytes):
+            self.bytes -= data.popitem(last=False)[1].size
+
+    def resize(self, maxsize: int | None = None, max_bytes: int | None = None) -> None:
+        """New bounds: at most ``maxsize`` templates and ``max_bytes`` estimated bytes."""
+        for name, value in (("size", maxsize), ("byte budget", max_bytes)):
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"compile cache {name} must be a positive integer, got {value!r}")
         with self._lock:
-            self.maxsize = maxsize
-            while len(self._data) > maxsize:
-                self._data.popitem(last=False)
+            self.maxsize = self.maxsize if maxsize is None else maxsize
+            self.max_bytes = self.max_bytes if max_bytes is None else max_bytes
+            self._evict()
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self.bytes = 0
             self.hits = self.misses = 0
 
     def __len__(self) -> int:
