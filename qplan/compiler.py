@@ -545,9 +545,10 @@ def build(meta: Any, shape: tuple, backend: Any) -> Template:
     """Compile a plan shape for one backend (the cache-miss path)."""
     b, tree, result, columns, decoders = statement(meta, shape, backend)
     sql, binds = binding.render(tree, backend.dialect, backend.paramstyle, b.binds)
-    if _width(binds) > backend.max_params and _fit_lists(b.binds, _width(binds) - backend.max_params):
+    excess = _width(binds) - backend.max_params
+    if excess > 0 and _fit_lists(b.binds, excess):
         sql, binds = binding.render(tree, backend.dialect, backend.paramstyle, b.binds)
-    if _width(binds) > backend.max_params:
+    if _width(binds) > backend.max_params:  # the values outside lists alone are too many
         raise _too_many(_width(binds), backend)
     template = Template(sql, binds, backend, result, columns, decoders)
     template.related = bool(b.joins)
