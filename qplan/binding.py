@@ -4,10 +4,12 @@ The compiler puts ``exp.Placeholder`` nodes (one value) and ``Spread`` nodes (an
 list) into its sqlglot tree, each naming an entry of the builder's bind list. ``render``
 generates the tree with a per-dialect subclass of sqlglot's own generator whose
 ``placeholder_sql``/``spread_sql`` write the driver's mark (``?`` or ``%s``) and record the
-entry at that moment, so the recorded binds follow the text by construction (sqlglot
-writes its output left to right; ``in_sql`` is the one place it did not, and is
-overridden). Nothing ever searches the generated text, so a table, column or alias
-named ``:qp0``, ``%s`` or ``?`` stays a name.
+entry at that moment, so the recorded binds follow the text as long as sqlglot generates
+each node's children in the order it writes them. Among the nodes the compiler builds,
+``In`` alone did not (its list before its left side) and is overridden here;
+tests/test_binding.py checks the recorded order against sqlglot's own numbered
+rendering for many plan shapes on every dialect. Nothing ever searches the generated
+text, so a table, column or alias named ``:qp0``, ``%s`` or ``?`` stays a name.
 
 Drivers with the ``format`` paramstyle (psycopg2, PyMySQL) %-format the whole statement
 text, so in a statement WITH parameters every other ``%`` is doubled where it is
