@@ -93,6 +93,9 @@ class Backend:
     # MySQL). qplan's documented order is that one; the compiler spells it out (NULLS
     # FIRST/LAST) through sqlglot for the others (PostgreSQL).
     null_order_small = True
+    # The LIMIT a database needs before an OFFSET when the plan has none ("no limit" spelled
+    # its way); None: OFFSET may stand alone.
+    LIMIT_FOR_OFFSET: str | None = None
 
     # Field.internal_type -> column type in CREATE TABLE.
     DATA_TYPES: dict[str, str] = {
@@ -176,9 +179,15 @@ class Backend:
                 exp.Cast(this=e, to=exp.DataType.build("double")) for e in inner.expressions])
         return exp.Cast(this=inner, to=exp.DataType.build("double"))
 
-    def insert_returning_sql(self, sql: str, meta: Any, explicit_pk: bool) -> str:
-        """``INSERT ...`` made to return the new primary keys (``insert_returning`` backends)."""
-        return f"{sql} RETURNING {self.quote(meta.pk.column)}"
+    def insert_defaults(self, table: exp.Table) -> exp.Expression:
+        """INSERT of one row holding only default values."""
+        return exp.Insert(this=table, default=True)
+
+    def returning(self, insert: exp.Insert, meta: Any, explicit_pk: bool) -> exp.Expression:
+        """``insert`` made to return the new primary keys (``insert_returning`` backends)."""
+        insert.set("returning", exp.Returning(expressions=[
+            exp.Column(this=exp.Identifier(this=meta.pk.column, quoted=True))]))
+        return insert
 
     def text_compare(self, column: exp.Expression) -> exp.Expression:
         """``column`` as it should be compared and ordered: by code point."""

@@ -55,6 +55,7 @@ class MySQLBackend(Backend):
     paramstyle = "format"
     max_params = 65535
     insert_returning = True  # MariaDB >= 10.5 (INSERT/DELETE ... RETURNING, not UPDATE)
+    LIMIT_FOR_OFFSET = "18446744073709551615"  # the largest LIMIT: MySQL has no OFFSET alone
     TABLE_COLLATION = "utf8mb4_nopad_bin"
     # Its LOWER() uses Unicode 14 simple case mapping (MariaDB >= 10.10; on MySQL 8 use
     # utf8mb4_0900_ai_ci). The default utf8mb4 tables are older and BMP-only.
@@ -90,6 +91,10 @@ class MySQLBackend(Backend):
         folded = exp.Lower(this=exp.Collate(this=value,
                                             expression=exp.Var(this=self.LOWER_COLLATION)))
         return exp.Collate(this=folded, expression=exp.Var(this=self.TABLE_COLLATION))
+
+    def insert_defaults(self, table: exp.Table) -> exp.Expression:
+        # No DEFAULT VALUES here: an empty value list is a row of defaults.
+        return exp.Insert(this=table, expression=exp.Values(expressions=[exp.Tuple(expressions=[])]))
 
     # --- DDL ------------------------------------------------------------------------------------
 

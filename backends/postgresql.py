@@ -33,6 +33,18 @@ def _atom(value: exp.Expression) -> exp.Expression:
     return value if isinstance(value, (exp.Column, exp.Placeholder)) else exp.Paren(this=value)
 
 
+def _name(name: str) -> exp.Identifier:
+    return exp.Identifier(this=name, quoted=True)
+
+
+def _column(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=_name(name), table=_name(table) if table else None)
+
+
+def _table(name: str) -> exp.Table:
+    return exp.Table(this=_name(name))
+
+
 def _cast(value: exp.Expression, to: str) -> exp.Expression:
     return exp.Cast(this=value, to=exp.DataType.build(to))
 
@@ -97,21 +109,30 @@ class PostgreSQLBackend(Backend):
             return exp.Distinct(expressions=[fn(e) for e in inner.expressions])
         return fn(inner)
 
-    def insert_returning_sql(self, sql: str, meta: Any, explicit_pk: bool) -> str:
+    def returning(self, insert: exp.Insert, meta: Any, explicit_pk: bool) -> exp.Expression:
         """After rows with explicit ids, move the identity sequence past them (as SQLite and
-        MariaDB do by themselves), so a later insert without an id does not collide."""
-        pk = self.quote(meta.pk.column)
+        MariaDB do by themselves), so a later insert without an id does not collide:
+
+        ``WITH ins AS (INSERT ... RETURNING pk), seq AS (SELECT setval(s, GREATEST((SELECT
+        MAX(pk) FROM ins), pg_sequence_last_value(s::regclass), 1))) SELECT ins.pk FROM ins, seq``
+        """
+        insert = super().returning(insert, meta, explicit_pk)
         if not (explicit_pk and meta.pk.auto):
-            return f"{sql} RETURNING {pk}"
-        table = self.quote(meta.db_table).replace("'", "''")
-        column = meta.pk.column.replace("'", "''")
-        seq = f"pg_get_serial_sequence('{table}', '{column}')"
-        return (
-            f"WITH ins AS ({sql} RETURNING {pk}), "
-            f"seq AS (SELECT setval({seq}, GREATEST((SELECT MAX({pk}) FROM ins), "
-            f"pg_sequence_last_value({seq}::regclass), 1)))"
-            f" SELECT ins.{pk} FROM ins, seq"
-        )
+            return insert
+        pk = meta.pk.column
+        # the table as SQL text (quoted: it is parsed as a name); the column as it is
+        seq = exp.Anonymous(this="pg_get_serial_sequence", expressions=[
+            exp.Literal.string(self.quote(meta.db_table)), exp.Literal.string(pk)])
+        top = exp.Select(expressions=[exp.Max(this=_column(pk))]).from_(_table("ins"), copy=False)
+        moved = exp.Anonymous(this="setval", expressions=[seq, exp.Greatest(
+            this=exp.Subquery(this=top), expressions=[
+                exp.Anonymous(this="pg_sequence_last_value", expressions=[
+                    exp.Cast(this=seq.copy(), to=exp.DataType.build("regclass", dialect="postgres"))]),
+                exp.Literal.number(1)])])
+        select = exp.Select(expressions=[_column(pk, "ins")]).from_(_table("ins"), copy=False)
+        select = select.join(_table("seq"), copy=False)
+        return select.with_(_name("ins"), as_=insert, copy=False).with_(
+            _name("seq"), as_=exp.Select(expressions=[moved]), copy=False)
 
     # --- connections --------------------------------------------------------------------------
 

@@ -92,6 +92,7 @@ class SQLiteBackend(Backend):
     paramstyle = "qmark"
     max_params = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
     insert_returning = sqlite3.sqlite_version_info >= (3, 35)
+    LIMIT_FOR_OFFSET = "-1"
 
     DATA_TYPES = {
         **Backend.DATA_TYPES,

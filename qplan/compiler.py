@@ -8,13 +8,14 @@ plus putting the plan's values in placeholder order. sqlglot runs on misses only
 from __future__ import annotations
 
 import collections
-import re
 import threading
 from typing import Any, Callable
 
 from sqlglot import exp
 
+from . import binding
 from . import records as R
+from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
 from .fields import DecimalField, Field, ForeignKey
 
@@ -22,7 +23,8 @@ from .fields import DecimalField, Field, ForeignKey
 
 
 class Slot:
-    """A numbered value position in a shape; ``count`` is the length of a tuple value."""
+    """A numbered value position in a shape; ``count``: placeholders for a tuple value (an
+    ``in`` list's length rounded up to its bucket, see ``records._slot``)."""
 
     __slots__ = ("index", "count", "kind")
 
@@ -45,7 +47,7 @@ def number_slots(shape: Any, counter: list[int]) -> Any:
         return Slot(counter[0] - 1, None, _py_kind(shape))
     if type(shape) is not tuple:
         return shape
-    if len(shape) == 2 and shape[0] == R.SLOT:
+    if len(shape) == 2 and shape[0] == R.SLOT and type(shape[1]) is int:  # not ("?", node)
         counter[0] += 1
         return Slot(counter[0] - 1, shape[1], None)
     return tuple(number_slots(s, counter) for s in shape)
@@ -121,13 +123,23 @@ class Ref:
 
 
 class Template:
-    """Compiled SQL for one shape and dialect, and how to bind values and read rows."""
+    """Compiled SQL for one shape and dialect, and how to bind values and read rows.
 
-    __slots__ = ("sql", "binds", "adapt", "result", "columns", "decoders", "extra", "backend",
-                 "related")
+    ``binds`` lists, in text order, where each placeholder's value comes from:
+    ``(slot, -1, transform)`` a plan value, ``(slot, i, None)`` item i of a tuple value,
+    ``(slot, SPREAD, n)`` a whole ``in`` list written as n placeholders (padded by
+    repeating its last value, which does not change what ``IN`` matches).
+    """
+
+    __slots__ = ("sql", "binds", "adapt", "result", "columns", "decoders", "backend",
+                 "related", "size")
+
+    # Approximate bytes a bind entry and a template's other parts hold (ShapeCache budget).
+    BIND_BYTES = 72
+    BASE_BYTES = 600
 
     def __init__(self, sql: str, binds: list[tuple[int, int, Any]], backend: Any, result: str,
-                 columns: tuple = (), decoders: tuple = (), extra: Any = None) -> None:
+                 columns: tuple = (), decoders: tuple = ()) -> None:
         self.sql = sql
         self.binds = tuple(binds)
         self.adapt = backend.ADAPT
@@ -135,40 +147,44 @@ class Template:
         self.result = result  # models | dicts | tuples | flat | named | count | exists | aggregate | rowcount | insert
         self.columns = columns  # attnames / keys of the selected columns
         self.decoders = decoders  # ((index, function), ...) for columns that need converting
-        self.extra = extra
         self.related = False  # joins other models: routers' allow_relation is asked per run
+        self.size = len(sql) + self.BIND_BYTES * len(self.binds) + self.BASE_BYTES
 
     def params(self, values: tuple) -> tuple:
         adapt = self.adapt
-        out = []
+        out: list = []
         append = out.append
         for slot, sub, transform in self.binds:
-            v = values[slot] if sub < 0 else values[slot][sub]
+            if sub == -1:
+                v = values[slot]
+            elif sub >= 0:
+                v = values[slot][sub]
+            else:  # SPREAD: ``transform`` is the number of placeholders
+                self._spread(values, slot, transform, out)
+                continue
             if transform is not None:
                 v = transform(v)
             conv = adapt.get(type(v))
             append(v if conv is None else conv(v))
         return tuple(out)
 
+    def _spread(self, values: tuple, slot: int, n: int, out: list) -> None:
+        items = values[slot]
+        if len(items) > n:  # only where a list was cut to fit the backend's parameter limit
+            raise self.too_many(values)
+        adapt = self.adapt
+        out.extend([v if (conv := adapt.get(type(v))) is None else conv(v) for v in items])
+        out.extend([out[-1]] * (n - len(items)))
 
-PLACEHOLDER = re.compile(r":qp(\d+)\b|%\(qp(\d+)\)s")
+    def too_many(self, values: tuple) -> NotSupportedError:
+        count = sum(len(values[slot]) if sub == SPREAD else 1 for slot, sub, _ in self.binds)
+        return _too_many(count, self.backend)
 
 
-def finish(sql: str, binds: list, paramstyle: str) -> tuple[str, list]:
-    """Put the driver's placeholders into sqlglot's output, binds in text order."""
-    if not binds:  # run without parameters: the driver does no % formatting
-        return sql, []
-    mark = "?" if paramstyle == "qmark" else "%s"
-    pieces, ordered, pos = [], [], 0
-    for m in PLACEHOLDER.finditer(sql):
-        text = sql[pos:m.start()]
-        pieces.append(text if mark == "?" else text.replace("%", "%%"))
-        pieces.append(mark)
-        ordered.append(binds[int(m.group(1) or m.group(2))])
-        pos = m.end()
-    tail = sql[pos:]
-    pieces.append(tail if mark == "?" else tail.replace("%", "%%"))
-    return "".join(pieces), ordered
+def _too_many(count: int, backend: Any) -> NotSupportedError:
+    return NotSupportedError(
+        f"this statement binds {count} values; {backend.name} accepts at most "
+        f"{backend.max_params} parameters per statement (split the list or the batch)")
 
 
 # --- the builder ----------------------------------------------------------------------------------
@@ -201,7 +217,12 @@ class Builder:
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
         self.binds.append((slot.index, sub, transform))
-        return exp.Placeholder(this=f"qp{len(self.binds) - 1}")
+        return binding.placeholder(len(self.binds) - 1)
+
+    def spread(self, slot: Slot) -> binding.Spread:
+        """A whole list value as one node of ``slot.count`` placeholders."""
+        self.binds.append((slot.index, SPREAD, slot.count))
+        return binding.spread(len(self.binds) - 1)
 
     # references
     def column(self, path: str) -> Ref:
@@ -341,7 +362,7 @@ class Builder:
         elif lookup == "in":
             if rhs.count == 0:
                 return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(0)), False
-            sql = exp.In(this=target, expressions=[self.param(rhs, i) for i in range(rhs.count)])
+            sql = exp.In(this=target, expressions=[self.spread(rhs)])
         elif lookup == "range":  # ordering comparisons use code-point order for text
             sql = exp.Between(this=self.compare(lhs), low=self.param(rhs, 0), high=self.param(rhs, 1))
         else:
@@ -476,10 +497,8 @@ class Builder:
     def paged(self, select: exp.Select) -> exp.Select:
         if self.limit is not None:
             select = select.limit(self.param(self.limit), copy=False)
-        elif self.offset is not None and self.backend.name != "postgresql":
-            # SQLite and MySQL need a LIMIT before an OFFSET: "no limit" spelled their way
-            big = "-1" if self.backend.name == "sqlite" else "18446744073709551615"
-            select = select.limit(exp.Literal.number(big), copy=False)
+        elif self.offset is not None and self.backend.LIMIT_FOR_OFFSET is not None:
+            select = select.limit(exp.Literal.number(self.backend.LIMIT_FOR_OFFSET), copy=False)
         if self.offset is not None:
             select = select.offset(self.param(self.offset), copy=False)
         return select
@@ -514,29 +533,49 @@ def _decoders(pairs: list[tuple[str, Ref]]) -> tuple:
     return tuple((i, ref.decode) for i, (_, ref) in enumerate(pairs) if ref.decode is not None)
 
 
+def statement(meta: Any, shape: tuple, backend: Any) -> tuple:
+    """The builder and sqlglot tree of a plan shape: (builder, tree, result, columns, decoders)."""
+    b = Builder(meta, backend)
+    terminal = b.apply(number_slots(shape, [0]))
+    op = terminal[0] if terminal else "select"
+    return (b, *COMPILE[op](b, terminal))
+
+
 def build(meta: Any, shape: tuple, backend: Any) -> Template:
     """Compile a plan shape for one backend (the cache-miss path)."""
-    b = Builder(meta, backend)
-    numbered = number_slots(shape, [0])
-    terminal = b.apply(numbered)
-    op = terminal[0] if terminal else "select"
-    sql_tree, result, columns, decoders, extra = COMPILE[op](b, terminal)
-    if isinstance(sql_tree, str):
-        sql = sql_tree
-    else:
-        sql = sql_tree.sql(dialect=backend.dialect)
-    text, binds = finish(sql, b.binds, backend.paramstyle)
-    template = Template(text, binds, backend, result, columns, decoders, extra)
+    b, tree, result, columns, decoders = statement(meta, shape, backend)
+    sql, binds = binding.render(tree, backend.dialect, backend.paramstyle, b.binds)
+    excess = _width(binds) - backend.max_params
+    if excess > 0 and _fit_lists(b.binds, excess):
+        sql, binds = binding.render(tree, backend.dialect, backend.paramstyle, b.binds)
+    if _width(binds) > backend.max_params:  # the values outside lists alone are too many
+        raise _too_many(_width(binds), backend)
+    template = Template(sql, binds, backend, result, columns, decoders)
     template.related = bool(b.joins)
     return template
 
 
+def _width(binds: list) -> int:
+    """How many placeholders a bind list stands for."""
+    return sum(n if sub == SPREAD else 1 for _, sub, n in binds)
+
+
+def _fit_lists(binds: list, excess: int) -> bool:
+    """Cut the placeholders of ``in`` lists (largest first) by ``excess`` in total, so that a
+    list whose bucket crosses the backend's parameter limit still runs when its own length
+    fits; a longer list then fails in ``Template.params``. False: no list to cut."""
+    spreads = sorted((i for i, e in enumerate(binds) if e[1] == SPREAD), key=lambda i: -binds[i][2])
+    for i in spreads:
+        slot, sub, n = binds[i]
+        cut = min(excess, n - 1)
+        binds[i] = (slot, sub, n - cut)
+        excess -= cut
+    return bool(spreads)
+
+
 def _select(b: Builder, terminal: tuple) -> tuple:
     pairs, result = b.selection()
-    extra = None
-    if result == "models":
-        extra = len(b.meta.fields)
-    return b.select(pairs), result, tuple(k for k, _ in pairs), _decoders(pairs), extra
+    return b.select(pairs), result, tuple(k for k, _ in pairs), _decoders(pairs)
 
 
 def _needs_subquery(b: Builder) -> bool:
@@ -550,7 +589,7 @@ def _count(b: Builder, terminal: tuple) -> tuple:
         outer = b.subquery(inner).select(exp.Count(this=exp.Star()), copy=False)
     else:
         outer = b.filtered(b.from_(exp.Select(expressions=[exp.Count(this=exp.Star())])))
-    return outer, "count", (), (), None
+    return outer, "count", (), ()
 
 
 def _exists(b: Builder, terminal: tuple) -> tuple:
@@ -560,7 +599,7 @@ def _exists(b: Builder, terminal: tuple) -> tuple:
         outer = b.subquery(b.select(pairs, with_order=b.sliced)).select(one, copy=False)
     else:
         outer = b.filtered(b.from_(exp.Select(expressions=[one])))
-    return outer.limit(exp.Literal.number(1), copy=False), "exists", (), (), None
+    return outer.limit(exp.Literal.number(1), copy=False), "exists", (), ()
 
 
 def _aggregate(b: Builder, terminal: tuple) -> tuple:
@@ -571,7 +610,7 @@ def _aggregate(b: Builder, terminal: tuple) -> tuple:
         select = b.filtered(b.from_(select))
         if b.having:
             raise NotSupportedError("aggregate() over a filter on an aggregate needs values() first")
-        return select, "aggregate", tuple(k for k, _ in pairs), _decoders(pairs), None
+        return select, "aggregate", tuple(k for k, _ in pairs), _decoders(pairs)
     # Aggregate over the plan's own rows: select each argument in a subquery first.
     pairs, _ = b.selection()
     inner_pairs = list(pairs)
@@ -590,7 +629,7 @@ def _aggregate(b: Builder, terminal: tuple) -> tuple:
     inner = b.select(inner_pairs, with_order=b.sliced)
     select = b.subquery(inner).select(
         *[exp.Alias(this=r.sql, alias=ident(k)) for k, r in outer_pairs], copy=False)
-    return select, "aggregate", tuple(k for k, _ in outer_pairs), _decoders(outer_pairs), None
+    return select, "aggregate", tuple(k for k, _ in outer_pairs), _decoders(outer_pairs)
 
 
 def _where_for_write(b: Builder) -> exp.Expression | None:
@@ -613,7 +652,7 @@ def _update(b: Builder, terminal: tuple) -> tuple:
     where = _where_for_write(b)
     if where is not None:
         stmt.set("where", exp.Where(this=where))
-    return stmt, "rowcount", (), (), None
+    return stmt, "rowcount", (), ()
 
 
 def _delete(b: Builder, terminal: tuple) -> tuple:
@@ -621,29 +660,27 @@ def _delete(b: Builder, terminal: tuple) -> tuple:
     where = _where_for_write(b)
     if where is not None:
         stmt.set("where", exp.Where(this=where))
-    return stmt, "rowcount", (), (), None
+    return stmt, "rowcount", (), ()
 
 
 def _insert(b: Builder, terminal: tuple) -> tuple:
     _, names, rows = terminal
-    backend = b.backend
-    meta = b.meta
-    table = backend.quote(b.table)
-    cols = ", ".join(backend.quote(meta.get_field(n).column) for n in names)
+    backend, meta = b.backend, b.meta
+    table = exp.Table(this=ident(b.table))
     if names:
-        tuples = ", ".join(
-            "(" + ", ".join(b.param(slot).sql() for slot in row) + ")" for row in rows)
-        sql = f"INSERT INTO {table} ({cols}) VALUES {tuples}"
+        columns = exp.Schema(this=table, expressions=[ident(meta.get_field(n).column) for n in names])
+        values = exp.Values(expressions=[
+            exp.Tuple(expressions=[b.param(slot) for slot in row]) for row in rows])
+        stmt: exp.Expression = exp.Insert(this=columns, expression=values)
     else:
         if len(rows) != 1:
             raise NotSupportedError("bulk_create() of rows without any column value")
-        sql = f"INSERT INTO {table} () VALUES ()" if backend.name == "mysql" else \
-            f"INSERT INTO {table} DEFAULT VALUES"
+        stmt = backend.insert_defaults(table)
     pk = meta.pk
     if backend.insert_returning:
-        sql = backend.insert_returning_sql(sql, meta, pk.name in names)
+        stmt = backend.returning(stmt, meta, pk.name in names)
     decode = backend.DECODE.get(pk.internal_type)
-    return sql, "insert", (pk.attname,), ((0, decode),) if decode else (), None
+    return stmt, "insert", (pk.attname,), ((0, decode),) if decode else ()
 
 
 COMPILE: dict[str, Callable[[Builder, tuple], tuple]] = {
@@ -661,10 +698,19 @@ COMPILE: dict[str, Callable[[Builder, tuple], tuple]] = {
 
 
 class ShapeCache:
-    """A bounded, thread-safe LRU of templates keyed by (model, shape, dialect)."""
+    """An LRU of templates keyed by (model, dialect, shape), bounded in entries and in bytes.
 
-    def __init__(self, maxsize: int = 2048) -> None:
+    Lookups, inserts and evictions are thread-safe. A template's bytes are estimated
+    (``Template.size``: its SQL text plus a cost per bind entry); one larger than the
+    whole budget is returned but not kept. ``misses`` is counted under the lock and is
+    exact; ``hits`` is counted without it (a hit stays a dictionary lookup), so threads
+    racing on hits may lose increments: it is a statistic, never a correctness input.
+    """
+
+    def __init__(self, maxsize: int = 2048, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._data: collections.OrderedDict[Any, Template] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -683,25 +729,38 @@ class ShapeCache:
                     if key in data:
                         data.move_to_end(key)
             return template
-        self.misses += 1
         template = build(meta, shape, backend)
         with self._lock:
-            data[key] = template
-            while len(data) > self.maxsize:
-                data.popitem(last=False)
+            self.misses += 1
+            old = data.pop(key, None)  # another thread compiled it meanwhile
+            if old is not None:
+                self.bytes -= old.size
+            if template.size <= self.max_bytes:
+                data[key] = template
+                self.bytes += template.size
+                self._evict()
         return template
 
-    def resize(self, maxsize: int) -> None:
-        if not isinstance(maxsize, int) or maxsize < 1:
-            raise ValueError(f"compile cache size must be a positive integer, got {maxsize!r}")
+    def _evict(self) -> None:
+        """Drop least recently used templates until both bounds hold (lock held)."""
+        data = self._data
+        while data and (len(data) > self.maxsize or self.bytes > self.max_bytes):
+            self.bytes -= data.popitem(last=False)[1].size
+
+    def resize(self, maxsize: int | None = None, max_bytes: int | None = None) -> None:
+        """New bounds: at most ``maxsize`` templates and ``max_bytes`` estimated bytes."""
+        for name, value in (("size", maxsize), ("byte budget", max_bytes)):
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"compile cache {name} must be a positive integer, got {value!r}")
         with self._lock:
-            self.maxsize = maxsize
-            while len(self._data) > maxsize:
-                self._data.popitem(last=False)
+            self.maxsize = self.maxsize if maxsize is None else maxsize
+            self.max_bytes = self.max_bytes if max_bytes is None else max_bytes
+            self._evict()
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self.bytes = 0
             self.hits = self.misses = 0
 
     def __len__(self) -> int:

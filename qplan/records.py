@@ -289,7 +289,13 @@ def walk(node: tuple, values: list[Any]) -> tuple:
 
 
 def _slot(v: Any) -> Any:
-    return (SLOT, len(v)) if type(v) is tuple else type(v)
+    """A value's slot. A tuple's length is rounded up to its bucket (powers of two up to
+    1024, then multiples of 1024): lists of similar lengths share one template, which pads
+    the list by repeating its last value, so the cache holds few shapes per ``in`` filter."""
+    if type(v) is not tuple:
+        return type(v)
+    n = len(v)
+    return (SLOT, (1 << (n - 1).bit_length() if n > 2 else n) if n <= 1024 else -(-n // 1024) * 1024)
 
 
 def _unchanged(record: tuple, values: list[Any]) -> tuple:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -193,3 +194,81 @@ def test_ddl_per_dialect():
     assert "utf8mb4_nopad_bin" in mysql_ddl
     pg_ddl = get("postgresql").create_table(Book._meta)[0]
     assert '"created" TIMESTAMP WITH TIME ZONE NULL' in pg_ddl and '"meta" JSONB NULL' in pg_ddl
+
+
+# --- in lists: bucketed templates, one node, the backend's parameter limit ------------------
+
+
+def test_in_lists_of_many_lengths_share_a_few_templates():
+    cache.clear()
+    lengths = [*range(1, 1100), 2047, 2048, 2049, 3000, 3072]
+    for n in lengths:
+        Book.objects.filter(pages__in=list(range(n))).values_list("id", flat=True).compile("sqlite")
+    assert len(cache) == 13  # 1, 2, 4, ... 1024, then 2048 and 3072
+    assert cache.misses == 13 and cache.hits == len(lengths) - 13
+    sql, params = Book.objects.filter(pages__in=[5, 1, 3]).values_list("id", flat=True).compile("mysql")
+    assert sql.endswith("IN (%s, %s, %s, %s)") and params == (5, 1, 3, 3)  # padded with the last
+
+
+def test_a_huge_in_list_compiles_in_milliseconds_into_a_small_template():
+    from qplan.backends import get
+
+    cache.clear()
+    plan = Book.objects.filter(pages__in=list(range(65536)), title="t")
+    start = time.perf_counter()
+    template = cache.get(plan._meta, plan.shape()[0], get("mysql"))
+    assert time.perf_counter() - start < 0.25
+    assert len(template.binds) == 2 and template.size < 5 * 65536
+    values = plan.shape()[1]
+    start = time.perf_counter()
+    big = Book.objects.filter(pages__in=list(range(60000)), title="t")
+    params = big.compile("postgresql").params
+    assert time.perf_counter() - start < 0.25
+    assert len(params) == 59 * 1024 + 1 and params[-2:] == (59999, "t")  # padded, then the title
+    with pytest.raises(qplan.NotSupportedError, match="binds 65537 values; mysql accepts at most 65535"):
+        template.params(values)
+
+
+def test_a_statement_over_the_parameter_limit_is_refused_before_the_driver():
+    with pytest.raises(qplan.NotSupportedError, match="binds 40001 values; sqlite accepts at most"):
+        Book.objects.filter(pages__in=list(range(40000)), title="x").compile("sqlite")
+
+
+def test_in_lists_up_to_the_limit_run_and_longer_ones_are_refused(any_db):
+    from qplan.backends import get
+
+    Book.objects.bulk_create([Book(title=str(i), pages=i) for i in range(5)])
+    limit = get(any_db).max_params
+    exactly = [3, 1, *range(1000, 1000 + limit - 2)]  # its bucket passes the limit, it does not
+    assert sorted(Book.objects.filter(pages__in=exactly).values_list("pages", flat=True)) == [1, 3]
+    with pytest.raises(qplan.NotSupportedError, match=f"binds {limit + 1} values; .* at most {limit} "):
+        Book.objects.filter(pages__in=list(range(limit + 1))).count()
+    assert Book.objects.filter(pages__in=[4, 2, 2, 0]).count() == 3
+
+
+# --- the cache's byte budget ---------------------------------------------------------------------
+
+
+def test_the_cache_is_bounded_in_bytes_too():
+    from qplan.backends import get
+
+    backend = get("sqlite")
+    small = ShapeCache(maxsize=100, max_bytes=30_000)
+    fields = ("id", "title", "pages", "rating", "price", "published", "created", "notes")
+    plans = [Book.objects.order_by(f).values_list(f) for f in fields]
+    for p in plans:
+        small.get(p._meta, p.shape()[0], backend)
+    assert len(small) == len(plans) and small.bytes <= small.max_bytes
+    huge = Book.objects.filter(pages__in=list(range(8000)))
+    template = small.get(huge._meta, huge.shape()[0], backend)
+    assert 20_000 < template.size <= small.max_bytes
+    assert small.bytes <= small.max_bytes and len(small) < len(plans)  # the oldest went
+    newest = plans[-1]
+    assert small.get(newest._meta, newest.shape()[0], backend) and small.hits == 1
+    too_big = Book.objects.filter(pages__in=list(range(20000)))
+    assert small.get(too_big._meta, too_big.shape()[0], backend).size > small.max_bytes
+    assert small.bytes <= small.max_bytes  # returned, never kept
+    small.resize(max_bytes=1000)
+    assert len(small) == 0 and small.bytes == 0
+    with pytest.raises(ValueError, match="byte budget"):
+        small.resize(max_bytes=0)

@@ -82,7 +82,7 @@ def test_explicit_ids_move_the_identity_sequence(pg_db):
     Author.objects.bulk_create([Author(id=7, name="a")])
     assert Author.objects.create(name="b").pk == 8
     sql, _ = Author.objects.bulk_create_plan([Author(id=9, name="c")]).compile("postgresql")
-    assert sql.startswith("WITH ins AS (INSERT INTO") and "setval(" in sql
+    assert sql.startswith('WITH "ins" AS (INSERT INTO') and "SETVAL(" in sql
 
 
 def test_a_failed_statement_inside_atomic_rolls_back_to_its_savepoint(pg_db):
