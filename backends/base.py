@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
+import os
 from typing import Any, Callable
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlglot import exp
 
@@ -84,7 +86,8 @@ AGGREGATE_SQL: dict[str, type[exp.Expression]] = {
 class Backend:
     """Defaults shared by every database; subclasses override tables and hooks."""
 
-    name = ""  # "sqlite", "postgresql", "mysql"
+    name = ""  # the registered name (``qplan.backends.register`` sets it)
+    SPELLINGS: tuple[str, ...] = ()  # other ENGINE names and URL schemes that mean this backend
     dialect = ""  # sqlglot's dialect name
     paramstyle = "format"  # "qmark" (?) or "format" (%s)
     max_params = 32766
@@ -247,17 +250,80 @@ class Backend:
         guard = "IF EXISTS " if missing_ok else ""
         return [f"DROP TABLE {guard}{self.quote(meta.db_table)}"]
 
+    # --- settings ---------------------------------------------------------------------------------
+
+    # NAME is a file path: URLs are scheme:///relative, scheme:////absolute, scheme://:memory:
+    FILE_DATABASE = False
+
+    def parse_url(self, url: str) -> dict[str, Any]:
+        """A URL as settings (without ENGINE); ``ValueError`` for a bad host or port."""
+        if self.FILE_DATABASE:
+            path, _, query = url.partition("://")[2].partition("?")
+            name = path[1:] if path.startswith("/") else path
+            return {"NAME": unquote(name) if name not in ("", ":memory:") else ":memory:",
+                    "OPTIONS": dict(parse_qsl(query))}
+        parts = urlsplit(url)
+        return {
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": parts.port,
+            "OPTIONS": dict(parse_qsl(parts.query)),
+        }
+
+    def is_file(self, name: str) -> bool:
+        """Whether NAME is a path on this machine (not ``:memory:`` or a ``file:`` URI)."""
+        return self.FILE_DATABASE and name != ":memory:" and not name.startswith("file:")
+
+    def resolve_name(self, name: str, base: str) -> str:
+        """NAME of a settings file's alias: a relative database file is relative to ``base``."""
+        if self.is_file(name) and not os.path.isabs(name):
+            return os.path.join(base, name)
+        return name
+
     # --- connections ------------------------------------------------------------------------------
 
     def connect(self, settings: dict[str, Any]) -> Any:  # pragma: no cover - per backend
         raise NotImplementedError
 
+    DEFAULT_PORT: int | None = None
+
     def describe(self, alias: str, settings: dict[str, Any]) -> str:
         """Where an alias points, for error messages (never the password)."""
-        return f"{alias!r} ({self.name} at {settings.get('HOST') or 'localhost'}:{settings.get('PORT')})"
+        if self.FILE_DATABASE:
+            return f"{alias!r} ({self.name} {settings['NAME']})"
+        return (f"{alias!r} ({self.name} at {settings.get('HOST') or 'localhost'}:"
+                f"{settings.get('PORT') or self.DEFAULT_PORT})")
 
     def begin_sql(self) -> str:
         return "BEGIN"
+
+    def savepoint_sql(self, name: str) -> str:
+        return f"SAVEPOINT {name}"
+
+    def release_sql(self, name: str) -> str:
+        return f"RELEASE SAVEPOINT {name}"
+
+    def rollback_to_sql(self, name: str) -> str:
+        return f"ROLLBACK TO SAVEPOINT {name}"
+
+    # What ``qplan check`` asks: the server's version, then ``probe_details`` adds its role.
+    VERSION_SQL = "SELECT version()"
+
+    def probe(self, conn: Any) -> tuple[str, str]:
+        """``(version, details)`` of a live connection, for ``qplan check``."""
+        version = str(conn.fetchall(self.VERSION_SQL)[0][0])
+        return version, self.describe_target(conn.settings) + self.probe_details(conn)
+
+    def describe_target(self, settings: dict[str, Any]) -> str:
+        if self.FILE_DATABASE:
+            return settings["NAME"]
+        return f"{settings['HOST'] or 'localhost'}:{settings['PORT'] or ''} {settings['NAME']}".strip()
+
+    def probe_details(self, conn: Any) -> str:
+        """What else ``qplan check`` says of a server (its replication role); "" for nothing."""
+        return ""
 
     # Makes a session refuse writes itself, for READ_ONLY aliases (qplan refuses its own
     # writes before they are sent; this also stops raw SQL on the connection).

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from qplan import errors
+
 from .base import UTC, Backend
 
 # pymysql.constants.CR: the connection is gone (server restarted, killed, timed out).
@@ -51,6 +53,8 @@ def _conversions() -> dict:
 
 class MySQLBackend(Backend):
     name = "mysql"
+    SPELLINGS = ("mariadb", "pymysql")
+    DEFAULT_PORT = 3306
     dialect = "mysql"
     paramstyle = "format"
     max_params = 65535
@@ -131,9 +135,18 @@ class MySQLBackend(Backend):
             cur.execute("SET time_zone = '+00:00'")
         return raw
 
-    def describe(self, alias: str, settings: dict[str, Any]) -> str:
-        return (f"{alias!r} (mysql at {settings.get('HOST') or 'localhost'}:"
-                f"{settings.get('PORT') or 3306})")
+    def probe_details(self, conn: Any) -> str:
+        """The replica's lag from ``SHOW SLAVE STATUS`` (nothing without the privilege)."""
+        try:
+            cur = conn.execute("SHOW SLAVE STATUS")
+            rows = cur.fetchall()
+            names = [d[0] for d in cur.description or ()]
+        except errors.DatabaseError:
+            return ""
+        if not rows:
+            return ""
+        lag = dict(zip(names, rows[0])).get("Seconds_Behind_Master")
+        return f"; replica, lag {lag if lag is not None else 'unknown (not replicating)'} s"
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
         import pymysql

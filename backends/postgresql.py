@@ -51,6 +51,8 @@ def _cast(value: exp.Expression, to: str) -> exp.Expression:
 
 class PostgreSQLBackend(Backend):
     name = "postgresql"
+    SPELLINGS = ("postgres", "postgresql_psycopg2", "psycopg2")
+    DEFAULT_PORT = 5432
     dialect = "postgres"
     paramstyle = "format"
     max_params = 65535
@@ -154,9 +156,24 @@ class PostgreSQLBackend(Backend):
             cur.execute("SET TIME ZONE 'UTC'")
         return raw
 
-    def describe(self, alias: str, settings: dict[str, Any]) -> str:
-        return (f"{alias!r} (postgresql at {settings.get('HOST') or 'localhost'}:"
-                f"{settings.get('PORT') or 5432})")
+    VERSION_SQL = "SHOW server_version"
+    LAG_SQL = (
+        "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NULL"
+        " OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+        " ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END,"
+        " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)"
+    )
+
+    def probe(self, conn: Any) -> tuple[str, str]:
+        version, details = super().probe(conn)
+        return version.split()[0], details  # "15.8 (Debian 15.8-0+deb12u1)"
+
+    def probe_details(self, conn: Any) -> str:
+        if not conn.fetchall("SELECT pg_is_in_recovery()")[0][0]:
+            return "; primary"
+        seconds, behind = conn.fetchall(self.LAG_SQL)[0]
+        return (f"; standby, replay lag {float(seconds):.2f} s"
+                f" ({int(behind)} bytes received, not yet replayed)")
 
     def is_usable(self, raw: Any) -> bool:
         from psycopg2 import extensions

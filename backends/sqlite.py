@@ -88,6 +88,8 @@ def memory_uri(settings: dict[str, Any]) -> str:
 
 class SQLiteBackend(Backend):
     name = "sqlite"
+    SPELLINGS = ("sqlite3",)
+    FILE_DATABASE = True
     dialect = "sqlite"
     paramstyle = "qmark"
     max_params = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -142,8 +144,11 @@ class SQLiteBackend(Backend):
             raw.execute(f"PRAGMA journal_mode = {journal}")  # one of JOURNAL_MODES
         return raw
 
-    def describe(self, alias: str, settings: dict[str, Any]) -> str:
-        return f"{alias!r} (sqlite {settings['NAME']})"
+    VERSION_SQL = "SELECT sqlite_version()"
+
+    def probe_details(self, conn: Any) -> str:
+        conn.fetchall("SELECT count(*) FROM sqlite_master")  # reads the file's header
+        return ""
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)

@@ -21,12 +21,11 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from . import clisettings, jsonplan, payloads, settings
+from . import backends, clisettings, jsonplan, payloads, settings
 from .errors import Error, UnsafePayload
 from .models import Model
 from .plan import FORMAT_VERSION, Plan, _describe
 
-DIALECTS = ("sqlite", "postgresql", "mysql")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -147,13 +146,13 @@ def cmd_sql(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
         raise CommandError(_hint(exc)) from exc
     dialects: Sequence[str]
     if args.dialect == "all":
-        dialects = DIALECTS
+        dialects = backends.names()
     elif args.dialect:
         dialects = (args.dialect,)
     else:
         alias, _ = _route(plan)
         engine = settings.databases().get(alias or "", {}).get("ENGINE")
-        dialects = (engine,) if engine else DIALECTS
+        dialects = (engine,) if engine else backends.names()
     compiled = {d: plan.compile(d) for d in dialects}
     if args.json:
         out = {d: {"sql": c.sql, "params": jsonplan.encode(tuple(c.params))} for d, c in compiled.items()}
@@ -230,14 +229,6 @@ class Probe(NamedTuple):
     details: str
 
 
-PG_LAG_SQL = (
-    "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NULL"
-    " OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
-    " ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END,"
-    " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)"
-)
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -247,48 +238,18 @@ def probe(alias: str) -> Probe:
     from .connections import connections
 
     config = settings.databases()[alias]
-    engine = config["ENGINE"]
-    name = config["NAME"]
-    if engine == "sqlite" and name != ":memory:" and not name.startswith("file:") \
-            and not os.path.exists(name):
+    engine, name = config["ENGINE"], config["NAME"]
+    conn = connections[alias]
+    if conn.backend.is_file(name) and not os.path.exists(name):
         return Probe(alias, engine, False, "", f"database file {name} does not exist "
                                                "(qplan migrate creates it)")
-    conn = connections[alias]
     try:
-        details = name if engine == "sqlite" else \
-            f"{config['HOST'] or 'localhost'}:{config['PORT'] or ''} {name}".strip()
-        if engine == "sqlite":
-            version = conn.fetchall("SELECT sqlite_version()")[0][0]
-            conn.fetchall("SELECT count(*) FROM sqlite_master")  # reads the file's header
-        elif engine == "postgresql":
-            version = conn.fetchall("SHOW server_version")[0][0].split()[0]
-            if conn.fetchall("SELECT pg_is_in_recovery()")[0][0]:
-                seconds, behind = conn.fetchall(PG_LAG_SQL)[0]
-                details += f"; standby, replay lag {float(seconds):.2f} s" \
-                           f" ({int(behind)} bytes received, not yet replayed)"
-            else:
-                details += "; primary"
-        else:
-            version = conn.fetchall("SELECT version()")[0][0]
-            details += _mysql_replica(conn)
-        return Probe(alias, engine, True, str(version), details)
-    except Exception as exc:
+        version, details = conn.backend.probe(conn)
+        return Probe(alias, engine, True, version, details)
+    except Exception as exc:  # a probe reports every failure as its row, whatever it is
         return Probe(alias, engine, False, "", _one_line(f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
-
-
-def _mysql_replica(conn: Any) -> str:
-    try:
-        cur = conn.execute("SHOW SLAVE STATUS")
-        rows = cur.fetchall()
-        names = [d[0] for d in cur.description or ()]
-    except Error:
-        return ""  # no privilege to ask: say nothing
-    if not rows:
-        return ""
-    lag = dict(zip(names, rows[0])).get("Seconds_Behind_Master")
-    return f"; replica, lag {lag if lag is not None else 'unknown (not replicating)'} s"
 
 
 def cmd_check(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
@@ -407,9 +368,9 @@ def parser() -> argparse.ArgumentParser:
             "pickle or a to_json document). The plan's model must be importable: list its "
             "module in the settings' MODELS.")
     p.add_argument("payload", metavar="PAYLOAD", help="a file holding the payload, or - for stdin")
-    p.add_argument("--dialect", choices=[*DIALECTS, "all"],
+    p.add_argument("--dialect", choices=[*backends.names(), "all"],
                    help="the SQL dialect (default: the engine of the alias the plan routes to, "
-                        "else all three)")
+                        "else every registered one)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("inspect", "show a stored plan's commands, model, format, signature and routing",

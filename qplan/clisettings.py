@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import backends
 from . import settings as qsettings
 from .errors import ConfigurationError
 from .models import Model, registered_models
@@ -171,10 +172,7 @@ def _relative(spec: Any, base: Path | None, alias: str) -> Any:
     if base is None:
         return spec
     config = qsettings.normalise(alias, spec)
-    name = config["NAME"]
-    if (config["ENGINE"] == "sqlite" and name != ":memory:" and not name.startswith("file:")
-            and not os.path.isabs(name)):
-        config["NAME"] = str(base / name)
+    config["NAME"] = backends.get(config["ENGINE"]).resolve_name(config["NAME"], str(base))
     return config
 
 

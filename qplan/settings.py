@@ -1,7 +1,8 @@
 """Database settings by alias: ``configure()``, adding and removing aliases at run time.
 
 An alias maps to a dict in Django's shape or to a URL; both are normalised into one
-plain dict per alias (``ENGINE`` is always ``sqlite``, ``postgresql`` or ``mysql``).
+plain dict per alias (``ENGINE`` is always a registered backend's name, see
+``qplan.backends``).
 Listeners (the connection registry, caches) are told when an alias changes.
 """
 
@@ -9,25 +10,11 @@ from __future__ import annotations
 
 import threading
 from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from . import backends
 from .errors import ConfigurationError, suggest
 
 DEFAULT_ALIAS = "default"
-
-# Accepted spellings of an engine, by their last dotted part (so Django's
-# "django.db.backends.postgresql" works too).
-ENGINES = {
-    "sqlite": "sqlite",
-    "sqlite3": "sqlite",
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "postgresql_psycopg2": "postgresql",
-    "psycopg2": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-    "pymysql": "mysql",
-}
 
 KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "READ_ONLY")
 TEXT_KEYS = ("NAME", "USER", "PASSWORD", "HOST")
@@ -55,46 +42,30 @@ _KEEP: Any = object()  # "leave this setting as it is"
 
 
 def _engine(value: Any, alias: str) -> str:
-    key = str(value or "").rsplit(".", 1)[-1].lower()
-    if key not in ENGINES:
-        raise ConfigurationError(
-            f"database {alias!r}: unknown ENGINE {value!r}" + suggest(key, ENGINES)
-        )
-    return ENGINES[key]
+    """The registered backend name for an ENGINE (its last dotted part, so Django's
+    ``django.db.backends.postgresql`` works too)."""
+    try:
+        return backends.canonical(str(value or "").rsplit(".", 1)[-1], "ENGINE")
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"database {alias!r}: {exc}") from None
 
 
 def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
-    """Turn ``scheme://user:pw@host:port/name?opt=v`` into a settings dict."""
-    scheme, sep, rest = url.partition("://")
+    """Turn ``scheme://...`` into a settings dict, by the rules of the scheme's backend."""
+    scheme, sep, _ = url.partition("://")
     if not sep:
         raise ConfigurationError(  # not shown: it might be a DSN holding a password
             f"database {alias!r}: expected a URL (scheme://...), got a str of {len(url)} "
             f"characters without '://'")
     engine = _engine(scheme.split("+", 1)[0], alias)
-    if engine == "sqlite":
-        # sqlite:///relative.db, sqlite:////abs/path.db, sqlite://:memory:
-        path, _, query = rest.partition("?")
-        name = path[1:] if path.startswith("/") else path
-        if name in ("", ":memory:"):
-            name = ":memory:"
-        return _with_flags({"ENGINE": engine, "NAME": unquote(name),
-                            "OPTIONS": dict(parse_qsl(query))}, alias)
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        spec = backends.get(engine).parse_url(url)
     except ValueError:
         raise ConfigurationError(
             f"database {alias!r}: bad host or port in {redact(url)!r} (a password holding "
             f"'/', '@', ':' or '#' must be percent-encoded)") from None
-    return _with_flags({
-        "ENGINE": engine,
-        "NAME": unquote(parts.path.lstrip("/")),
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": port,
-        "OPTIONS": dict(parse_qsl(parts.query)),
-    }, alias)
+    spec["ENGINE"] = engine
+    return _with_flags(spec, alias)
 
 
 def _with_flags(spec: dict[str, Any], alias: str) -> dict[str, Any]:
@@ -140,8 +111,9 @@ def normalise(alias: str, spec: str | Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigurationError(
             f"database {alias!r}: READ_ONLY must be True or False, got {read_only!r}")
     out["READ_ONLY"] = read_only
-    if out["ENGINE"] == "sqlite" and not out["NAME"]:
-        raise ConfigurationError(f"database {alias!r}: sqlite needs a NAME (a path or ':memory:')")
+    if backends.get(out["ENGINE"]).FILE_DATABASE and not out["NAME"]:
+        raise ConfigurationError(
+            f"database {alias!r}: {out['ENGINE']} needs a NAME (a path or ':memory:')")
     return out
 
 

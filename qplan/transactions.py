@@ -66,7 +66,7 @@ def _open(frame: _Frame) -> None:
     if conn.savepoints:
         conn.savepoint_ids += 1
         name = f"qplan_sp_{conn.savepoint_ids}"
-        conn.execute(f"SAVEPOINT {name}")  # refused in a doomed block
+        conn.execute(conn.backend.savepoint_sql(name))  # refused in a doomed block
     else:
         name = ""
         conn.control(conn.backend.begin_sql())
@@ -169,11 +169,11 @@ def _leave(conn: Connection, failing: bool) -> None:
                     f"{conn.where()}: {reason}; nothing this atomic() block wrote was committed")
             return
         if not failing and not doomed:
-            conn.control(f"RELEASE SAVEPOINT {name}")
+            conn.control(conn.backend.release_sql(name))
             return
         try:
-            conn.control(f"ROLLBACK TO SAVEPOINT {name}")
-            conn.control(f"RELEASE SAVEPOINT {name}")
+            conn.control(conn.backend.rollback_to_sql(name))
+            conn.control(conn.backend.release_sql(name))
         except Exception:
             conn.doom(0, "a savepoint could not be rolled back")
             if failing:
