@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from . import settings
 from .backends import get as get_backend
+from .routing import transaction_aliases
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, IntegrityError,
                      ProgrammingError, TransactionManagementError)
 
@@ -219,11 +220,10 @@ class Connection:
 
 
 class _PerThread(threading.local):
-    """One thread's connections by alias, and the aliases it has an atomic() block open on."""
+    """One thread's connections by alias."""
 
     def __init__(self) -> None:
         self.conns: dict[str, tuple[int, Connection]] = {}
-        self.atomic: set[str] = set()
 
 
 class ConnectionHandler:
@@ -250,13 +250,13 @@ class ConnectionHandler:
         if entry is not None:
             entry[1].close()
         conn = Connection(alias, settings.database(alias))
-        conn.open_blocks = self._local.atomic
+        conn.open_blocks = transaction_aliases()
         conns[alias] = (generation, conn)
         return conn
 
     def in_atomic(self, alias: str) -> bool:
         """Whether this thread has an ``atomic()`` block open on ``alias`` (cheap: no lookup)."""
-        return alias in self._local.atomic
+        return alias in transaction_aliases()
 
     def __contains__(self, alias: str) -> bool:
         return alias in settings.databases()

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import qplan
-from qplan import Count, Model, fields
+from qplan import Count, Model, backends, fields
 
 KEY_ENV = "QPLAN_DEMO_KEY"
 WIDTH = 100
@@ -132,7 +132,7 @@ def _run(folder: Path) -> int:
     key = secrets.token_bytes(32)
     for n, (name, plan) in enumerate(plans.items(), 1):
         say(f"\nPlan {n}  {_source(plan)}")
-        compiled = {d: plan.compile(d) for d in ("sqlite", "postgresql", "mysql")}
+        compiled = {d: plan.compile(d) for d in backends.names()}
         same = len({repr(c.params) for c in compiled.values()}) == 1
         if same:
             say(f"  {'params':<11} {compiled['sqlite'].params!r}")

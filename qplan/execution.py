@@ -16,8 +16,9 @@ from .connections import Connection, connections
 from .errors import ConnectionFailure, FieldError, NotSupportedError, PlanError
 from .models import Model
 from .plan import Compiled, Plan, set_engine
-from .routing import (allow_migrate, check_relations, check_writable, db_for_write, resolve, route,
-                      wrote)
+from .replication import record_write, refresh
+from .routing import (allow_migrate, check_relations, check_writable, db_for_write, pending_writes,
+                      resolve, route)
 from .sharding import ShardSet
 from .transactions import Atomic, check_statement
 
@@ -136,7 +137,7 @@ class Engine:
         """Run ``plan`` on one alias, chosen once; a failed read may move to another replica."""
         if using is not None:
             return self.run(plan, connections[using])
-        alias, router = resolve(plan)
+        alias, router = _resolve_read(plan) if plan.kind == "read" else resolve(plan)
         if type(alias) is ShardSet:  # several shards: scatter-gather (qplan.sharding)
             return sharding.execute(self, plan, alias)
         tried = {alias}
@@ -165,11 +166,11 @@ class Engine:
         check_statement(conn.alias, write)
         if kind == "rowcount":
             count = conn.execute(template.sql, params).rowcount
-            wrote(conn)
+            record_write(conn)
             return count
         if kind == "insert":
             pks = self._insert(conn, template, params)
-            wrote(conn)
+            record_write(conn)
             return pks
         rows = conn.fetchall(template.sql, params)
         return MATERIALISE[kind](template, rows, plan._meta.model, conn.alias)
@@ -177,7 +178,7 @@ class Engine:
     def stream(self, plan: Plan, chunk_size: int) -> Iterator[Any]:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        alias = route(plan)
+        alias = _resolve_read(plan)[0]
         if isinstance(alias, ShardSet):
             yield from sharding.stream(self, plan, alias, chunk_size)
             return
@@ -269,6 +270,14 @@ class Engine:
         """Delete one row where the routers send writes of it (never simply where it was read)."""
         plan = type(obj).objects.filter(pk=obj.pk).delete_plan()
         return self.execute(plan, using or db_for_write(plan, obj))
+
+
+def _resolve_read(plan: Plan) -> tuple[Any, Any]:
+    """Where a read runs: the replay positions read-your-writes routers decide from are
+    read first, when this context has written."""
+    if pending_writes():
+        refresh(plan)
+    return resolve(plan)
 
 
 engine = Engine()

@@ -22,9 +22,8 @@ import threading
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
-from . import settings
+from . import backends, settings
 from .settings import DEFAULT_ALIAS, _options
-from .connections import connections
 from .errors import ConfigurationError, ConnectionFailure, ReadOnlyError, RoutingError
 
 METHODS = {"read": "db_for_read", "write": "db_for_write"}
@@ -160,15 +159,61 @@ _sticky: contextvars.ContextVar[dict[int, str]] = contextvars.ContextVar("qplan_
 _tracked: set[str] = set()  # primaries some router reads around
 
 
-def wrote(conn: Any) -> None:
-    """Record that this context wrote on ``conn`` (after the statement or the commit)."""
-    if conn.alias not in _tracked or conn.in_atomic:
-        return
-    sql = conn.backend.WRITE_POSITION_SQL  # PostgreSQL: the WAL location
-    position = None if sql is None else conn.fetchall(sql)[0][0]
+def tracks(alias: str) -> bool:
+    """Whether some router reads around writes on ``alias`` (it is a primary)."""
+    return alias in _tracked
+
+
+def remember_write(alias: str, position: str | None) -> None:
+    """Record that this context wrote on ``alias``, at ``position`` (None: unknown)."""
     state = dict(_writes.get())
-    state[conn.alias] = (position, time.monotonic())
+    state[alias] = (position, time.monotonic())
     _writes.set(state)
+
+
+def pending_writes() -> bool:
+    """Whether this context has writes a replica may not have yet (cheap: one lookup)."""
+    return bool(_writes.get())
+
+
+def adopt(ctx: contextvars.Context) -> None:
+    """Take the writes and sticky replicas recorded in ``ctx`` (a worker's) into this context."""
+    theirs = ctx.get(_writes)
+    mine = _writes.get()
+    if theirs and theirs is not mine:
+        merged = dict(mine)
+        for alias, entry in theirs.items():
+            if alias not in merged or merged[alias][1] < entry[1]:
+                merged[alias] = entry
+        _writes.set(merged)
+    sticky, my_sticky = ctx.get(_sticky), _sticky.get()
+    if sticky and sticky is not my_sticky:
+        _sticky.set({**my_sticky, **sticky})
+
+
+class _Blocks(threading.local):
+    def __init__(self) -> None:
+        self.aliases: set[str] = set()
+
+
+_blocks = _Blocks()
+
+
+def transaction_aliases() -> set[str]:
+    """This thread's aliases with an ``atomic()`` block open: the set ``qplan.connections``
+    keeps (routing reads it, so reads inside a block go to its database)."""
+    return _blocks.aliases
+
+
+def positions_wanted(plan: Any) -> list[tuple[Any, str, int]]:
+    """``(router, replica, position)`` for each replica whose replayed position the routers
+    of ``plan`` need to know before deciding; execution fetches them (``observed``)."""
+    out = []
+    for router in chain(plan):
+        wanted = getattr(router, "positions_wanted", None)
+        if wanted is not None:
+            out.extend(wanted(plan))
+    return out
 
 
 def token() -> str:
@@ -229,7 +274,7 @@ def _check_position(alias: str, position: Any) -> None:
     try:
         if type(position) is not str or len(position) > 64:
             raise ValueError
-        connections[alias].backend.position(position)
+        backends.get(settings.database(alias)["ENGINE"]).position(position)
     except (ValueError, TypeError, NotImplementedError):
         raise ConfigurationError(
             f"read-your-writes token: {position!r:.80} is not a replication position of "
@@ -336,23 +381,27 @@ class PrimaryReplica:
         return self.primary
 
     def db_for_read(self, plan: Any, **hints: Any) -> str:
-        if connections.in_atomic(self.primary):
+        if self.primary in _blocks.aliases:  # inside atomic() on the primary
             return self.primary
         sticky = _sticky.get().get(self._id)
         if sticky is not None and not self._down and self.primary not in _writes.get():
             return sticky  # the common case: this context's replica, nothing to wait for
+        for replica in self._order(sticky):
+            if not self.is_down(replica) and self._caught_up(replica):
+                if replica != sticky:
+                    _sticky.set({**_sticky.get(), self._id: replica})
+                return replica
+        return self.primary
+
+    def _order(self, sticky: str | None) -> list[str]:
+        """The replicas to try: this context's first, then the others in rotation."""
         order = [r for r in self.replicas if r != sticky]
         if order:
             k = next(self._next) % len(order)
             order = order[k:] + order[:k]
         if sticky in self.replicas:
             order.insert(0, sticky)
-        for replica in order:
-            if self._usable(replica) and self._caught_up(replica):
-                if replica != sticky:
-                    _sticky.set({**_sticky.get(), self._id: replica})
-                return replica
-        return self.primary
+        return order
 
     def failover(self, plan: Any, alias: str, error: BaseException) -> str | None:
         """Mark ``alias`` down and name where the read should go instead; only for a
@@ -364,6 +413,8 @@ class PrimaryReplica:
         return self.db_for_read(plan)
 
     def mark_down(self, alias: str) -> None:
+        """Keep reads off ``alias`` for ``backoff`` seconds; then it is tried again, and a
+        failure marks it down once more (the read fails over without an error)."""
         with self._lock:
             self._down[alias] = time.monotonic() + self.backoff
         stuck = _sticky.get()
@@ -372,48 +423,58 @@ class PrimaryReplica:
 
     def is_down(self, alias: str) -> bool:
         until = self._down.get(alias)
-        return until is not None and time.monotonic() < until
-
-    def _usable(self, replica: str) -> bool:
-        until = self._down.get(replica)
         if until is None:
-            return True
+            return False
         if time.monotonic() < until:
-            return False
-        try:  # back-off over: rejoin only once a health check passes
-            conn = connections[replica]
-            conn.suspect = True
-            conn.fetchall("SELECT 1")
-        except ConnectionFailure:
-            self.mark_down(replica)
-            return False
+            return True
         with self._lock:
-            self._down.pop(replica, None)
-        return True
+            if self._down.get(alias) == until:
+                del self._down[alias]
+        return False
+
+    # --- read-your-writes: decided from positions execution observed ----------------------------
+
+    def _wanted(self, replica: str) -> int | None:
+        """The position ``replica`` must have replayed for this context; None: no wait."""
+        pending = _writes.get().get(self.primary)
+        if pending is None or pending[0] is None:
+            return None
+        backend = backends.get(settings.database(replica)["ENGINE"])
+        if backend.REPLAY_POSITION_SQL is None:
+            return None
+        return backend.position(pending[0])
 
     def _caught_up(self, replica: str) -> bool:
         pending = _writes.get().get(self.primary)
         if pending is None:
             return True
-        position, written_at = pending
-        if position is None:
-            return time.monotonic() - written_at >= self.lag_window
-        conn = connections[replica]
-        sql = conn.backend.REPLAY_POSITION_SQL
-        if sql is None:
-            return time.monotonic() - written_at >= self.lag_window
-        wanted = conn.backend.position(position)
-        if self._replayed.get(replica, -1) >= wanted:
-            return True
-        try:
-            replayed = conn.fetchall(sql)[0][0]
-        except ConnectionFailure:
-            self.mark_down(replica)
-            return False
-        if replayed is None:  # not a standby: it has everything the primary has
-            return True
-        have = conn.backend.position(replayed)
+        wanted = self._wanted(replica)
+        if wanted is None:  # positions unknown: wait out the lag window
+            return time.monotonic() - pending[1] >= self.lag_window
+        return self._replayed.get(replica, -1) >= wanted
+
+    def positions_wanted(self, plan: Any) -> list[tuple[Any, str, int]]:
+        """The replicas (in the order reads would try them) whose replayed position must be
+        known before ``db_for_read`` can send this context's reads there."""
+        if self.primary in _blocks.aliases or self.primary not in _writes.get():
+            return []
+        out = []
+        for replica in self._order(_sticky.get().get(self._id)):
+            wanted = self._wanted(replica)
+            if wanted is not None and not self.is_down(replica) and \
+                    self._replayed.get(replica, -1) < wanted:
+                out.append((self, replica, wanted))
+        return out
+
+    def observed(self, replica: str, replayed: str | None) -> bool:
+        """Execution read ``replica``'s replayed position (None: not a standby, so it has
+        everything); True when it has caught up with this context's writes."""
+        have = NOT_A_STANDBY if replayed is None else \
+            backends.get(settings.database(replica)["ENGINE"]).position(replayed)
         with self._lock:
             if have > self._replayed.get(replica, -1):
                 self._replayed[replica] = have
-        return have >= wanted
+        return self._caught_up(replica)
+
+
+NOT_A_STANDBY = float("inf")  # a "replica" that is not replaying: it has every position

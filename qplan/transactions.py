@@ -27,7 +27,8 @@ from typing import Any, Callable, TypeVar
 
 from .connections import Connection, connections
 from .errors import TransactionManagementError
-from .routing import write_alias, wrote
+from .replication import record_write
+from .routing import write_alias
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -191,7 +192,7 @@ def _leave(conn: Connection, failing: bool) -> None:
         except BaseException:
             _quietly(conn, "ROLLBACK")
             raise
-        wrote(conn)
+        record_write(conn)
         return
     if conn.raw is not None:
         _quietly(conn, "ROLLBACK")

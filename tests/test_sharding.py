@@ -484,13 +484,13 @@ def test_each_shard_may_be_a_primary_replica_group(tmp_path):
     group0 = routing.PrimaryReplica("p0", ["r0"], lag_window=0.3)
     group1 = routing.PrimaryReplica("p1", ["r1"], lag_window=0.3)
     router = Sharded("tenant_id", {"a": group0, "b": group1})
-    qplan.configure(databases={n: f"sqlite:///{tmp_path / n}.db" for n in names}, routers=[router])
-    routing.forget_writes()
+    qplan.configure(databases={n: f"sqlite:///{tmp_path / n}.db" for n in names}, routers=[])
     try:
         for alias in names:  # plain files, not replicated: each marks its rows with its name
-            with qplan.atomic(using=alias):
+            with qplan.atomic(using=alias):  # (before the router: replicas refuse writes)
                 qplan.create_tables([Region, Order], using=alias)
             Order.objects.using(alias).create(tenant_id=names.index(alias) // 2, customer=alias)
+        qplan.configure(routers=[router])
         routing.forget_writes()
         assert sorted(Order.objects.values_list("customer", flat=True)) == ["r0", "r1"]
         assert Order.objects.filter(tenant_id=1).get().customer == "r1"

@@ -125,21 +125,6 @@ def _run_job(engine: Any, job: _Job, write: bool) -> Any:
             raise _ShardFailure(alias, exc) from exc
 
 
-def _adopt(ctx: contextvars.Context) -> None:
-    """Take a worker's read-your-writes positions and sticky replicas into this context."""
-    theirs = ctx.get(routing._writes)
-    mine = routing._writes.get()
-    if theirs and theirs is not mine:
-        merged = dict(mine)
-        for alias, entry in theirs.items():
-            if alias not in merged or merged[alias][1] < entry[1]:
-                merged[alias] = entry
-        routing._writes.set(merged)
-    sticky, my_sticky = ctx.get(routing._sticky), routing._sticky.get()
-    if sticky and sticky is not my_sticky:
-        routing._sticky.set({**my_sticky, **sticky})
-
-
 _MISSING = object()
 
 
@@ -186,7 +171,7 @@ def _gather(engine: Any, jobs: list[_Job], write: bool = False) -> list[Any]:
                 failures[i] = failure
             except BaseException as exc:
                 bug = bug or exc
-            _adopt(ctx)
+            routing.adopt(ctx)
         if bug is not None:
             raise bug
     if any(failures):

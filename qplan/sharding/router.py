@@ -251,6 +251,22 @@ class Sharded:
             return shards[0].write_alias(plan)
         return ShardSet(shards, self)
 
+    def positions_wanted(self, plan: Any) -> list[tuple[Any, str, int]]:
+        """What the replica groups of ``plan``'s shards need to know (``routing.positions_wanted``)."""
+        if plan is None or not self.handles(plan.model):
+            return []
+        out = []
+        for shard in self.shards_for(plan):
+            wanted = getattr(shard.group, "positions_wanted", None)
+            if wanted is not None:
+                out.extend(wanted(plan))
+        return out
+
+    @property
+    def read_only_aliases(self) -> tuple[str, ...]:
+        """Every shard group's replicas (``routing.check_writable``)."""
+        return tuple(a for s in self.shards for a in getattr(s.group, "read_only_aliases", ()))
+
     def _check_write(self, plan: Any) -> None:
         last = plan.records[-1] if plan.records else ()
         if not last or last[0] != "update":
