@@ -6,7 +6,6 @@ import re
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 from sqlglot.dialects.dialect import Dialect
 
 import qplan

@@ -313,7 +313,14 @@ def _null_first(v: Any) -> tuple:
     return (False,) if v is None else (True, v)
 
 
-_sort_keys: dict[tuple, Callable[[Any], Any]] = {}
+def _term_key(i: int, desc: bool, nullable: bool, numeric: bool) -> Callable[[Any], Any]:
+    """The sort key of one term of a mixed-direction ordering (see ``_sort_key``)."""
+    if desc and numeric:
+        return (lambda r: (True,) if r[i] is None else (False, -r[i])) if nullable else \
+            (lambda r: -r[i])
+    if desc:
+        return lambda r: _Desc((False,) if r[i] is None else (True, r[i]))
+    return (lambda r: (False,) if r[i] is None else (True, r[i])) if nullable else itemgetter(i)
 
 
 def _sort_key(terms: list[tuple[int, bool, bool, bool]]) -> tuple[Callable[[Any], Any], bool]:
@@ -321,28 +328,24 @@ def _sort_key(terms: list[tuple[int, bool, bool, bool]]) -> tuple[Callable[[Any]
 
     One direction: the plain values (NULLs wrapped to sort first) and ``reverse`` for
     descending. Mixed directions: descending numbers are negated, other descending
-    values wrapped in ``_Desc``. The key is generated once per shape of terms, as one
-    lambda over indices (like ``execution._row_decoder``): about 4x faster than a loop.
+    values wrapped in ``_Desc``; one closure per term, combined without a loop for up
+    to three terms.
     """
     directions = {t[1] for t in terms}
     if len(directions) == 1 and not any(t[2] for t in terms):
         return itemgetter(*[t[0] for t in terms]), terms[0][1]
     flip = len(directions) > 1
-    shape = tuple((i, desc and flip, nullable, numeric) for i, desc, nullable, numeric in terms)
-    key = _sort_keys.get(shape)
-    if key is None:
-        parts = []
-        for i, desc, nullable, numeric in shape:
-            v = f"r[{i}]"
-            if desc and numeric:
-                parts.append(f"((True,) if {v} is None else (False, -{v}))" if nullable else f"-{v}")
-            elif desc:
-                parts.append(f"_Desc((False,) if {v} is None else (True, {v}))")
-            else:
-                parts.append(f"((False,) if {v} is None else (True, {v}))" if nullable else v)
-        source = f"lambda r: ({parts[0]})" if len(parts) == 1 else \
-            f"lambda r: ({', '.join(parts)},)"
-        key = _sort_keys[shape] = eval(source, {"_Desc": _Desc})  # noqa: S307 - indices only
+    keys = [_term_key(i, desc and flip, nullable, numeric) for i, desc, nullable, numeric in terms]
+    if len(keys) == 1:
+        key = keys[0]
+    elif len(keys) == 2:
+        k0, k1 = keys
+        key = lambda r: (k0(r), k1(r))  # noqa: E731
+    elif len(keys) == 3:
+        k0, k1, k2 = keys
+        key = lambda r: (k0(r), k1(r), k2(r))  # noqa: E731
+    else:
+        key = lambda r: tuple([k(r) for k in keys])  # noqa: E731
     return key, False if flip else terms[0][1]
 
 
