@@ -272,6 +272,14 @@ class Backend:
             "OPTIONS": dict(parse_qsl(parts.query)),
         }
 
+    def settings(self, config: dict[str, Any]) -> dict[str, Any]:
+        """An alias's normalised settings, completed with what this backend needs to keep
+        (called once per alias, before the settings become read-only)."""
+        return config
+
+    def forget(self, config: Any) -> None:
+        """An alias with these settings was removed or replaced: drop what it held."""
+
     def is_file(self, name: str) -> bool:
         """Whether NAME is a path on this machine (not ``:memory:`` or a ``file:`` URI)."""
         return self.FILE_DATABASE and name != ":memory:" and not name.startswith("file:")

@@ -78,12 +78,9 @@ def _decimal(value: Any) -> Any:
     return None if value is None else decimal.Decimal(value)
 
 
-def memory_uri(settings: dict[str, Any]) -> str:
-    """A shared-cache URI for ``:memory:`` so every thread of an alias sees one database."""
-    options = settings["OPTIONS"]
-    if "_memory" not in options:
-        options["_memory"] = f"qplan-mem-{next(_memory_ids)}"
-    return f"file:{options['_memory']}?mode=memory&cache=shared"
+def memory_uri(settings: Any) -> str:
+    """The shared-cache URI of a ``:memory:`` alias, so every thread of it sees one database."""
+    return f"file:{settings['OPTIONS']['_memory']}?mode=memory&cache=shared"
 
 
 class SQLiteBackend(Backend):
@@ -163,11 +160,18 @@ class SQLiteBackend(Backend):
             return True
         return False
 
-    def drop_memory(self, settings: dict[str, Any]) -> None:
-        """Forget a ``:memory:`` database when its alias is removed."""
-        uri = settings["OPTIONS"].get("_memory")
+    def settings(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A ``:memory:`` alias gets a name of its own for its shared-cache database."""
+        if config["NAME"] == ":memory:":
+            config["OPTIONS"]["_memory"] = f"qplan-mem-{next(_memory_ids)}"
+        return config
+
+    def forget(self, config: Any) -> None:
+        """A removed or replaced ``:memory:`` alias's database is dropped with its keeper."""
+        if config["NAME"] != ":memory:":
+            return
         with _keepers_lock:
-            keeper = _keepers.pop(f"file:{uri}?mode=memory&cache=shared", None) if uri else None
+            keeper = _keepers.pop(memory_uri(config), None)
         if keeper is not None:
             keeper.close()
 

@@ -19,7 +19,7 @@ from .models import Model, get_model
 from .payloads import dumps, loads
 from .plan import Compiled, Plan
 from .routing import PrimaryReplica, Random, RoundRobin
-from .settings import add_database, configure, remove_database
+from .configuration import add_database, configure, remove_database, reset
 from .sharding import Sharded, ShardSet, partial_results
 from .transactions import atomic
 
@@ -34,5 +34,5 @@ __all__ = [
     "RoutingError", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
     "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
-    "loads", "partial_results", "remove_database",
+    "loads", "partial_results", "remove_database", "reset",
 ]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import backends
+from . import backends, configuration
 from . import settings as qsettings
 from .errors import ConfigurationError
 from .models import Model, registered_models
@@ -51,7 +51,7 @@ class CLISettings:
 
     def apply(self) -> None:
         """Configure qplan with these settings (replacing its databases and routers)."""
-        qsettings.configure(databases=self.databases, routers=self.routers,
+        configuration.configure(databases=self.databases, routers=self.routers,
                             signing_key=self.signing_key)
 
 
@@ -171,7 +171,7 @@ def _relative(spec: Any, base: Path | None, alias: str) -> Any:
     """A relative SQLite path in a TOML file is relative to that file's folder."""
     if base is None:
         return spec
-    config = qsettings.normalise(alias, spec)
+    config = dict(qsettings.normalise(alias, spec))
     config["NAME"] = backends.get(config["ENGINE"]).resolve_name(config["NAME"], str(base))
     return config
 

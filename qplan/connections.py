@@ -10,7 +10,7 @@ health-checked before it is used again.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from . import settings
 from .backends import get as get_backend
@@ -232,14 +232,15 @@ class ConnectionHandler:
     def __init__(self) -> None:
         self._local = _PerThread()
         self._generation: dict[str, int] = {}
-        settings.on_change(self._changed)
 
-    def _changed(self, alias: str) -> None:
-        # Connections in other threads notice the new generation on their next use.
-        self._generation[alias] = self._generation.get(alias, 0) + 1
-        mine = self._local.conns.pop(alias, None)
-        if mine is not None:
-            mine[1].close()
+    def forget(self, aliases: Iterable[str]) -> None:
+        """Settings of ``aliases`` changed: close this thread's connections to them; other
+        threads' notice the new generation on their next use and reconnect."""
+        for alias in aliases:
+            self._generation[alias] = self._generation.get(alias, 0) + 1
+            mine = self._local.conns.pop(alias, None)
+            if mine is not None:
+                mine[1].close()
 
     def __getitem__(self, alias: str) -> Connection:
         conns = self._local.conns

@@ -3,13 +3,15 @@
 An alias maps to a dict in Django's shape or to a URL; both are normalised into one
 plain dict per alias (``ENGINE`` is always a registered backend's name, see
 ``qplan.backends``).
-Listeners (the connection registry, caches) are told when an alias changes.
+This module only holds and checks settings; ``qplan.configuration`` changes them and
+tells the layers that keep state about an alias (connections, shard workers).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from . import backends
 from .errors import ConfigurationError, suggest
@@ -35,9 +37,8 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 _lock = threading.RLock()
-_databases: dict[str, dict[str, Any]] = {}
+_databases: dict[str, Mapping[str, Any]] = {}  # alias -> read-only settings
 _options: dict[str, Any] = {"routers": (), "signing_key": None}
-_listeners: list[Callable[[str], None]] = []
 _KEEP: Any = object()  # "leave this setting as it is"
 
 
@@ -79,8 +80,8 @@ def _with_flags(spec: dict[str, Any], alias: str) -> dict[str, Any]:
     return spec
 
 
-def normalise(alias: str, spec: str | Mapping[str, Any]) -> dict[str, Any]:
-    """One alias's settings as a complete dict with a canonical ``ENGINE``."""
+def normalise(alias: str, spec: str | Mapping[str, Any]) -> Mapping[str, Any]:
+    """One alias's settings as a complete, read-only mapping with a canonical ``ENGINE``."""
     if not isinstance(alias, str) or not alias:
         raise ConfigurationError(f"a database alias is a non-empty str, got {alias!r}")
     if isinstance(spec, str):
@@ -111,10 +112,13 @@ def normalise(alias: str, spec: str | Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigurationError(
             f"database {alias!r}: READ_ONLY must be True or False, got {read_only!r}")
     out["READ_ONLY"] = read_only
-    if backends.get(out["ENGINE"]).FILE_DATABASE and not out["NAME"]:
+    backend = backends.get(out["ENGINE"])
+    if backend.FILE_DATABASE and not out["NAME"]:
         raise ConfigurationError(
             f"database {alias!r}: {out['ENGINE']} needs a NAME (a path or ':memory:')")
-    return out
+    out = backend.settings(out)
+    out["OPTIONS"] = MappingProxyType(out["OPTIONS"])
+    return MappingProxyType(out)
 
 
 def _port(value: Any, alias: str) -> int | None:
@@ -130,59 +134,50 @@ def _port(value: Any, alias: str) -> int | None:
     return port
 
 
-def _changed(aliases: Iterable[str]) -> None:
-    for alias in aliases:
-        for listener in list(_listeners):
-            listener(alias)
+def replace_databases(databases: Mapping[str, str | Mapping[str, Any]]
+                      ) -> dict[str, Mapping[str, Any]]:
+    """Make ``databases`` the configured aliases; return the replaced settings by alias.
 
-
-def configure(
-    databases: Mapping[str, str | Mapping[str, Any]] | None = None,
-    *,
-    routers: Iterable[Any] | None = None,
-    signing_key: str | bytes | None = _KEEP,
-    compile_cache_size: int | None = None,
-) -> None:
-    """Set the databases (replacing all aliases), the router chain, the payload signing key.
-
-    Arguments left out keep their current value; ``signing_key=None`` clears the key.
+    Everything is checked before anything changes. ``qplan.configuration`` calls this and
+    tells the layers holding state about the aliases.
     """
+    new = {alias: normalise(alias, spec) for alias, spec in databases.items()}
     with _lock:
-        if databases is not None:
-            new = {alias: normalise(alias, spec) for alias, spec in databases.items()}
-            old = set(_databases)
-            _databases.clear()
-            _databases.update(new)
-            _changed(old | set(new))
-        if routers is not None:
-            _options["routers"] = tuple(routers)
-        if signing_key is not _KEEP:
-            _options["signing_key"] = signing_key
-    if compile_cache_size is not None:
-        from .compiler import cache
-
-        cache.resize(compile_cache_size)
+        old = dict(_databases)
+        _databases.clear()
+        _databases.update(new)
+    return old
 
 
-def add_database(alias: str, spec: str | Mapping[str, Any]) -> None:
-    """Add or replace one alias at run time; open connections to it are closed."""
-    settings = normalise(alias, spec)
+def put_database(alias: str, spec: str | Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Add or replace one alias; return the settings it replaced, if any."""
+    config = normalise(alias, spec)
     with _lock:
-        _databases[alias] = settings
-        _changed([alias])
+        old = _databases.get(alias)
+        _databases[alias] = config
+    return old
 
 
-def remove_database(alias: str) -> None:
-    """Remove an alias at run time, closing its connections."""
+def drop_database(alias: str) -> Mapping[str, Any]:
+    """Remove one alias; return its settings."""
     with _lock:
         if alias not in _databases:
             raise ConfigurationError(f"unknown database alias {alias!r}" + suggest(alias, _databases))
-        del _databases[alias]
-        _changed([alias])
+        return _databases.pop(alias)
 
 
-def database(alias: str) -> dict[str, Any]:
-    """The normalised settings of ``alias``; ``ConfigurationError`` naming the known aliases."""
+def set_options(**options: Any) -> None:
+    """Set router chain and signing key (``_KEEP``: leave as it is)."""
+    with _lock:
+        if options.get("routers", _KEEP) is not _KEEP and options["routers"] is not None:
+            _options["routers"] = tuple(options["routers"])
+        if options.get("signing_key", _KEEP) is not _KEEP:
+            _options["signing_key"] = options["signing_key"]
+
+
+def database(alias: str) -> Mapping[str, Any]:
+    """The normalised settings of ``alias`` (read-only); ``ConfigurationError`` naming the
+    known aliases."""
     try:
         return _databases[alias]
     except KeyError:
@@ -200,8 +195,3 @@ def databases() -> dict[str, dict[str, Any]]:
 
 def option(name: str) -> Any:
     return _options[name]
-
-
-def on_change(listener: Callable[[str], None]) -> None:
-    """Call ``listener(alias)`` whenever an alias is added, replaced or removed."""
-    _listeners.append(listener)

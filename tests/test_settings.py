@@ -127,3 +127,41 @@ def test_options_the_driver_refuses_are_a_configuration_error(tmp_path):
                                      "OPTIONS": {"no_such_option": 1}}})
     with pytest.raises(qplan.ConfigurationError, match="'x'.*refused the settings"):
         qplan.connections["x"].execute("SELECT 1")
+
+
+def test_settings_are_read_only():
+    qplan.configure(databases={"x": "sqlite://:memory:"})
+    spec = settings.database("x")
+    with pytest.raises(TypeError):
+        spec["NAME"] = "other"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        spec["OPTIONS"]["timeout"] = 1  # type: ignore[index]
+
+
+def test_a_removed_memory_database_is_gone():
+    from testmodels import Author
+
+    qplan.configure(databases={"default": "sqlite://:memory:"})
+    qplan.create_tables([Author])
+    Author.objects.create(name="a")
+    qplan.remove_database("default")
+    qplan.add_database("default", "sqlite://:memory:")
+    with pytest.raises(qplan.OperationalError, match="no such table"):
+        Author.objects.count()
+
+
+def test_reset_returns_to_a_fresh_state(tmp_path):
+    from testmodels import Author
+
+    qplan.configure(databases={"default": f"sqlite:///{tmp_path / 'a.db'}"},
+                    routers=[qplan.RoundRobin(["default"])], signing_key="k")
+    qplan.create_tables([Author])
+    conn = qplan.connections["default"]
+    Author.objects.count()
+    assert conn.raw is not None and len(qplan.compile_cache) > 0
+    qplan.reset()
+    assert conn.raw is None and len(qplan.compile_cache) == 0
+    assert settings.databases() == {} and settings.option("routers") == ()
+    assert settings.option("signing_key") is None
+    with pytest.raises(qplan.ConfigurationError, match="unknown database alias 'default'"):
+        Author.objects.count()

@@ -14,7 +14,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
-from .. import routing, settings
+from .. import routing
 from ..connections import connections
 from ..errors import ConfigurationError, ConnectionFailure, DatabaseError, Error
 from ..transactions import in_block
@@ -50,10 +50,6 @@ def _executor() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="qplan-shard")
         return _pool
-
-
-# Changed settings: worker threads would keep idle connections to the old databases open.
-settings.on_change(lambda alias: shutdown(wait=False))
 
 
 class PartialResult:
