@@ -12,7 +12,7 @@ from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataE
                      NotSupportedError, ObjectDoesNotExist, OperationalError, PlanError,
                      ProgrammingError, ReadOnlyError, RoutingError, TransactionManagementError,
                      UnsafePayload)
-from .execution import create_tables, drop_tables
+from .schema import create_tables, drop_tables
 from .expressions import Avg, Count, F, Max, Min, Q, Sum
 from .jsonplan import from_json
 from .models import Model, get_model

@@ -22,8 +22,9 @@ import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 from . import backends, clisettings, jsonplan, payloads, settings
+from .routing import allow_migrate, route
+from .schema import create_tables, dependency_order
 from .errors import Error, UnsafePayload
-from .models import Model
 from .plan import FORMAT_VERSION, Plan, _describe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -273,26 +274,7 @@ def cmd_check(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
     return EXIT_OK if all(p.ok for p in probes) else EXIT_FAILED
 
 
-def _ordered(models: Sequence[type[Model]]) -> list[type[Model]]:
-    """Models with the targets of their foreign keys first."""
-    done: list[type[Model]] = []
-
-    def visit(model: type[Model], stack: tuple) -> None:
-        if model in done or model in stack or model not in models:
-            return
-        for field in model._meta.fields:
-            if field.is_relation:
-                visit(field.target, stack + (model,))
-        done.append(model)
-
-    for model in models:
-        visit(model, ())
-    return done
-
-
 def cmd_migrate(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
-    from .execution import create_tables
-    from .routing import allow_migrate, route
 
     databases = settings.databases()
     if not databases:
@@ -303,7 +285,7 @@ def cmd_migrate(args: argparse.Namespace, config: clisettings.CLISettings) -> in
     if not config.models:
         raise CommandError(f"no models to migrate: list their modules in MODELS ({config.source})")
     work = []
-    for model in _ordered(config.models):
+    for model in dependency_order(config.models):
         alias = args.database or route(model.objects, "write")
         work.append((model, alias, allow_migrate(alias, model)))
     done = skipped = 0

@@ -13,11 +13,11 @@ from . import settings, sharding
 from .backends import get as get_backend
 from .compiler import Template, cache
 from .connections import Connection, connections
-from .errors import ConnectionFailure, FieldError, NotSupportedError, PlanError
+from .errors import ConnectionFailure, PlanError
 from .models import Model
 from .plan import Compiled, Plan, set_engine
 from .replication import record_write, refresh
-from .routing import (allow_migrate, check_relations, check_writable, db_for_write, pending_writes,
+from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       resolve, route)
 from .sharding import ShardSet
 from .transactions import Atomic, check_statement
@@ -272,64 +272,4 @@ engine = Engine()
 set_engine(engine)
 
 
-# --- schema ------------------------------------------------------------------------------------------------
-
-
-def _ordered(models: list[type[Model]]) -> list[type[Model]]:
-    """Models with the targets of their foreign keys first."""
-    done: list[type[Model]] = []
-    pending = list(dict.fromkeys(models))
-
-    def visit(model: type[Model], stack: tuple) -> None:
-        if model in done or model not in pending:
-            return
-        if model in stack:
-            return
-        for field in model._meta.fields:
-            if field.is_relation and field.target is not model:
-                visit(field.target, stack + (model,))
-        done.append(model)
-
-    for model in pending:
-        visit(model, ())
-    return done
-
-
-def _schema_alias(model: type[Model], using: str | None) -> str:
-    return using or route(model.objects, "write")
-
-
-def _schema_aliases(model: type[Model], using: str | None) -> tuple[str, ...]:
-    """Where a model's table lives: one alias, or every shard's primary (qplan.sharding)."""
-    alias = _schema_alias(model, using)
-    return alias.write_aliases() if isinstance(alias, ShardSet) else (alias,)
-
-
-def _schema_targets(models: list[type[Model]], using: str | None) -> Iterator[tuple[Connection, Any]]:
-    """(connection, model meta) for each model in dependency order, where routing allows it."""
-    for model in models:
-        for alias in _schema_aliases(model, using):
-            if allow_migrate(alias, model):
-                check_writable(alias)
-                yield connections[alias], model._meta
-
-
-def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = False) -> None:
-    """CREATE TABLE for each model, in the dialect of the alias it routes to."""
-    models = list(models)
-    for model in models:
-        if not (isinstance(model, type) and issubclass(model, Model)):
-            raise FieldError(f"create_tables() takes model classes, got {model!r}")
-    for conn, meta in _schema_targets(_ordered(models), using):
-        for sql in conn.backend.create_table(meta, exist_ok=exist_ok):
-            conn.execute(sql)
-
-
-def drop_tables(models: Any, using: str | None = None, *, missing_ok: bool = False) -> None:
-    """DROP TABLE for each model, dependants first."""
-    for conn, meta in _schema_targets(list(reversed(_ordered(list(models)))), using):
-        for sql in conn.backend.drop_table(meta, missing_ok=missing_ok):
-            conn.execute(sql)
-
-
-__all__ = ["engine", "create_tables", "drop_tables", "NotSupportedError"]
+__all__ = ["Engine", "engine"]
