@@ -13,10 +13,10 @@ from . import settings, sharding
 from .backends import get as get_backend
 from .compiler import Template, cache
 from .connections import Connection, connections
-from .errors import ConnectionFailure, PlanError
+from .errors import PlanError
 from .models import Model
 from .plan import Compiled, Plan, set_engine
-from .replication import record_write, refresh
+from .replication import record_write, refresh, with_failover
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       resolve, route)
 from .sharding import ShardSet
@@ -128,19 +128,7 @@ class Engine:
         alias, router = _resolve_read(plan) if plan.kind == "read" else resolve(plan)
         if type(alias) is ShardSet:  # several shards: scatter-gather (qplan.sharding)
             return sharding.execute(self, plan, alias)
-        tried = {alias}
-        while True:
-            conn = connections[alias]
-            try:
-                return self.run(plan, conn)
-            except ConnectionFailure as exc:  # a dead server, never a query's own error
-                failover = getattr(router, "failover", None)
-                if plan.kind == "write" or failover is None or conn.in_atomic:
-                    raise  # a write never retries silently
-                alias = failover(plan, alias, exc)
-                if alias is None or alias in tried:
-                    raise
-                tried.add(alias)
+        return with_failover(plan, alias, router, self.run, plan.kind == "write")
 
     def run(self, plan: Plan, conn: Connection) -> Any:
         template, values = self.template(plan, conn.backend)

@@ -1,4 +1,4 @@
-"""Read-your-writes I/O, done by execution for the routers: routers decide, this module reads.
+"""Replicas seen from execution: read-your-writes positions and failover of reads.
 
 After a write (or the commit of an ``atomic`` block) on a primary some router reads
 around, ``record_write`` asks the primary its position (PostgreSQL: the WAL location)
@@ -9,7 +9,7 @@ cannot be reached is marked down. Routers then choose from that state alone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from . import routing
 from .connections import Connection, connections
@@ -36,3 +36,23 @@ def refresh(plan: Any) -> None:
             continue
         if router.observed(replica, replayed):
             return
+
+
+def with_failover(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Connection], Any],
+                  write: bool) -> Any:
+    """``attempt(plan, connection)`` on ``alias``; a read whose server cannot be reached moves
+    to the alias the router's ``failover`` names (never a write, never inside ``atomic``)."""
+    tried = {alias}
+    while True:
+        conn = connections[alias]
+        try:
+            return attempt(plan, conn)
+        except ConnectionFailure as exc:  # a dead server, never a query's own error
+            failover = getattr(router, "failover", None)
+            if write or failover is None or conn.in_atomic:
+                raise
+            nxt = failover(plan, alias, exc)
+            if nxt is None or nxt in tried:
+                raise
+            tried.add(nxt)
+            alias = nxt

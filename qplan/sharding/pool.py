@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from .. import routing
 from ..connections import connections
-from ..errors import ConfigurationError, ConnectionFailure, DatabaseError, Error
+from ..errors import ConfigurationError, DatabaseError, Error
+from ..replication import with_failover
 from ..transactions import in_block
 from ..plan import Plan
 from .router import Shard
@@ -103,22 +104,12 @@ class _ShardFailure(Exception):
 
 def _run_job(engine: Any, job: _Job, write: bool) -> Any:
     """One shard's sub-plan on its alias, in this thread's connection; reads may fail over."""
-    alias, plan, tried = job.alias, job.plan, {job.alias}
-    while True:
-        conn = connections[alias]
-        try:
-            return job.call(conn) if job.call is not None else engine.run(plan, conn)
-        except ConnectionFailure as exc:  # a dead server: a read may move to a replica
-            failover = getattr(job.shard.group, "failover", None)
-            nxt = None
-            if not write and failover is not None and not conn.in_atomic:
-                nxt = failover(plan, alias, exc)
-            if nxt is None or nxt in tried:
-                raise _ShardFailure(alias, exc) from exc
-            tried.add(nxt)
-            alias = nxt
-        except DatabaseError as exc:  # anything else (a bug, a TypeError) is no shard's failure
-            raise _ShardFailure(alias, exc) from exc
+    call = job.call
+    attempt = engine.run if call is None else (lambda plan, conn: call(conn))
+    try:
+        return with_failover(job.plan, job.alias, job.shard.group, attempt, write)
+    except DatabaseError as exc:  # anything else (a bug, a TypeError) is no shard's failure
+        raise _ShardFailure(getattr(exc, "alias", job.alias), exc) from exc
 
 
 _MISSING = object()
