@@ -13,12 +13,12 @@ from . import settings, sharding
 from .backends import get as get_backend
 from .compiler import Template, cache
 from .connections import Connection, connections
-from .errors import PlanError
+from .errors import PlanError, RoutingError
 from .models import Model
 from .plan import Compiled, Plan, set_engine
 from .replication import record_write, refresh, with_failover
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
-                      resolve, route)
+                      placement_keys, resolve, route)
 from .sharding import ShardSet
 from .transactions import Atomic, check_statement
 
@@ -217,35 +217,40 @@ class Engine:
             obj._db = conn.alias
 
     def save_instance(self, obj: Model, using: str | None, force_insert: bool = False) -> None:
+        """Update the instance's row where ``db_for_write`` sends it (the instance is the
+        routers' hint, as in Django); insert it when it is new or the update matched no row.
+
+        Fields that place a row (a shard key, ``routing.placement_keys``) are part of the
+        update's filter, so a row whose key changed is refused instead of copied.
+        """
         model = type(obj)
         root: Plan = model.objects
         meta = model._meta
-        if using is None and sharding.sharded_router(root) is not None:
-            target = route(root._add(("insert", (), ())))
-            if isinstance(target, ShardSet):  # to the shard of the object's key
-                return sharding.save_instance(self, obj, force_insert, target)
+        alias = using or db_for_write(root, obj)
         if not force_insert and not obj._adding and obj.pk is not None:
-            update = root.filter(pk=obj.pk)
             updates = {f.name: obj.__dict__.get(f.attname) for f in meta.fields if not f.primary_key}
             if not updates:
                 return
-            update = update.update_plan(**updates)
-            alias = using or db_for_write(update, obj)
-            count = self.execute(update, alias)
-            if count:
+            pins = {name: obj.__dict__.get(meta.get_field(name).attname)
+                    for name in placement_keys(root)}
+            if self.execute(root.filter(pk=obj.pk, **pins).update_plan(**updates), alias):
                 obj._db = alias
                 return
-        insert = root.bulk_create_plan([obj])
-        alias = using or db_for_write(insert, obj)
-        pks = self.execute(insert, alias)
+            if pins and self.execute(root.filter(pk=obj.pk)._add(("exists",)), alias):
+                raise RoutingError(
+                    f"{model.__name__} {obj.pk!r}: cannot change the shard key "
+                    f"{', '.join(map(repr, pins))} of an existing row (it decides which database "
+                    f"holds the row); delete it and create it again")
+        pks = self.execute(root.bulk_create_plan([obj]), alias)
         obj.pk = pks[0]
         obj._adding = False
         obj._db = alias
 
     def delete_instance(self, obj: Model, using: str | None) -> int:
         """Delete one row where the routers send writes of it (never simply where it was read)."""
-        plan = type(obj).objects.filter(pk=obj.pk).delete_plan()
-        return self.execute(plan, using or db_for_write(plan, obj))
+        root = type(obj).objects
+        alias = using or db_for_write(root, obj)
+        return self.execute(root.filter(pk=obj.pk).delete_plan(), alias)
 
 
 def _resolve_read(plan: Plan) -> tuple[Any, Any]:

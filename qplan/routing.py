@@ -109,6 +109,17 @@ def db_for_write(plan: Any, instance: Any = None) -> str:
     return DEFAULT_ALIAS
 
 
+def placement_keys(plan: Any) -> tuple[str, ...]:
+    """Fields whose value decides which database holds a row of ``plan``'s model (a shard
+    key): an instance's save() filters on them, so it never changes them."""
+    keys: tuple[str, ...] = ()
+    for router in chain(plan):
+        method = getattr(router, "placement_keys", None)
+        if method is not None:
+            keys += tuple(k for k in method(plan.model) if k not in keys)
+    return keys
+
+
 def check_writable(alias: str, plan: Any = None) -> None:
     """Refuse a write on a read-only alias (``READ_ONLY``, or a router's replica) before it
     reaches the driver."""

@@ -237,12 +237,10 @@ class Sharded:
     def db_for_write(self, plan: Any, **hints: Any) -> Any:
         if plan is None or not self.handles(plan.model):
             return None
-        self._check_write(plan)
         instance = hints.get("instance")
         if instance is not None and isinstance(instance, plan.model):  # save() / delete()
-            value = instance.__dict__.get(self.key_field(plan.model).attname)
-            if value is not None:
-                return self.shard_for(value).write_alias(plan)
+            return self._instance_alias(plan, instance)
+        self._check_write(plan)
         shards = self.shards_for(plan)
         last = plan.records[-1] if plan.records else ()
         if last and last[0] == "insert" and self.key_field(plan.model).name not in last[1]:
@@ -250,6 +248,28 @@ class Sharded:
         if len(shards) == 1:
             return shards[0].write_alias(plan)
         return ShardSet(shards, self)
+
+    def placement_keys(self, model: Any) -> tuple[str, ...]:
+        """The shard key, for the models this router shards (``routing.placement_keys``)."""
+        field = self.key_field(model)
+        return () if field is None else (field.name,)
+
+    def _instance_alias(self, plan: Any, obj: Any) -> str:
+        """Where an instance is written: the shard of its key, which must be the shard it was
+        read from (a key that moved the row would leave a copy behind)."""
+        model = plan.model
+        field = self.key_field(model)
+        value = obj.__dict__.get(field.attname)
+        if value is None:
+            raise RoutingError(f"{model.__name__}: no value for the shard key {field.name!r}; "
+                               f"the row cannot be placed on a shard")
+        shard = self.shard_for(value)
+        if not obj._adding and obj._db is not None and obj._db not in shard.aliases:
+            raise RoutingError(
+                f"{model.__name__} {obj.pk!r}: cannot change the shard key {field.name!r} of an "
+                f"existing row to {value!r} (the key decides which shard holds the row); delete "
+                f"it and create it again")
+        return shard.write_alias(plan)
 
     def positions_wanted(self, plan: Any) -> list[tuple[Any, str, int]]:
         """What the replica groups of ``plan``'s shards need to know (``routing.positions_wanted``)."""

@@ -1,4 +1,7 @@
-"""Writes over several shards: updates and deletes on each, inserts and saves placed by key.
+"""Writes over several shards: updates and deletes on each, inserts placed by key.
+
+(An instance's save() and delete() go to the shard of its key through the router's
+``db_for_write``, like any other write.)
 
 A write never skips a failed shard: ``_gather(..., write=True)`` raises, naming
 the shards where it was already committed.
@@ -70,35 +73,3 @@ def bulk_create(engine: Any, root: Plan, objs: list, batch_size: int | None,
                     engine.bulk_create(root.using(conn.alias), mine, batch_size) or True)
             jobs.append(_Job(shard, alias, root, call))
     _gather(engine, jobs, write=True)
-
-
-def save_instance(engine: Any, obj: Any, force_insert: bool, shards: ShardSet) -> None:
-    """Save to the shard of the object's key; refuse a key that moved it to another shard."""
-    router = shards.router
-    model = type(obj)
-    field = router.key_field(model)
-    value = obj.__dict__.get(field.attname)
-    if value is None:
-        raise RoutingError(f"{model.__name__}: no value for the shard key {field.name!r}; "
-                           f"the row cannot be placed on a shard")
-    shard = router.shard_for(value)
-    root = model.objects
-    alias = shard.write_alias(root)
-    moved = RoutingError(
-        f"{model.__name__} {obj.pk!r}: cannot change the shard key {field.name!r} of an existing "
-        f"row to {value!r} (the key decides which shard holds the row); delete it and create it "
-        f"again")
-    if not force_insert and not obj._adding and obj.pk is not None:
-        if obj._db is not None and obj._db not in shard.aliases:
-            raise moved
-        updates = {f.name: obj.__dict__.get(f.attname) for f in model._meta.fields
-                   if not f.primary_key}
-        if not updates:
-            return
-        update = root.filter(pk=obj.pk, **{field.name: value}).update_plan(**updates)
-        if engine.execute(update, alias):
-            obj._db = alias
-            return
-        if engine.execute(root.filter(pk=obj.pk)._add(("exists",)), alias):
-            raise moved
-    engine.save_instance(obj, alias, force_insert=True)
