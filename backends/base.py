@@ -352,7 +352,7 @@ class Backend:
             cur.fetchall()
             cur.close()
             return True
-        except Exception:
+        except Exception:  # any failure of the probe means: do not reuse this connection
             return False
 
     # Replication positions, for read-your-writes: SQL giving the primary's position after a

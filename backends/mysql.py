@@ -1,4 +1,4 @@
-"""MySQL and MariaDB through PyMySQL (tested against MariaDB 10.11).
+"""MariaDB through PyMySQL (tested against MariaDB 10.11; MySQL 8 is untested).
 
 Identifiers are quoted with backticks (MariaDB's default sql_mode has no
 ANSI_QUOTES, so ``"x"`` is a string there). Tables are created with the

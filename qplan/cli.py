@@ -84,7 +84,7 @@ def examine(data: bytes, keys: tuple[bytes, ...] | None) -> Examined:
         return Examined(opened.container, opened.version, opened.signed, opened.verified, parts)
     except UnsafePayload:
         raise
-    except Exception as exc:
+    except Exception as exc:  # any failure to read a payload is reported as UnsafePayload
         raise UnsafePayload(f"not a loadable plan payload: {type(exc).__name__}: {exc}") from exc
 
 
@@ -305,7 +305,7 @@ def cmd_migrate(args: argparse.Namespace, config: clisettings.CLISettings) -> in
         started = time.perf_counter()
         try:
             create_tables([model], using=alias, exist_ok=True)
-        except BaseException:
+        except BaseException:  # finish the progress line, then let the error through
             print("failed", flush=True)
             raise
         done += 1
@@ -407,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"qplan: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
-    except Exception as exc:
+    except Exception as exc:  # a bug: one line (and the hint to --traceback), not a trace
         if args.traceback:
             raise
         print(f"qplan: error: {type(exc).__name__}: {_one_line(str(exc))} "

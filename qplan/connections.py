@@ -85,7 +85,7 @@ class Connection:
         except (TypeError, ValueError) as exc:  # an OPTIONS entry the driver does not take
             raise ConfigurationError(
                 f"{self.where()}: the driver refused the settings: {exc}") from exc
-        except Exception as exc:
+        except Exception as exc:  # only the driver's errors are mapped; others re-raise as they are
             if not self.backend.is_driver_error(exc):
                 raise
             error = self.backend.map_error(exc, f"cannot connect to {self.where()}")
@@ -108,7 +108,7 @@ class Connection:
             cur = self._cursor = self.cursor()
         try:
             _run(cur, sql, params)
-        except Exception as exc:
+        except Exception as exc:  # only the driver's errors are mapped; others re-raise as they are
             if not self.backend.is_driver_error(exc):
                 raise  # qplan's or the caller's bug, not the database's: never disguised
             if not self._stale(exc, sql):
@@ -119,7 +119,7 @@ class Connection:
             cur = self._cursor = self.cursor()
             try:
                 _run(cur, sql, params)
-            except Exception as exc2:
+            except Exception as exc2:  # as above
                 if not self.backend.is_driver_error(exc2):
                     raise
                 raise self._failed(exc2) from exc2
@@ -133,7 +133,7 @@ class Connection:
         cur = self.execute(sql, params)
         try:
             return cur.fetchall()
-        except Exception as exc:
+        except Exception as exc:  # only the driver's errors are mapped; others re-raise as they are
             if not self.backend.is_driver_error(exc):
                 raise
             raise self._failed(exc) from exc
@@ -150,14 +150,14 @@ class Connection:
                 if not rows:
                     break
                 yield rows
-        except Exception as exc:
+        except Exception as exc:  # only the driver's errors are mapped; others re-raise as they are
             if not self.backend.is_driver_error(exc):
                 raise
             raise self._failed(exc) from exc
         finally:
             try:
                 cur.close()
-            except Exception:
+            except Exception:  # closing a cursor of a broken connection: nothing to save
                 pass
 
     def _failed(self, exc: BaseException) -> DatabaseError:
@@ -205,7 +205,7 @@ class Connection:
         if raw is not None:
             try:
                 raw.close()
-            except Exception:
+            except Exception:  # closing a broken connection: nothing to save
                 pass
 
     def close(self) -> None:

@@ -260,12 +260,3 @@ class Model(metaclass=ModelBase):
 
     def __iter__(self) -> Iterator[Any]:  # pragma: no cover - guard against list(instance)
         raise TypeError(f"{type(self).__name__} instances are not iterable")
-
-    @classmethod
-    def _from_row(cls, attnames: tuple[str, ...], row: Any, db: str) -> "Model":
-        obj = cls.__new__(cls)
-        d = dict(zip(attnames, row))
-        d["_db"] = db
-        obj.__dict__ = d
-        return obj
-

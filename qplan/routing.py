@@ -49,8 +49,9 @@ def chain(plan: Any) -> Iterator[Any]:
     yield from settings.option("routers")
 
 
-def resolve(plan: Any, kind: str | None = None, **hints: Any) -> tuple[str, Any]:
-    """``(alias, router)``: where ``plan`` runs and which router chose it (None: not a router)."""
+def resolve(plan: Any, kind: str | None = None, **hints: Any) -> tuple[Any, Any]:
+    """``(target, router)``: where ``plan`` runs (an alias, or a ``ShardSet`` of several) and
+    which router chose it (None: not a router)."""
     alias = plan._alias
     if alias is not None:
         return alias, None
@@ -72,8 +73,8 @@ def resolve(plan: Any, kind: str | None = None, **hints: Any) -> tuple[str, Any]
     return DEFAULT_ALIAS, None
 
 
-def route(plan: Any, kind: str | None = None, **hints: Any) -> str:
-    """The alias ``plan`` runs on: resolved once per evaluation."""
+def route(plan: Any, kind: str | None = None, **hints: Any) -> Any:
+    """Where ``plan`` runs: an alias, or a ``ShardSet`` when several shards hold its rows."""
     return resolve(plan, kind, **hints)[0]
 
 

@@ -175,7 +175,7 @@ def _leave(conn: Connection, failing: bool) -> None:
         try:
             conn.control(conn.backend.rollback_to_sql(name))
             conn.control(conn.backend.release_sql(name))
-        except Exception:
+        except Exception:  # whatever it was, the transaction can no longer be trusted
             conn.doom(0, "a savepoint could not be rolled back")
             if failing:
                 return
@@ -189,7 +189,7 @@ def _leave(conn: Connection, failing: bool) -> None:
     if not failing and not doomed:
         try:
             conn.control("COMMIT")
-        except BaseException:
+        except BaseException:  # a failed (or interrupted) COMMIT: roll back, then re-raise
             _quietly(conn, "ROLLBACK")
             raise
         record_write(conn)
@@ -206,7 +206,7 @@ def _quietly(conn: Connection, sql: str) -> None:
     """Roll back without hiding the exception that caused it."""
     try:
         conn.control(sql)
-    except Exception:
+    except Exception:  # the original error matters more than the rollback's
         conn.close()  # a connection that cannot roll back is not reused
 
 

@@ -149,14 +149,14 @@ def _gather(engine: Any, jobs: list[_Job], write: bool = False) -> list[Any]:
             results[0] = _run_job(engine, jobs[0], write)
         except _ShardFailure as failure:
             failures[0] = failure
-        except BaseException as exc:
+        except BaseException as exc:  # not a shard's failure: raised once every shard is done
             bug = exc
         for i, ctx, future in pending:
             try:
                 results[i] = future.result()
             except _ShardFailure as failure:
                 failures[i] = failure
-            except BaseException as exc:
+            except BaseException as exc:  # as above
                 bug = bug or exc
             routing.adopt(ctx)
         if bug is not None:
