@@ -4,7 +4,7 @@ Write a query once as a plan, cache or ship it, and decide late where it runs.
 This module only re-exports the public surface.
 """
 
-from . import fields
+from . import backends, fields
 from .compiler import cache as compile_cache
 from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
@@ -33,6 +33,6 @@ __all__ = [
     "RoundRobin",
     "RoutingError", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
-    "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
+    "backends", "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
     "loads", "partial_results", "remove_database", "reset",
 ]

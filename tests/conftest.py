@@ -95,7 +95,7 @@ def mariadb(_servers: dict[str, tuple[Any, BaseException | None]]) -> MariaDBSer
 
 
 @pytest.fixture(scope="session")
-def pg_settings(pg: PostgresCluster) -> dict[str, Any]:
+def postgresql_settings(pg: PostgresCluster) -> dict[str, Any]:
     """qplan settings for a database of the qplan tests on the PostgreSQL primary."""
     pg.create_database("qplan_tests")
     e = pg.primary
@@ -118,13 +118,17 @@ def mysql_settings(mariadb: MariaDBServer) -> dict[str, Any]:
 _sqlite_files = itertools.count()
 
 
+# Every registered backend is tested: a file database gets a temporary file, a server
+# database the session fixture ``<name>_settings`` (which starts its server).
+VENDORS = qplan.backends.names()
+
+
 def backend_settings(request: pytest.FixtureRequest, vendor: str) -> dict[str, Any]:
     """Settings of a test database of ``vendor``; starts the servers on first use."""
-    if vendor == "sqlite":
+    if qplan.backends.get(vendor).FILE_DATABASE:
         tmp = request.getfixturevalue("tmp_path")
-        return {"ENGINE": "sqlite", "NAME": str(tmp / f"db{next(_sqlite_files)}.sqlite3")}
-    return dict(request.getfixturevalue({"postgresql": "pg_settings",
-                                         "mysql": "mysql_settings"}[vendor]))
+        return {"ENGINE": vendor, "NAME": str(tmp / f"db{next(_sqlite_files)}.{vendor}")}
+    return dict(request.getfixturevalue(f"{vendor}_settings"))
 
 
 @pytest.fixture
@@ -154,7 +158,7 @@ def databases(request: pytest.FixtureRequest) -> Iterator[Any]:
         qplan.configure(databases={})
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+@pytest.fixture(params=VENDORS)
 def any_db(request: pytest.FixtureRequest, databases: Any) -> str:
     """``default`` on each backend in turn (the same test runs on all three): the vendor."""
     databases(default=request.param)

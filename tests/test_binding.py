@@ -15,7 +15,7 @@ from qplan.backends import get
 from test_properties import build, recipes
 from testmodels import Author, Book
 
-DIALECTS = ("sqlite", "postgresql", "mysql")
+DIALECTS = qplan.backends.names()
 
 # How sqlglot itself writes a placeholder named qpN (":qpN" or "%(qpN)s"): the reference.
 NUMBERED = re.compile(r":qp(\d+)\b|%\(qp(\d+)\)s")

@@ -12,7 +12,7 @@ from qplan import F, Q
 from qplan.compiler import ShapeCache, cache
 from testmodels import Author, Book
 
-DIALECTS = ("sqlite", "postgresql", "mysql")
+DIALECTS = qplan.backends.names()
 
 
 def sql(plan, dialect):

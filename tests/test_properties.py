@@ -12,7 +12,7 @@ import qplan
 from qplan import Avg, Count, F, Max, Min, Q, Sum
 from testmodels import Book
 
-DIALECTS = ("sqlite", "postgresql", "mysql")
+DIALECTS = qplan.backends.names()
 MARK = "\u2603zz"  # a value that must never appear in SQL text
 
 texts = st.text(alphabet="ab%_!' \u2603z", max_size=6)

@@ -150,20 +150,23 @@ def test_an_inner_block_that_catches_its_failure_rolls_back_to_its_savepoint_and
     assert names() == ["a", "d", "first"]
 
 
+# How a server ends another session: (SQL, the driver connection's session id).
+KILL_SESSION = {
+    "postgresql": ("SELECT pg_terminate_backend(%s)", lambda raw: raw.get_backend_pid()),
+    "mysql": ("KILL %s", lambda raw: raw.thread_id()),
+}
+
+
 def _drop_connection(alias: str = "default") -> None:
-    """Make the server (or, for SQLite, the process) drop ``alias``'s connection under qplan."""
+    """Make the server (for a file database, the process) drop ``alias``'s connection."""
     conn = qplan.connections[alias]
-    vendor = conn.vendor
-    if vendor == "sqlite":
+    if conn.backend.FILE_DATABASE:
         conn.raw.close()
         return
+    sql, session = KILL_SESSION[conn.vendor]
     qplan.add_database("killer", dict(qplan.settings.database(alias)))
     try:
-        killer = qplan.connections["killer"]
-        if vendor == "postgresql":
-            killer.execute("SELECT pg_terminate_backend(%s)", (conn.raw.get_backend_pid(),))
-        else:
-            killer.execute("KILL %s", (conn.raw.thread_id(),))
+        qplan.connections["killer"].execute(sql, (session(conn.raw),))
     finally:
         qplan.remove_database("killer")
 

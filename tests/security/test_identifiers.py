@@ -12,10 +12,10 @@ from typing import Any, Iterator
 import pytest
 
 import qplan
+from conftest import VENDORS
 from qplan import Count, F, Max, Model, Q, Sum, fields
 from testmodels import Book
 
-VENDORS = ("sqlite", "postgresql", "mysql")
 
 
 class Victim(Model):
