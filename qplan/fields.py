@@ -479,7 +479,12 @@ class ForeignKey(Field):
                 raise FieldError(
                     f"{self.model.__name__}.{self.name}: the {self.target.__name__} is not saved yet"
                 )
-        return self.target_field.to_python(value)
+        target = self.target_field
+        try:
+            return target.to_python(value)
+        except FieldError as exc:  # named after this field, not the target's primary key
+            text = str(exc).removeprefix(f"{target.model.__name__}.{target.name}: ")
+            raise FieldError(f"{self.model.__name__}.{self.name}: {text}") from None
 
     @property
     def internal_type(self) -> str:

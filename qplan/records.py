@@ -119,20 +119,25 @@ class Context:
 FORBIDDEN_ALIAS = re.compile(r"['`\"\]\[;\s]|--|/\*|\*/")
 
 
+MARKERS = frozenset({"=", "?"})  # VALUE and SLOT (defined below)
+
+
 def check_alias(meta: Any, name: Any, what: str) -> str:
     """``name`` if it may name an annotation or aggregate of ``meta``'s model; else ``FieldError``.
 
     ``what`` is ``"annotation"`` or ``"aggregate"``. An alias is a non-empty str that
-    is not a field's name or attname, nor ``pk``, nor the value marker ``"="``.
+    is not a field's name or attname, nor ``pk``, nor exactly one of the records' markers
+    (``"="`` for a value, ``"?"`` for a slot in a shape): an ``(alias, expression)`` pair
+    would read as one. ``?`` inside a longer name is fine.
     """
     who = meta.model.__name__
     if type(name) is not str or not name:
-        raise FieldError(f"{who}: an {what} name is a non-empty str, got {name!r:.80}")
+        raise FieldError(f"{who}: {what} name must be a non-empty str, got {name!r:.80}")
     if name == "pk" or name in meta.by_name or name in meta.by_attname:
         raise FieldError(f"{who}: {what} {name!r} clashes with a field")
-    if name == VALUE or FORBIDDEN_ALIAS.search(name):
+    if name in MARKERS or FORBIDDEN_ALIAS.search(name):
         raise FieldError(f"{who}: {what} name {name!r:.80} cannot contain whitespace, quotes, "
-                         f"brackets, semicolons or SQL comments, nor be '='")
+                         f"brackets, semicolons or SQL comments, nor be '=' or '?'")
     return name
 
 
