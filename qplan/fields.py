@@ -409,6 +409,8 @@ class JSONField(Field):
         return FieldError(f"{owner}.{self.name}: a JSON value {problem}")
 
     def from_record(self, value: Any) -> Any:
+        if value is None:  # SQL NULL, written by null=True
+            return None
         if type(value) is not str:
             raise self.fail(value, "JSON text")
         if json_text_depth(value) > MAX_JSON_DEPTH:

@@ -106,10 +106,16 @@ def test_the_value_budget_is_what_a_statement_can_bind() -> None:
         loads(dumps(over))
     with pytest.raises(UnsafePayload, match="more than 65535 values"):
         from_json(over.to_json())
-    # values count wherever they are: conditions, updates, inserts
-    rows = [Book(title="t", pages=1) for _ in range(6000)]  # 11 columns a row
+    # values count wherever they are, each leaf's in turn
+    two = Book.objects.filter(pages__in=range(40_000), title__in=[str(i) for i in range(30_000)])
     with pytest.raises(UnsafePayload, match="more than 65535 values"):
+        loads(dumps(two))
+    # insert rows are structure: compiling costs per row, so rows are budgeted too
+    rows = [Book(title="t", pages=1) for _ in range(payloads.MAX_STRUCTURE)]
+    with pytest.raises(UnsafePayload, match=f"more than {payloads.MAX_STRUCTURE} commands"):
         loads(dumps(Book.objects.bulk_create_plan(rows)))
+    few = Book.objects.bulk_create_plan(rows[:2000])
+    assert loads(dumps(few)) == few
 
 
 def test_a_shared_text_bomb_is_refused() -> None:
