@@ -478,7 +478,7 @@ def check_tree(records: tuple) -> Size:
     The budgets count the plan as expanded (a tuple shared many times counts each
     time), but each distinct tuple is measured once: the cost is O(distinct objects).
     """
-    return _measure(records, False, 0, {})
+    return Size(*_measure(records, False, 0, {}))
 
 
 _SIMPLE = PLAIN - {_dt.datetime, _dt.time, decimal.Decimal}
@@ -486,37 +486,47 @@ _TIMED = (_dt.datetime, _dt.time)
 _SIZED = (str, bytes)
 
 
-def _measure(node: tuple, in_value: bool, depth: int, memo: dict) -> Size:
+def _measure(node: tuple, in_value: bool, depth: int, memo: dict) -> tuple[int, int, int, int, int]:
+    """``Size`` of ``node`` as a plain tuple, from ``memo`` (keyed by identity) when known."""
     key = (id(node), in_value)
     size = memo.get(key)
     if size is None:
         if depth >= MAX_DEPTH:
             raise UnsafePayload(f"payload's plan is nested more than {MAX_DEPTH} deep")
         size = memo[key] = _size(node, in_value, depth, memo)
-    elif depth + size.height > MAX_DEPTH:
+    elif depth + size[0] > MAX_DEPTH:
         raise UnsafePayload(f"payload's plan is nested more than {MAX_DEPTH} deep")
     return size
 
 
-def _size(node: tuple, in_value: bool, depth: int, memo: dict) -> Size:
+def _size(node: tuple, in_value: bool, depth: int, memo: dict) -> tuple[int, int, int, int, int]:
+    # a value node ("=", v): v counts as one value; in a value, every scalar does
     value_node = not in_value and len(node) == 2 and node[0] == R.VALUE
+    inner = in_value or value_node
     height, nodes, values, value_bytes = 1, len(node) + 1, 0, 0
-    structure = 0 if in_value or value_node else 1
-    for index, child in enumerate(node):
+    structure = 0 if inner else 1
+    depth += 1
+    for child in node:
         kind = type(child)
         if kind is tuple:
-            sub = _measure(child, in_value or value_node, depth + 1, memo)
-            height = max(height, sub.height + 1)
-            nodes += sub.nodes
-            structure += sub.structure
-            values += sub.values
-            value_bytes += sub.value_bytes
+            sub = _measure(child, inner, depth, memo)
+            if sub[0] >= height:
+                height = sub[0] + 1
+            nodes += sub[1]
+            structure += sub[2]
+            values += sub[3]
+            value_bytes += sub[4]
             continue
-        _check_scalar(child, kind)
-        if in_value or (value_node and index == 1):
+        if kind not in _SIMPLE:
+            _check_scalar(child, kind)
+        if in_value:
             values += 1
             if kind in _SIZED:
                 value_bytes += len(child)
+    if value_node and type(node[1]) is not tuple:
+        values += 1
+        if type(node[1]) in _SIZED:
+            value_bytes += len(node[1])
     if nodes > MAX_NODES:
         raise UnsafePayload(f"payload's plan holds more than {MAX_NODES} values and names, "
                             f"counting each shared part every time it is used")
@@ -529,12 +539,10 @@ def _size(node: tuple, in_value: bool, depth: int, memo: dict) -> Size:
     if value_bytes > MAX_VALUE_BYTES:
         raise UnsafePayload(f"payload's plan binds more than {MAX_VALUE_BYTES} bytes of text "
                             f"and bytes values (counting each shared value every time)")
-    return Size(height, nodes, structure, values, value_bytes)
+    return height, nodes, structure, values, value_bytes
 
 
 def _check_scalar(child: Any, kind: type) -> None:
-    if kind in _SIMPLE:
-        return
     if kind is decimal.Decimal:
         if child.is_snan():  # cannot be hashed or compared: plans never hold one
             raise UnsafePayload("payload's plan holds a signaling NaN")

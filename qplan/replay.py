@@ -43,12 +43,18 @@ def replay(model: Any, records: tuple, alias: str | None) -> Plan:
 
 def same(a: Any, b: Any) -> bool:
     """``a == b`` with equal types all the way down, and equal UTC offsets for times."""
-    if type(a) is not type(b):
+    kind = type(a)
+    if kind is not type(b):
         return False
-    if type(a) is tuple:
-        return len(a) == len(b) and all(map(same, a, b))
-    if isinstance(a, (_dt.datetime, _dt.time)) and a.utcoffset() != b.utcoffset():
-        return False
+    if kind is tuple:
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b):
+            if x is not y and not same(x, y):
+                return False
+        return True
+    if kind is _dt.datetime or kind is _dt.time:
+        return a == b and a.utcoffset() == b.utcoffset()
     return bool(a == b)
 
 
