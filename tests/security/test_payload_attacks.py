@@ -94,6 +94,10 @@ def test_a_shared_in_list_bomb_is_refused_in_milliseconds() -> None:
     data = book_payload((("filter", ("|", leaves)),))
     assert len(data) < 210_000
     refused_cheaply(lambda: loads(data), match="more than 65535 values", seconds=0.2, megabytes=8)
+    # JSON has no sharing (the same plan is 3 MB there), but the same budget applies
+    text = json_plan((("filter", ("|", leaves)),))
+    refused_cheaply(lambda: from_json(text), match="more than 65535 values", seconds=1.5,
+                    megabytes=256)
 
 
 def test_the_value_budget_is_what_a_statement_can_bind() -> None:
