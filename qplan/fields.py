@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
+import math
 from typing import Any, Callable
 
 from .errors import FieldError
@@ -32,6 +33,13 @@ ORDERED_LOOKUPS = BASIC_LOOKUPS | {"gt", "gte", "lt", "lte", "range"}
 TEXT_LOOKUPS = ORDERED_LOOKUPS | {
     "iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith",
 }
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters; an int too long to print is shown by its size."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"of {value.bit_length()} bits"
+    return f"{value!r:.80}"
 
 
 class Field:
@@ -88,7 +96,7 @@ class Field:
     def fail(self, value: Any, expected: str) -> FieldError:
         owner = self.model.__name__ if self.model is not None else "?"
         return FieldError(
-            f"{owner}.{self.name}: expected {expected}, got {type(value).__name__} {value!r}"
+            f"{owner}.{self.name}: expected {expected}, got {type(value).__name__} {_show(value)}"
         )
 
     def to_python(self, value: Any) -> Any:
@@ -113,29 +121,77 @@ class Field:
             raise FieldError(f"{self.model.__name__}.{self.name} cannot be None (null=False)")
         return self.to_python(value)
 
+    def from_record(self, value: Any) -> Any:
+        """The user value that cleans to ``value``, a value a plan record holds.
+
+        Loaders rebuild a plan from its records with it and refuse the plan unless
+        cleaning gives back exactly what the record holds; only JSON differs.
+        """
+        return value
+
     def __repr__(self) -> str:
         owner = self.model.__name__ if self.model is not None else "?"
         return f"<{self.internal_type} {owner}.{self.name}>"
 
 
+def _integral(value: float | decimal.Decimal, digits: int) -> int | None:
+    """``value`` as an int when it is finite, whole and under ``10**digits``; else None.
+
+    The magnitude is read from the exponent (``Decimal.adjusted``) before any
+    conversion: ``int(Decimal("1e1000000"))`` would build a million-digit integer.
+    """
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer() or abs(value) >= 10.0 ** digits:
+            return None
+        return int(value)
+    if not value.is_finite() or value.adjusted() >= digits:
+        return None
+    whole = int(value)
+    return whole if whole == value else None
+
+
 class IntegerField(Field):
+    """A signed 32-bit integer column (-2**31 .. 2**31-1, Django's range)."""
+
     python_types = (int,)
+    bits = 32
 
     def to_python(self, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return self._in_range(value, value)
         if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        if isinstance(value, (float, decimal.Decimal)) and value == int(value):
-            return int(value)
+            text = value.strip()
+            if 0 < len(text) <= 21:  # a sign and 20 digits: any 64-bit integer
+                try:
+                    return self._in_range(int(text), value)
+                except ValueError:
+                    pass
+        if isinstance(value, (float, decimal.Decimal)):
+            if value.is_nan() if isinstance(value, decimal.Decimal) else value != value:
+                raise self.fail(value, "an integer, not NaN")
+            whole = _integral(value, 20)
+            if whole is not None:
+                return self._in_range(whole, value)
+            if math.isinf(value) or abs(value) >= 10 ** 20:  # compared, never converted
+                raise self._out_of_range(value)
+            raise self.fail(value, "a whole number")
         raise self.fail(value, "an integer")
+
+    def _in_range(self, number: int, value: Any) -> int:
+        limit = 1 << (self.bits - 1)
+        if -limit <= number < limit:
+            return number
+        raise self._out_of_range(value)
+
+    def _out_of_range(self, value: Any) -> FieldError:
+        return self.fail(value, f"an integer in the {self.bits}-bit range "
+                                f"-2**{self.bits - 1} .. 2**{self.bits - 1}-1")
 
 
 class BigIntegerField(IntegerField):
-    pass
+    """A signed 64-bit integer column."""
+
+    bits = 64
 
 
 class AutoField(IntegerField):
@@ -147,15 +203,28 @@ class AutoField(IntegerField):
 
 
 class FloatField(Field):
+    """A double. NaN is refused (it equals nothing, itself included); ±infinity is kept,
+    as plans of format version 1 hold it (tests/golden) and PostgreSQL and SQLite store it."""
+
     def to_python(self, value: Any) -> Any:
-        if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        if isinstance(value, (int, float, decimal.Decimal, str)) and not isinstance(value, bool):
             try:
-                return float(value)
-            except ValueError:
-                pass
+                result = float(value)
+            except (ValueError, OverflowError):  # "x", an int beyond a double's range
+                raise self.fail(value, "a number") from None
+            if result != result:
+                raise self.fail(value, "a number, not NaN")
+            if math.isinf(result) and not (isinstance(value, float) or _infinity(value)):
+                raise self.fail(value, "a number within a double's range")
+            return result
         raise self.fail(value, "a number")
+
+
+def _infinity(value: Any) -> bool:
+    """True for an explicit infinity (``Decimal("inf")``, ``"-inf"``), not an overflow."""
+    if isinstance(value, decimal.Decimal):
+        return value.is_infinite()
+    return isinstance(value, str) and value.strip().lower().lstrip("+-") in ("inf", "infinity")
 
 
 class DecimalField(Field):
@@ -180,8 +249,14 @@ class DecimalField(Field):
                 result = decimal.Decimal(value)
             except decimal.InvalidOperation:
                 raise self.fail(value, "a decimal number") from None
-            if result.is_finite():
-                return result
+            if not result.is_finite():
+                raise self.fail(value, "a finite decimal number")
+            whole_digits = self.max_digits - self.decimal_places
+            if result and result.adjusted() >= whole_digits:
+                raise self.fail(value, f"a decimal number under 10**{whole_digits} "
+                                       f"(max_digits={self.max_digits}, "
+                                       f"decimal_places={self.decimal_places})")
+            return result
         raise self.fail(value, "a finite decimal number")
 
     def quantize(self, value: decimal.Decimal) -> decimal.Decimal:
@@ -252,7 +327,10 @@ class DateTimeField(Field):
         if isinstance(value, _dt.datetime):
             if value.tzinfo is None:
                 return value.replace(tzinfo=UTC)
-            return value.astimezone(UTC)
+            try:
+                return value.astimezone(UTC)
+            except OverflowError:  # year 1 at +01:00 is before datetime.min in UTC
+                raise self.fail(value, "a datetime that exists in UTC (years 1..9999)") from None
         if isinstance(value, _dt.date):
             return _dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
         raise self.fail(value, "a datetime")
@@ -267,20 +345,88 @@ class BinaryField(Field):
         raise self.fail(value, "bytes")
 
 
+# MySQL refuses JSON documents nested deeper than 100 levels; qplan refuses them on every
+# backend, which also keeps json.dumps/json.loads far from Python's recursion limit.
+MAX_JSON_DEPTH = 100
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep lists and dicts nest in ``value`` (walked without recursion, each container
+    once); stops as soon as it passes ``limit``."""
+    deepest, stack, seen = 0, [(value, 1)], set()
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (list, tuple, dict)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def json_text_depth(text: str) -> int:
+    """How deep arrays and objects nest in JSON ``text`` (brackets outside strings)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 class JSONField(Field):
     """Any JSON value; a plan holds it as canonical JSON text so plans stay plain."""
 
     lookups = frozenset({"isnull"})
 
     def to_python(self, value: Any) -> Any:
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise self.fail_json(f"nested more than {MAX_JSON_DEPTH} deep")
         try:
             return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise self.fail(value, f"a JSON-serialisable value ({exc})") from None
+        except RecursionError:  # shared containers, counted once above, nest deeper
+            raise self.fail_json(f"nested more than {MAX_JSON_DEPTH} deep") from None
+
+    def fail_json(self, problem: str) -> FieldError:
+        owner = self.model.__name__ if self.model is not None else "?"
+        return FieldError(f"{owner}.{self.name}: a JSON value {problem}")
+
+    def from_record(self, value: Any) -> Any:
+        if value is None:  # SQL NULL, written by null=True
+            return None
+        if type(value) is not str:
+            raise self.fail(value, "JSON text")
+        if json_text_depth(value) > MAX_JSON_DEPTH:
+            raise self.fail_json(f"nested more than {MAX_JSON_DEPTH} deep")
+        try:
+            return json.loads(value, parse_constant=_no_json_constant)
+        except (ValueError, RecursionError):
+            raise self.fail(value, "JSON text") from None
 
     def to_attr(self, value: Any) -> Any:
         self.to_python(value)
         return value
+
+
+def _no_json_constant(name: str) -> Any:
+    raise ValueError(f"JSON text holds {name}")
 
 
 class ForeignKey(Field):
@@ -335,7 +481,12 @@ class ForeignKey(Field):
                 raise FieldError(
                     f"{self.model.__name__}.{self.name}: the {self.target.__name__} is not saved yet"
                 )
-        return self.target_field.to_python(value)
+        target = self.target_field
+        try:
+            return target.to_python(value)
+        except FieldError as exc:  # named after this field, not the target's primary key
+            text = str(exc).removeprefix(f"{target.model.__name__}.{target.name}: ")
+            raise FieldError(f"{self.model.__name__}.{self.name}: {text}") from None
 
     @property
     def internal_type(self) -> str:

@@ -28,6 +28,7 @@ OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
     "count", "exists", "aggregate", "update", "delete", "insert"))}
 SLICED = OP_BITS["slice"]
+SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
 
 def _ops_of(records: tuple) -> int:
@@ -293,6 +294,9 @@ class Plan:
                     raise PlanError(f"slice bounds must be integers, got {bound!r}")
                 if bound is not None and bound < 0:
                     raise PlanError(f"negative slicing is not supported: [{start}:{stop}]")
+                if bound is not None and bound >= SLICE_LIMIT:
+                    raise PlanError(f"slice bounds must be under 2**63 (a 64-bit LIMIT/OFFSET), "
+                                    f"got {bound.bit_length()}-bit {start!r:.30}:{stop!r:.30}")
             return self._slice(start or 0, stop)
         if isinstance(key, int) and not isinstance(key, bool):
             if key < 0:
@@ -332,7 +336,10 @@ class Plan:
             raise PlanError("values_list(flat=True) takes exactly one field")
         if flat and named:
             raise PlanError("values_list() takes flat=True or named=True, not both")
-        return self._add(("values_list", self._value_names(names), bool(flat), bool(named)))
+        columns = self._value_names(names)
+        if named:
+            R.check_row_names(columns, self._meta.model.__name__)
+        return self._add(("values_list", columns, bool(flat), bool(named)))
 
     def _value_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
         ctx = self._ctx()
@@ -366,8 +373,7 @@ class Plan:
         named.update(kwargs)
         items = []
         for name, expr in named.items():
-            if name in self._meta.by_name or name in self._meta.by_attname:
-                raise FieldError(f"{ctx.who}: annotation {name!r} clashes with a field")
+            R.check_alias(self._meta, name, "annotation")
             record = R.expression(ctx, expr)
             items.append((name, record))
             ctx.annotations[name] = record
@@ -458,7 +464,8 @@ class Plan:
     def exists(self) -> bool:
         return engine().execute(self._add(("exists",)), None)
 
-    def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+    def aggregate_plan(self, *args: Aggregate, **kwargs: Aggregate) -> "Plan":
+        """``aggregate()`` held unevaluated: ``execute()`` returns the dict of results."""
         named = dict(_aggregate_names(args))
         named.update(kwargs)
         if not named:
@@ -466,11 +473,15 @@ class Plan:
         ctx = self._ctx()
         items = []
         for name, agg in named.items():
+            R.check_alias(self._meta, name, "aggregate")
             record = R.expression(ctx, agg)
             if not R.has_aggregate(record):
                 raise FieldError(f"{ctx.who}: aggregate({name}=...) is not an aggregate: {agg!r}")
             items.append((name, record))
-        return engine().execute(self._add(("aggregate", tuple(items))), None)
+        return self._add(("aggregate", tuple(items)))
+
+    def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        return engine().execute(self.aggregate_plan(*args, **kwargs), None)
 
     def get(self, *args: Q, **kwargs: Any) -> Any:
         plan = self.filter(*args, **kwargs) if args or kwargs else self

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import keyword
+import re
 from typing import Any, Iterable
 
 from .errors import FieldError, RoutingError, suggest
@@ -110,15 +112,75 @@ class Context:
             raise exc
 
 
+# --- names a plan gives its results ----------------------------------------------------------
+
+# Django 5.2's ``Query.check_alias``: no quotes, brackets, semicolons, whitespace or SQL
+# comments in an alias. ``%``, ``?`` and ``:`` are fine: the SQL layer quotes every name.
+FORBIDDEN_ALIAS = re.compile(r"['`\"\]\[;\s]|--|/\*|\*/")
+
+
+MARKERS = frozenset({"=", "?"})  # VALUE and SLOT (defined below)
+
+
+def check_alias(meta: Any, name: Any, what: str) -> str:
+    """``name`` if it may name an annotation or aggregate of ``meta``'s model; else ``FieldError``.
+
+    ``what`` is ``"annotation"`` or ``"aggregate"``. An alias is a non-empty str that
+    is not a field's name or attname, nor ``pk``, nor exactly one of the records' markers
+    (``"="`` for a value, ``"?"`` for a slot in a shape): an ``(alias, expression)`` pair
+    would read as one. ``?`` inside a longer name is fine.
+    """
+    who = meta.model.__name__
+    if type(name) is not str or not name:
+        raise FieldError(f"{who}: {what} name must be a non-empty str, got {name!r:.80}")
+    if name == "pk" or name in meta.by_name or name in meta.by_attname:
+        raise FieldError(f"{who}: {what} {name!r} clashes with a field")
+    if name in MARKERS or FORBIDDEN_ALIAS.search(name):
+        raise FieldError(f"{who}: {what} name {name!r:.80} cannot contain whitespace, quotes, "
+                         f"brackets, semicolons or SQL comments, nor be '=' or '?'")
+    return name
+
+
+def check_row_names(names: tuple[str, ...], who: str) -> None:
+    """``values_list(named=True)`` rows are named tuples: each name must be a field name
+    Python accepts there (an identifier, not a keyword, no leading underscore, no repeat)."""
+    seen: set[str] = set()
+    for name in names:
+        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_") or name in seen:
+            raise FieldError(f"{who}: values_list(named=True) cannot name a row field {name!r:.80}: "
+                             f"it must be an identifier, not a keyword, not start with '_', "
+                             f"and appear once")
+        seen.add(name)
+
+
 # --- values and expressions ----------------------------------------------------------------
 
+INT64 = 1 << 63
+
+
 def plain(value: Any, who: str) -> Any:
-    """A plain value for a value node, or ``FieldError``."""
-    if isinstance(value, PLAIN_TYPES):
+    """A plain value for a value node (no field to check it with), or ``FieldError``.
+
+    Numbers must be ones every backend binds: integers within 64 bits, no NaN (it
+    equals nothing, so a plan holding one would not equal itself), no Decimal infinity.
+    """
+    if isinstance(value, tuple):
+        for v in value:
+            _plain_scalar(v, who)
         return value
-    if isinstance(value, tuple) and all(isinstance(v, PLAIN_TYPES) for v in value):
-        return value
-    raise FieldError(f"{who}: {type(value).__name__} {value!r} is not a plain value")
+    return _plain_scalar(value, who)
+
+
+def _plain_scalar(value: Any, who: str) -> Any:
+    if not isinstance(value, PLAIN_TYPES):
+        raise FieldError(f"{who}: {type(value).__name__} {value!r:.80} is not a plain value")
+    if isinstance(value, int) and not -INT64 <= value < INT64:
+        raise FieldError(f"{who}: an integer of {value.bit_length()} bits is beyond 64 bits")
+    if isinstance(value, float) and value != value:
+        raise FieldError(f"{who}: NaN is not a value a plan can compare with")
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        raise FieldError(f"{who}: Decimal {value!r:.40} is not a finite number")
+    return value
 
 
 def expression(ctx: Context, value: Any, field: Field | None = None) -> tuple:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import hashlib
+import math
 from bisect import bisect_right
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
@@ -17,28 +18,55 @@ from ..errors import ConfigurationError, RoutingError
 from ..records import VALUE
 
 
+# Whole decimals and floats under 10**4300 in magnitude hash as the integer they equal
+# (as they always did; Python's own int/str conversion limit is 4300 digits, and such a
+# conversion takes well under a millisecond); larger ones hash through their text, so
+# Decimal("1e1000000") is never turned into a million-digit integer.
+_WHOLE_DIGITS = 4300
+
+
+def _number_text(value: Any) -> int | bytes:
+    """A float or Decimal as the int it equals (when whole and small) or canonical text."""
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():  # under 2**1024
+            return int(value)
+        return repr(value).encode()
+    if value.is_finite() and value.adjusted() < _WHOLE_DIGITS and value == value.to_integral_value():
+        return int(value)
+    if value.is_nan():  # NaN and sNaN: normalize() would raise on a signaling NaN
+        return str(value).encode()
+    return str(value.normalize(_WIDE)).encode()
+
+
+# The default context (28 digits) with every exponent allowed: normalize() neither
+# overflows on Decimal("1e1000000") nor changes the text of any other value.
+_WIDE = decimal.Context(prec=28, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
 def stable_hash(value: Any) -> int:
     """A hash of a key value that is the same in every process (unlike ``hash()`` of a str).
 
     Integers hash to themselves, so ``by='hash'`` puts integer key ``k`` on shard
-    ``k % n``; other values hash through BLAKE2b of a canonical text.
+    ``k % n``; other values hash through BLAKE2b of a canonical text. Cheap for any
+    value a plan can hold: no number is converted before its magnitude is known.
     """
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
         return value
-    if isinstance(value, (float, decimal.Decimal)) and value == value and value == int(value):
-        return int(value)
-    if isinstance(value, str):
-        data = value.encode("utf-8")
+    if isinstance(value, (float, decimal.Decimal)):
+        found = _number_text(value)
+        if isinstance(found, int):
+            return found
+        data = found
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
     elif isinstance(value, bytes):
         data = value
-    elif isinstance(value, decimal.Decimal):
-        data = str(value.normalize()).encode()
     elif isinstance(value, (_dt.date, _dt.time)):
         data = value.isoformat().encode()
     else:
-        data = repr(value).encode()
+        data = repr(value).encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 

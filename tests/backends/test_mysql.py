@@ -93,8 +93,12 @@ def test_errors_are_mapped_with_the_driver_error_chained(mysql_db):
     assert isinstance(info.value.__cause__, pymysql.err.IntegrityError)
     with pytest.raises(qplan.IntegrityError):
         Book.objects.create(title="orphan", author_id=12)
-    with pytest.raises(qplan.DataError):
-        Book.objects.create(title="big", pages=2**40)  # strict mode: out of range
+    with pytest.raises(qplan.FieldError, match="32-bit"):  # refused before the database
+        Book.objects.create(title="big", pages=2**40)
+    with pytest.raises(qplan.DataError):  # strict mode: out of range
+        qplan.connections["default"].execute(
+            "INSERT INTO qt_book (title, pages, price, is_active, notes) "
+            "VALUES ('big', 1099511627776, 0, TRUE, '')")
     with pytest.raises(qplan.ProgrammingError):
         qplan.connections["default"].execute("SELECT * FROM no_such_table")
     assert Tag.objects.count() == 1

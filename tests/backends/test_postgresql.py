@@ -72,8 +72,12 @@ def test_errors_are_mapped_with_the_driver_error_chained(pg_db):
     assert isinstance(info.value.__cause__, psycopg2.errors.UniqueViolation)
     with pytest.raises(qplan.DataError, match="NUL"):
         Author.objects.create(name="nul\x00")
-    with pytest.raises(qplan.DataError) as info:
-        Book.objects.create(title="big", pages=2**40)  # INTEGER is 32-bit here
+    with pytest.raises(qplan.FieldError, match="32-bit"):  # refused before the database
+        Book.objects.create(title="big", pages=2**40)
+    with pytest.raises(qplan.DataError) as info:  # INTEGER is 32-bit here
+        qplan.connections["default"].execute(
+            "INSERT INTO qt_book (title, pages, price, is_active, notes) "
+            "VALUES ('big', 1099511627776, 0, TRUE, '')")
     assert isinstance(info.value.__cause__, psycopg2.errors.NumericValueOutOfRange)
     assert Tag.objects.count() == 1  # the connection is still fine
 

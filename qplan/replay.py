@@ -1,0 +1,204 @@
+"""Rebuild a plan from its records through the public API: loaded plans pass the build checks.
+
+A payload's records could say anything a tuple can hold. ``replay`` turns each record
+back into the call that makes it (``filter(Q(...))``, ``annotate(n=Count("id"))``,
+``bulk_create_plan([...])``...), runs that call on the model's root plan, and
+requires the record it gets back to be *exactly* the record the payload holds:
+same types, same values, same offsets. So every check a plan built in code passes
+(known commands and their order, field paths and lookups, every value cleaned by its
+field: range, NaN, type; annotation and aggregate aliases) also holds for a loaded
+plan, with no second copy of the rules to drift. Errors are the build errors
+(``FieldError``, ``PlanError``), which the loaders report as ``UnsafePayload``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Callable
+
+from . import records as R
+from .errors import PlanError
+from .expressions import ARITHMETIC, Avg, Combined, Count, F, Max, Min, Q, Sum
+from .plan import SLICE_LIMIT, Plan
+
+AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
+
+
+def replay(model: Any, records: tuple, alias: str | None) -> Plan:
+    """The plan ``records`` stand for, built through the API; ``PlanError`` when they differ."""
+    plan: Plan = model.objects
+    for i, record in enumerate(records):
+        op = record[0]
+        step = STEPS.get(op)
+        if step is None:
+            raise PlanError(f"record {i} is an unknown command {op!r:.40}")
+        plan = step(plan, record)
+        if not same(plan.records[-1], record):
+            raise PlanError(f"record {i} ({op}) is not what {op}() builds from its own values: "
+                            f"{record!r:.120}")
+    if len(plan.records) != len(records):  # a slice merged into the slice before it
+        raise PlanError("records are not what the calls they name build")
+    return plan.using(alias)
+
+
+def same(a: Any, b: Any) -> bool:
+    """``a == b`` with equal types all the way down, and equal UTC offsets for times."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is tuple:
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b):
+            if x is not y and not same(x, y):
+                return False
+        return True
+    if kind is _dt.datetime or kind is _dt.time:
+        return a == b and a.utcoffset() == b.utcoffset()
+    return bool(a == b)
+
+
+# --- records back into calls ----------------------------------------------------------------------
+
+
+def _fields(record: tuple, n: int) -> tuple:
+    if len(record) != n:
+        raise PlanError(f"a {record[0]} record has {len(record)} parts, expected {n}")
+    return record
+
+
+def _names(node: Any, what: str) -> tuple[str, ...]:
+    if type(node) is not tuple or not all(type(n) is str for n in node):
+        raise PlanError(f"{what} names are not a tuple of str: {node!r:.80}")
+    return node
+
+
+def _flag(node: Any, what: str) -> bool:
+    if type(node) is not bool:
+        raise PlanError(f"{what} is not a bool: {node!r:.40}")
+    return node
+
+
+def expression(node: Any) -> Any:
+    """An expression record as the ``F`` / arithmetic / aggregate / value it was made from."""
+    if type(node) is not tuple or not node:
+        raise PlanError(f"not an expression: {node!r:.80}")
+    tag = node[0]
+    if tag == R.VALUE and len(node) == 2:
+        return node[1]
+    if tag == "F" and len(node) == 2 and type(node[1]) is str:
+        return F(node[1])
+    if tag == "agg" and len(node) == 4 and node[1] in AGGREGATES:
+        arg = node[2] if node[2] == "*" else expression(node[2])
+        return AGGREGATES[node[1]](arg, distinct=_flag(node[3], "an aggregate's distinct"))
+    if tag in ARITHMETIC and len(node) == 3:
+        return Combined(tag, expression(node[1]), expression(node[2]))
+    raise PlanError(f"not an expression: {node!r:.80}")
+
+
+def _q(node: Any) -> Q:
+    """A condition record as the ``Q`` that ``filter()`` turns back into it."""
+    q = Q()
+    if type(node) is tuple and len(node) == 2 and node[0] == "!":
+        q.children, q.negated = (_child(node[1]),), True
+    elif type(node) is tuple and len(node) == 2 and node[0] in ("&", "|") and type(node[1]) is tuple:
+        q.children, q.connector = tuple(_child(c) for c in node[1]), node[0]
+    else:
+        q.children = (_child(node),)
+    return q
+
+
+def _child(node: Any) -> Any:
+    """A Q child: a ``(lookup key, value)`` pair for a leaf, a ``Q`` otherwise."""
+    if type(node) is not tuple or not node:
+        raise PlanError(f"not a condition: {node!r:.80}")
+    if node[0] in ("!", "&", "|"):
+        return _q(node)
+    if len(node) != 3 or type(node[0]) is not str or type(node[1]) is not str:
+        raise PlanError(f"not a condition: {node!r:.80}")
+    path, lookup, rhs = node
+    if type(rhs) is bool:  # isnull, or exact on a BooleanField
+        value = rhs
+    elif type(rhs) is tuple and len(rhs) == 2 and rhs[0] == R.VALUE:
+        value = rhs[1]
+    else:
+        value = expression(rhs)
+    return (f"{path}{R.SEP}{lookup}", value)
+
+
+def _items(node: Any, what: str) -> list[tuple[str, Any]]:
+    if type(node) is not tuple or not all(type(i) is tuple and len(i) == 2 for i in node):
+        raise PlanError(f"{what} items are not (name, expression) pairs: {node!r:.80}")
+    return list(node)
+
+
+def _named(plan: Plan, node: Any, what: str) -> dict[str, Any]:
+    items = _items(node, what)
+    for name, _ in items:
+        R.check_alias(plan._meta, name, what)
+    return {name: expression(expr) for name, expr in items}
+
+
+def _slice(plan: Plan, record: tuple) -> Plan:
+    _, offset, limit = _fields(record, 3)
+    bounds = []
+    for node in (offset, limit):
+        if node is None:
+            bounds.append(None)
+            continue
+        if type(node) is not tuple or len(node) != 2 or node[0] != R.VALUE \
+                or type(node[1]) is not int or not 0 <= node[1] < SLICE_LIMIT:
+            raise PlanError(f"a slice bound is not a value node of an int in 0..2**63-1: {node!r:.60}")
+        bounds.append(node[1])
+    start = bounds[0] or 0
+    return plan[start:None if bounds[1] is None else start + bounds[1]]
+
+
+def _update(plan: Plan, record: tuple) -> Plan:
+    kwargs = {}
+    for name, node in _items(_fields(record, 2)[1], "update"):
+        field = plan._meta.get_field(name)
+        if type(node) is tuple and len(node) == 2 and node[0] == R.VALUE:
+            kwargs[name] = field.from_record(node[1])
+        else:
+            kwargs[name] = expression(node)
+    return plan.update_plan(**kwargs)
+
+
+def _insert(plan: Plan, record: tuple) -> Plan:
+    _, names, rows = _fields(record, 3)
+    meta = plan._meta
+    fields = [meta.get_field(name) for name in _names(names, "insert")]
+    if type(rows) is not tuple:
+        raise PlanError("insert rows are not a tuple")
+    objs = []
+    for row in rows:
+        if type(row) is not tuple or len(row) != len(fields):
+            raise PlanError(f"an insert row does not hold one value per column: {row!r:.80}")
+        obj = meta.model.__new__(meta.model)
+        for field, node in zip(fields, row):
+            if type(node) is not tuple or len(node) != 2 or node[0] != R.VALUE:
+                raise PlanError(f"an insert row holds {node!r:.60}, not a value node")
+            obj.__dict__[field.attname] = field.from_record(node[1])
+        objs.append(obj)
+    return plan.bulk_create_plan(objs)
+
+
+STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
+    "filter": lambda p, r: p.filter(_q(_fields(r, 2)[1])),
+    "exclude": lambda p, r: p.exclude(_q(_fields(r, 2)[1])),
+    "order_by": lambda p, r: p.order_by(*_names(_fields(r, 2)[1], "order_by")),
+    "slice": _slice,
+    "values": lambda p, r: p.values(*_names(_fields(r, 2)[1], "values")),
+    "values_list": lambda p, r: p.values_list(
+        *_names(_fields(r, 4)[1], "values_list"), flat=_flag(r[2], "values_list flat"),
+        named=_flag(r[3], "values_list named")),
+    "distinct": lambda p, r: _fields(r, 1) and p.distinct(),
+    "annotate": lambda p, r: p.annotate(**_named(p, _fields(r, 2)[1], "annotation")),
+    "aggregate": lambda p, r: p.aggregate_plan(**_named(p, _fields(r, 2)[1], "aggregate")),
+    "count": lambda p, r: _fields(r, 1) and p._add(("count",)),
+    "exists": lambda p, r: _fields(r, 1) and p._add(("exists",)),
+    "update": _update,
+    "delete": lambda p, r: _fields(r, 1) and p.delete_plan(),
+    "insert": _insert,
+}
