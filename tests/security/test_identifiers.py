@@ -89,7 +89,19 @@ ATTACKS = [
     "x` FROM qt_book; DROP TABLE victim; --",
     "x'); DROP TABLE victim; --",
 ]
-ALIASES = [":qp0", "%(qp0)s", "%s", "?", "%", ':qp0" --', "a`b"]
+ALIASES = [":qp0", "%(qp0)s", "%s", "%", "?x", "qp0?"]
+# Refused when the plan is built, as Django's check_alias does (quotes, whitespace, comments),
+# and the bare markers of the records' grammar. Names like these stay safe as columns and
+# tables (test_names_with_quotes_and_placeholders_round_trip).
+REFUSED = [':qp0" --', "a`b", "a'b", "a b", "a;b", "a--b", "?", "=", ""]
+
+
+@pytest.mark.parametrize("alias", REFUSED)
+def test_annotation_names_django_refuses_are_refused_when_built(alias):
+    with pytest.raises(qplan.FieldError, match="annotation"):
+        Book.objects.annotate(**{alias: F("pages")})
+    with pytest.raises(qplan.FieldError):
+        Book.objects.aggregate_plan(**{alias: Sum("pages")})
 
 
 @pytest.mark.parametrize("alias", ALIASES)
