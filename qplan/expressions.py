@@ -143,9 +143,17 @@ class Q:
         self.negated = _negated
 
     def _join(self, other: "Q", connector: str) -> "Q":
+        """``self`` and ``other`` under ``connector``; a side that already joins its children
+        with it is flattened in (as Django does), so ``q = q | Q(...)`` in a loop stays flat."""
         if not isinstance(other, Q):
             return NotImplemented
-        return Q(self, other, _connector=connector)
+        parts = []
+        for side in (self, other):
+            flat = side.connector == connector and not side.negated and len(side.children) > 1
+            parts.extend(side.children if flat else (side,))
+        joined = Q(_connector=connector)
+        joined.children = tuple(parts)
+        return joined
 
     def __and__(self, other: "Q") -> "Q":
         return self._join(other, self.AND)

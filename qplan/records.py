@@ -183,16 +183,29 @@ def _plain_scalar(value: Any, who: str) -> Any:
     return value
 
 
-def expression(ctx: Context, value: Any, field: Field | None = None) -> tuple:
+# How deeply expressions and Q objects may nest: far beyond what a person writes, well
+# within Python's recursion limit and a payload's depth budget.
+MAX_NESTING = 64
+
+
+def _nested(ctx: Context, depth: int) -> int:
+    if depth >= MAX_NESTING:
+        raise FieldError(f"{ctx.who}: expressions and Q objects nest more than {MAX_NESTING} deep")
+    return depth + 1
+
+
+def expression(ctx: Context, value: Any, field: Field | None = None, depth: int = 0) -> tuple:
     """An expression record for ``F``/arithmetic/aggregate/plain ``value``."""
     if isinstance(value, F):
         return ("F", ctx.path(value.name)[0])
     if isinstance(value, Combined):
         if value.op not in ARITHMETIC:
             raise FieldError(f"{ctx.who}: unknown operator {value.op!r}")
-        return (value.op, expression(ctx, value.lhs), expression(ctx, value.rhs))
+        depth = _nested(ctx, depth)
+        return (value.op, expression(ctx, value.lhs, depth=depth),
+                expression(ctx, value.rhs, depth=depth))
     if isinstance(value, Aggregate):
-        arg = "*" if value.expr == "*" else expression(ctx, value.expr)
+        arg = "*" if value.expr == "*" else expression(ctx, value.expr, depth=_nested(ctx, depth))
         if arg == "*" and value.function != "count":
             raise FieldError(f"{ctx.who}: {type(value).__name__}('*') is not allowed")
         if isinstance(arg, tuple) and arg[0] == "agg":
@@ -316,11 +329,12 @@ def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     return ("&", tuple(children))
 
 
-def q_record(ctx: Context, q: Any) -> tuple:
+def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple:
     if not isinstance(q, Q):
         raise FieldError(f"{ctx.who}: expected a Q object, got {q!r}")
+    depth = _nested(ctx, depth)
     children = tuple(
-        q_record(ctx, c) if isinstance(c, Q) else leaf(ctx, c[0], c[1]) for c in q.children
+        q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1]) for c in q.children
     )
     node = children[0] if len(children) == 1 else (q.connector, children)
     return ("!", node) if q.negated else node

@@ -222,3 +222,23 @@ def test_named_rows_refuse_repeated_names() -> None:
 def test_only_qplan_errors(build: Any) -> None:
     with pytest.raises(qplan.Error):
         build()
+
+
+def test_deep_nesting_is_a_field_error_and_chained_ors_stay_flat():
+    from qplan import F, Q
+    from testmodels import Book
+
+    q = Q(pages=0)
+    for i in range(3000):  # q = q | Q(...) in a loop: flat, as in Django
+        q = q | Q(pages=i)
+    assert len(Book.objects.filter(q).records[0][1][1]) == 3001
+    deep = Q(pages=1)
+    for _ in range(200):
+        deep = ~Q(deep, title="x")
+    with pytest.raises(qplan.FieldError, match="nest more than"):
+        Book.objects.filter(deep)
+    expr = F("pages")
+    for _ in range(2000):
+        expr = expr + 1
+    with pytest.raises(qplan.FieldError, match="nest more than"):
+        Book.objects.annotate(n=expr)
