@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from . import backends, routing, settings
+from . import backends, payloads, routing, settings
 from .compiler import cache
 from .connections import connections
 from .sharding import shutdown
@@ -63,4 +63,5 @@ def reset() -> None:
     _changed(old, old)
     settings.set_options(routers=(), signing_key=None)
     cache.clear()
+    payloads.loaded.clear()
     routing.forget_writes()

@@ -33,7 +33,7 @@ import math
 from typing import Any, Callable
 
 from .errors import UnsafePayload
-from .payloads import KeyArg, build, check_version, decoded, signing_keys
+from .payloads import KeyArg, build, loaded, check_version, decoded, signing_keys
 from .plan import FORMAT_VERSION, Plan
 
 KIND = "plan"
@@ -208,10 +208,14 @@ def parts(doc: dict[str, Any]) -> Any:
 def from_json(data: str | bytes, key: KeyArg = None) -> Plan:
     """Load a plan written by ``to_json``; anything else raises ``UnsafePayload``."""
     keys = signing_keys(key)
+    memo = loaded.key(data, keys)
+    plan = loaded.get(memo)
+    if plan is not None:
+        return plan
     try:
         doc = parse_document(data)
         verify(doc, keys)
-        return build(parts(doc))
+        return loaded.put(memo, build(parts(doc)))
     except UnsafePayload:
         raise
     except Exception as exc:

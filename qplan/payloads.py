@@ -31,6 +31,7 @@ lookup, alias and value checked as when building in code) and compiled for SQLit
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import decimal
 import hashlib
@@ -39,6 +40,7 @@ import io
 import pickle
 import pickletools
 import struct
+import threading
 from typing import Any, NamedTuple, Sequence, Union
 
 from . import records as R
@@ -601,6 +603,57 @@ def _registered_keys() -> list[str]:
 # --- loading --------------------------------------------------------------------------------------
 
 
+class LoadedPlans:
+    """Plans already loaded, by the exact payload (bytes or text) and the keys that checked it.
+
+    A cache hands the same few payloads to every request; loading one again returns the
+    plan checked the first time (plans are immutable), in a dictionary lookup instead of
+    the opcode scan, budget walk and replay. Exact bytes, not equal values: ``1`` and
+    ``True`` compare equal but are different payloads. Bounded: small payloads only,
+    least recently used first out; a plan whose model was registered anew is checked again.
+    """
+
+    MAX_ENTRIES = 256
+    MAX_PAYLOAD = 4096  # bytes or characters; larger payloads are always checked afresh
+
+    def __init__(self) -> None:
+        self._data: collections.OrderedDict[Any, Plan] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, data: Any, keys: tuple[bytes, ...] | None) -> Any:
+        if type(data) not in (bytes, str) or len(data) > self.MAX_PAYLOAD:
+            return None
+        return (data, keys)
+
+    def get(self, key: Any) -> Plan | None:
+        plan = self._data.get(key) if key is not None else None
+        if plan is None or _registered(plan._key) is not plan.model:
+            return None
+        return plan
+
+    def put(self, key: Any, plan: Plan) -> Plan:
+        if key is not None:
+            with self._lock:
+                self._data[key] = plan
+                while len(self._data) > self.MAX_ENTRIES:
+                    self._data.popitem(last=False)
+        return plan
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def _registered(key: str) -> Any:
+    try:
+        return get_model(key)
+    except ConfigurationError:
+        return None
+
+
+loaded = LoadedPlans()
+
+
 def loads(data: bytes, key: KeyArg = None) -> Plan:
     """Load a payload written by ``dumps`` (or ``pickle.dumps(plan)``); else ``UnsafePayload``.
 
@@ -608,9 +661,14 @@ def loads(data: bytes, key: KeyArg = None) -> Plan:
     and the signature is checked before anything is unpickled.
     """
     keys = signing_keys(key)
+    memo = loaded.key(data, keys)
+    plan = loaded.get(memo)
+    if plan is not None:
+        return plan
     try:
         opened = open_envelope(data, keys)
-        return build(unpickle(opened.body, opened.version, trusted=bool(opened.verified)))
+        plan = build(unpickle(opened.body, opened.version, trusted=bool(opened.verified)))
+        return loaded.put(memo, plan)
     except UnsafePayload:
         raise
     except Exception as exc:  # truncated, corrupt or foreign data, a field gone...

@@ -535,3 +535,41 @@ def test_atheris_fuzz(tmp_path: Path) -> None:
                            "-rss_limit_mb=2048"], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)  # crash files land in tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+# --- payloads loaded before -----------------------------------------------------------------------
+
+
+def test_a_payload_loaded_again_is_the_plan_checked_the_first_time():
+    from qplan.payloads import loaded
+
+    loaded.clear()
+    data = qplan.dumps(Book.objects.filter(is_active=True, pages=1))
+    assert qplan.loads(data) is qplan.loads(data)
+    text = Book.objects.filter(pages=2).to_json()
+    assert qplan.from_json(text) is qplan.from_json(text)
+    # 1 == True, yet they are different payloads: each is loaded (and checked) on its own
+    annotated = Book.objects.annotate(n=F("pages"))
+    as_int = qplan.loads(qplan.dumps(annotated.filter(n=1)))
+    as_bool = qplan.loads(qplan.dumps(annotated.filter(n=True)))
+    assert type(as_int.records[-1][1][2][1]) is int
+    assert type(as_bool.records[-1][1][2][1]) is bool
+
+
+def test_loaded_plans_do_not_outlive_a_new_signing_key_or_the_bound():
+    from qplan.payloads import loaded
+
+    loaded.clear()
+    data = qplan.dumps(Book.objects.filter(pages=3))
+    qplan.loads(data)
+    qplan.configure(signing_key="k")
+    try:
+        with pytest.raises(qplan.UnsafePayload, match="not signed"):
+            qplan.loads(data)
+    finally:
+        qplan.configure(signing_key=None)
+    for n in range(loaded.MAX_ENTRIES + 50):
+        qplan.loads(qplan.dumps(Book.objects.filter(pages=n)))
+    assert len(loaded._data) == loaded.MAX_ENTRIES
+    big = qplan.dumps(Book.objects.filter(title__in=[f"t{i}" for i in range(2000)]))
+    assert len(big) > loaded.MAX_PAYLOAD and loaded.key(big, None) is None
