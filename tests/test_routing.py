@@ -336,3 +336,12 @@ def test_a_malformed_token_is_refused_by_reading_after_and_reads_go_on(aliases):
             with routing.reading_after(bad):
                 pass
     assert served_by() == "r1"  # nothing of a refused token was kept
+
+
+def test_an_in_list_over_the_variable_limit_marks_no_replica_down(aliases):
+    router = PrimaryReplica("primary", ["r1", "r2"])
+    qplan.configure(routers=[router])
+    with pytest.raises(qplan.NotSupportedError, match="parameters per statement"):
+        list(Author.objects.filter(id__in=range(40_000)))
+    assert not router.is_down("r1") and not router.is_down("r2")
+    assert served_by() in ("r1", "r2")
