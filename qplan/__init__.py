@@ -4,7 +4,7 @@ Write a query once as a plan, cache or ship it, and decide late where it runs.
 This module only re-exports the public surface.
 """
 
-from . import backends, fields
+from . import backends, execution, fields, runner
 from .compiler import cache as compile_cache
 from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
@@ -22,6 +22,8 @@ from .routing import PrimaryReplica, Random, RoundRobin
 from .configuration import add_database, configure, remove_database, reset
 from .sharding import Sharded, ShardSet, partial_results
 from .transactions import atomic
+
+runner.install(execution.engine)  # plans and models evaluate through it
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """Evaluating plans: route once, compile through the shape cache, execute, materialise rows.
 
-This is the engine ``qplan.plan`` calls through ``set_engine``; it is the only layer
-that joins plans, the compiler, routing and connections.
+``qplan`` installs ``engine`` in ``qplan.runner``, where plans and models find it; this
+is the layer that joins plans, the compiler, routing and connections.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .compiler import Template, cache
 from .connections import Connection, connections
 from .errors import PlanError, RoutingError
 from .models import Model
-from .plan import Compiled, Plan, set_engine
+from .plan import Compiled, Plan
 from .replication import record_write, refresh, with_failover
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       placement_keys, resolve, route)
@@ -262,7 +262,6 @@ def _resolve_read(plan: Plan) -> tuple[Any, Any]:
 
 
 engine = Engine()
-set_engine(engine)
 
 
 __all__ = ["Engine", "engine"]

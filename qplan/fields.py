@@ -15,6 +15,7 @@ import math
 from typing import Any, Callable
 
 from .errors import FieldError
+from .registry import get_model
 
 UTC = _dt.timezone.utc
 
@@ -458,8 +459,6 @@ class ForeignKey(Field):
         """The referenced model class (``"self"`` and registry names resolved on first use)."""
         to = self._to
         if isinstance(to, str):
-            from .models import get_model
-
             to = self.model if to == "self" else get_model(to)
             self._to = to
         return to

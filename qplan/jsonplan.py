@@ -26,77 +26,15 @@ import base64
 import binascii
 import datetime as _dt
 import decimal
-import hashlib
-import hmac
 import json
-import math
 from typing import Any, Callable
 
 from .errors import UnsafePayload
-from .payloads import KeyArg, build, loaded, check_version, decoded, signing_keys
-from .plan import FORMAT_VERSION, Plan
+from .jsonform import KEYS, KIND, ENCODE, canonical, encode, to_json  # noqa: F401 - re-exported
+from .payloads import build, check_version, decoded, loaded
+from .plan import Plan
+from .signing import KeyArg, matches, signing_keys
 
-KIND = "plan"
-KEYS = frozenset({"qplan", "format", "model", "alias", "records", "signature"})
-
-
-# --- encoding -------------------------------------------------------------------------------------
-
-
-def _float(value: float) -> Any:
-    if math.isfinite(value):
-        return value
-    return {"$float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
-
-
-ENCODE: dict[type, Callable[[Any], Any]] = {
-    str: lambda v: v,
-    int: lambda v: v,
-    bool: lambda v: v,
-    type(None): lambda v: v,
-    float: _float,
-    decimal.Decimal: lambda v: {"$decimal": str(v)},
-    _dt.datetime: lambda v: {"$datetime": v.isoformat()},
-    _dt.date: lambda v: {"$date": v.isoformat()},
-    _dt.time: lambda v: {"$time": v.isoformat()},
-    bytes: lambda v: {"$bytes": base64.b64encode(v).decode("ascii")},
-}
-
-
-def encode(node: Any) -> Any:
-    """A record (tuples of plain values) as JSON-ready lists, dicts and scalars."""
-    if type(node) is tuple:
-        return [encode(child) for child in node]
-    try:
-        return ENCODE[type(node)](node)
-    except KeyError:
-        raise TypeError(f"a plan record holds a {type(node).__name__}, which JSON cannot carry") from None
-
-
-def _canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii")
-
-
-def _sign(key: bytes, doc: dict[str, Any]) -> str:
-    return hmac.new(key, _canonical(doc), hashlib.sha256).hexdigest()
-
-
-def to_json(plan: Plan, key: KeyArg = None, *, indent: int | None = None) -> str:
-    """The plan as a JSON document, signed with ``key`` (or the configured key) if any."""
-    if not isinstance(plan, Plan):
-        raise TypeError(f"to_json() takes a Plan, got {type(plan).__name__}")
-    doc: dict[str, Any] = {
-        "qplan": KIND,
-        "format": FORMAT_VERSION,
-        "model": plan._key,
-        "alias": plan.alias,
-        "records": encode(plan.records),
-    }
-    keys = signing_keys(key)
-    if keys is not None:
-        doc["signature"] = _sign(keys[0], doc)
-    return json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -190,9 +128,12 @@ def verify(doc: dict[str, Any], keys: tuple[bytes, ...] | None, strict: bool = T
             raise UnsafePayload("JSON plan is signed but no signing key was given: "
                                 "pass key=... or qplan.configure(signing_key=...)")
         return None
-    rest = {k: v for k, v in doc.items() if k != "signature"}
-    ok = any(hmac.compare_digest(signature.encode("ascii", "replace"), _sign(k, rest).encode("ascii"))
-             for k in keys)
+    rest = canonical({k: v for k, v in doc.items() if k != "signature"})
+    try:
+        given = bytes.fromhex(signature)
+    except ValueError:
+        given = b""
+    ok = matches(keys, given, rest)
     if strict and not ok:
         raise UnsafePayload("JSON plan signature does not match: it was changed or signed with another key")
     return ok

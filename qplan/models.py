@@ -7,37 +7,16 @@ classes.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, ClassVar, Iterator
 
-from . import errors
+from . import errors, runner
 from .errors import ConfigurationError, FieldError, suggest
 from .fields import AutoField, Field, ForeignKey
+from .registry import get_model, register, registered_models
 
-_registry: dict[str, type["Model"]] = {}
-_by_name: dict[str, list[str]] = {}
-_registry_lock = threading.Lock()
+__all__ = ["Model", "ModelBase", "Options", "get_model", "registered_models"]
 
 META_OPTIONS = ("db_table", "using", "abstract", "key")
-
-
-def get_model(key: str) -> type["Model"]:
-    """The model registered under ``key`` (``module.QualName``, or a unique class name)."""
-    model = _registry.get(key)
-    if model is not None:
-        return model
-    keys = _by_name.get(key, ())
-    if len(keys) == 1:
-        return _registry[keys[0]]
-    if keys:
-        raise ConfigurationError(f"model name {key!r} is ambiguous: {', '.join(sorted(keys))}")
-    raise ConfigurationError(
-        f"unknown model {key!r}: import the module that defines it first" + suggest(key, _registry)
-    )
-
-
-def registered_models() -> list[type["Model"]]:
-    return list(_registry.values())
 
 
 class Options:
@@ -126,12 +105,7 @@ class ModelBase(type):
             "MultipleObjectsReturned", (errors.MultipleObjectsReturned,),
             {"__qualname__": f"{name}.MultipleObjectsReturned", "__module__": cls.__module__})
         if not abstract:
-            with _registry_lock:
-                key = cls._meta.key
-                _registry[key] = cls
-                names = _by_name.setdefault(name, [])
-                if key not in names:
-                    names.append(key)
+            register(cls._meta.key, name, cls)
         return cls
 
 
@@ -218,17 +192,13 @@ class Model(metaclass=ModelBase):
 
     def save(self, using: str | None = None) -> None:
         """Insert the row, or update it if it was loaded or saved before."""
-        from .plan import engine
-
-        engine().save_instance(self, using)
+        runner.engine().save_instance(self, using)
 
     def delete(self, using: str | None = None) -> int:
         """Delete this row; returns the number of rows deleted."""
         if self.pk is None:
             raise FieldError(f"{type(self).__name__} instance has no primary key; save it first")
-        from .plan import engine
-
-        count = engine().delete_instance(self, using)
+        count = runner.engine().delete_instance(self, using)
         self.pk = None if self._meta.pk.auto else self.pk
         self._adding = True
         return count

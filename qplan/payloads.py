@@ -34,17 +34,16 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import decimal
-import hashlib
-import hmac
 import io
 import pickle
 import pickletools
 import struct
 import threading
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple
 
 from . import records as R
-from . import settings
+from . import signing
+from .signing import MAC_SIZE, KeyArg, signing_keys
 from .errors import (ConfigurationError, NotSupportedError, PlanError, RoutingError, UnsafePayload,
                      suggest)
 from .models import get_model
@@ -57,7 +56,6 @@ MAGIC = b"QPLN"
 HEADER = struct.Struct(">4sHB")  # magic, format version, flags
 FLAG_SIGNED = 0x01
 KNOWN_FLAGS = FLAG_SIGNED
-MAC_SIZE = hashlib.sha256().digest_size
 
 # Bounds on what a payload may hold, counted on the EXPANDED plan: a pickle can share one
 # tuple many times (a DAG), so a few bytes could otherwise stand for a tree of 2**60 nodes
@@ -80,8 +78,6 @@ MAX_STRUCTURE = 5_000
 MAX_NODES = 4 * MAX_VALUES + 20 * MAX_STRUCTURE
 MAX_DEPTH = 200
 
-Key = Union[str, bytes]
-KeyArg = Union[Key, Sequence[Key], None]
 
 
 # --- the allow-list -------------------------------------------------------------------------------
@@ -280,38 +276,6 @@ def scan_pickle(body: bytes) -> None:
     raise UnsafePayload("payload is truncated: its pickle does not end")
 
 
-# --- keys -----------------------------------------------------------------------------------------
-
-
-def signing_keys(key: KeyArg = None) -> tuple[bytes, ...] | None:
-    """The keys to sign and check with: ``key``, else the configured one; None when unsigned.
-
-    A sequence of keys supports rotation: ``dumps`` signs with the first, ``loads``
-    accepts any of them.
-    """
-    if key is None:
-        key = settings.option("signing_key")
-        if key is None:
-            return None
-    keys = (key,) if isinstance(key, (str, bytes, bytearray)) else key
-    if not isinstance(keys, (list, tuple)) or not keys:
-        raise ConfigurationError(f"a signing key is str or bytes (or a list of them), got {key!r}")
-    out = []
-    for k in keys:
-        if isinstance(k, str):
-            k = k.encode("utf-8")
-        if not isinstance(k, (bytes, bytearray)):
-            raise ConfigurationError(f"a signing key is str or bytes, got {type(k).__name__}")
-        if not k:
-            raise ConfigurationError("a signing key must not be empty")
-        out.append(bytes(k))
-    return tuple(out)
-
-
-def _mac(key: bytes, header: bytes, body: bytes | memoryview) -> bytes:
-    return hmac.digest(key, header + body, "sha256")  # one call: OpenSSL's fast path
-
-
 # --- dumping --------------------------------------------------------------------------------------
 
 
@@ -324,7 +288,7 @@ def dumps(plan: Plan, key: KeyArg = None) -> bytes:
     if keys is None:
         return HEADER.pack(MAGIC, FORMAT_VERSION, 0) + body
     header = HEADER.pack(MAGIC, FORMAT_VERSION, FLAG_SIGNED)
-    return header + _mac(keys[0], header, body) + body
+    return header + signing.mac(keys[0], header + body) + body
 
 
 # --- opening an envelope --------------------------------------------------------------------------
@@ -400,7 +364,7 @@ def open_envelope(data: Any, keys: tuple[bytes, ...] | None, strict: bool = True
                 "payload is signed but no signing key was given: "
                 "pass key=... or qplan.configure(signing_key=...)")
         return Opened("envelope", version, True, None, body)
-    verified = any(hmac.compare_digest(mac, _mac(k, header, body)) for k in keys)
+    verified = signing.matches(keys, mac, header + body)
     if strict and not verified:
         raise UnsafePayload(
             "payload signature does not match: it was changed or signed with another key")

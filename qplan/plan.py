@@ -2,18 +2,20 @@
 
 A plan holds its model's registry key, a tuple of plain records and an optional
 alias; every method returns a new plan. Nothing here touches a connection: running
-a plan goes through the engine that ``qplan.execution`` installs (``set_engine``),
-so this layer imports nothing from the execution or backend layers.
+a plan goes through the engine ``qplan`` installs in ``qplan.runner``, so this layer
+imports nothing from the compiler, routing, execution or backend layers.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator, NamedTuple
 
+from . import jsonform
 from . import records as R
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Combined, F, Q
 from .models import Model, get_model
+from .runner import engine
 
 FORMAT_VERSION = 1
 
@@ -40,19 +42,6 @@ def _ops_of(records: tuple) -> int:
         ops |= bit
     return ops
 
-_engine: Any = None
-
-
-def set_engine(engine: Any) -> None:
-    """Install the object that compiles and runs plans (done by ``qplan.execution``)."""
-    global _engine
-    _engine = engine
-
-
-def engine() -> Any:
-    if _engine is None:  # pragma: no cover - qplan/__init__ always installs it
-        from . import execution  # noqa: F401
-    return _engine
 
 
 class Compiled(NamedTuple):
@@ -436,9 +425,8 @@ class Plan:
 
     def to_json(self, key: str | bytes | None = None, *, indent: int | None = None) -> str:
         """The plan as tagged JSON, signed with ``key`` or the configured key (``qplan.jsonplan``)."""
-        from .jsonplan import to_json
-
-        return to_json(self, key, indent=indent)
+        return jsonform.document(FORMAT_VERSION, self._key, self._alias, self._records, key,
+                                 indent=indent)
 
     def explain_routing(self) -> Any:
         """Which shards and aliases the plan would touch, and how their results merge.

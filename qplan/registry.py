@@ -1,0 +1,45 @@
+"""The registry of models by key: how a plan, which holds no classes, finds its model.
+
+A plan names its model by ``module.QualName`` (or ``Meta.key``); a process that
+imported the model's module finds it again here. Fields resolve ``ForeignKey("Name")``
+through it too, so it sits below both.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .errors import ConfigurationError, suggest
+
+_registry: dict[str, Any] = {}
+_by_name: dict[str, list[str]] = {}
+_lock = threading.Lock()
+
+
+def register(key: str, name: str, model: Any) -> None:
+    """Make ``model`` findable by ``key`` and, while unambiguous, by its class ``name``."""
+    with _lock:
+        _registry[key] = model
+        names = _by_name.setdefault(name, [])
+        if key not in names:
+            names.append(key)
+
+
+def get_model(key: str) -> Any:
+    """The model registered under ``key`` (``module.QualName``, or a unique class name)."""
+    model = _registry.get(key)
+    if model is not None:
+        return model
+    keys = _by_name.get(key, ())
+    if len(keys) == 1:
+        return _registry[keys[0]]
+    if keys:
+        raise ConfigurationError(f"model name {key!r} is ambiguous: {', '.join(sorted(keys))}")
+    raise ConfigurationError(
+        f"unknown model {key!r}: import the module that defines it first" + suggest(key, _registry)
+    )
+
+
+def registered_models() -> list[Any]:
+    return list(_registry.values())
