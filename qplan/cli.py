@@ -21,8 +21,10 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from . import backends, clisettings, jsonplan, payloads, settings
-from .routing import allow_migrate, route
+from . import clisettings, demo, jsonplan, payloads, settings
+from .backends import names as backend_names
+from .connections import connections
+from .routing import allow_migrate, resolve, route
 from .schema import create_tables, dependency_order
 from .errors import Error, UnsafePayload
 from .plan import FORMAT_VERSION, Plan, _describe
@@ -112,14 +114,11 @@ def _hint(exc: UnsafePayload) -> str:
 
 
 def cmd_demo(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
-    from . import demo
-
     return demo.main()
 
 
 def _route(plan: Plan) -> tuple[str | None, str]:
     """Where the plan would run per the settings, and why; no connection is made."""
-    from .routing import resolve
 
     try:
         alias, router = resolve(plan)
@@ -147,13 +146,13 @@ def cmd_sql(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
         raise CommandError(_hint(exc)) from exc
     dialects: Sequence[str]
     if args.dialect == "all":
-        dialects = backends.names()
+        dialects = backend_names()
     elif args.dialect:
         dialects = (args.dialect,)
     else:
         alias, _ = _route(plan)
         engine = settings.databases().get(alias or "", {}).get("ENGINE")
-        dialects = (engine,) if engine else backends.names()
+        dialects = (engine,) if engine else backend_names()
     compiled = {d: plan.compile(d) for d in dialects}
     if args.json:
         out = {d: {"sql": c.sql, "params": jsonplan.encode(tuple(c.params))} for d, c in compiled.items()}
@@ -236,8 +235,6 @@ def _one_line(text: str) -> str:
 
 def probe(alias: str) -> Probe:
     """Connect to ``alias`` and ask its version (and replica lag); never raises."""
-    from .connections import connections
-
     config = settings.databases()[alias]
     engine, name = config["ENGINE"], config["NAME"]
     conn = connections[alias]
@@ -350,7 +347,7 @@ def parser() -> argparse.ArgumentParser:
             "pickle or a to_json document). The plan's model must be importable: list its "
             "module in the settings' MODELS.")
     p.add_argument("payload", metavar="PAYLOAD", help="a file holding the payload, or - for stdin")
-    p.add_argument("--dialect", choices=[*backends.names(), "all"],
+    p.add_argument("--dialect", choices=[*backend_names(), "all"],
                    help="the SQL dialect (default: the engine of the alias the plan routes to, "
                         "else every registered one)")
     p.add_argument("--json", action="store_true", help="print JSON")

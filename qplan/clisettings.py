@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import backends, configuration
+from . import configuration
+from .backends import get as get_backend
 from . import settings as qsettings
 from .errors import ConfigurationError
 from .models import Model, registered_models
@@ -172,7 +173,7 @@ def _relative(spec: Any, base: Path | None, alias: str) -> Any:
     if base is None:
         return spec
     config = dict(qsettings.normalise(alias, spec))
-    config["NAME"] = backends.get(config["ENGINE"]).resolve_name(config["NAME"], str(base))
+    config["NAME"] = get_backend(config["ENGINE"]).resolve_name(config["NAME"], str(base))
     return config
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from . import backends, payloads, routing, settings
+from . import payloads, routing, settings
+from .backends import get as get_backend
 from .compiler import cache
 from .connections import connections
 from .sharding import shutdown
@@ -22,7 +23,7 @@ def _changed(old: Mapping[str, Mapping[str, Any]], aliases: Iterable[str]) -> No
     connections.forget(aliases)
     shutdown(wait=False)  # worker threads would keep idle connections to the old targets
     for config in old.values():
-        backends.get(config["ENGINE"]).forget(config)
+        get_backend(config["ENGINE"]).forget(config)
 
 
 def configure(

@@ -46,7 +46,7 @@ from . import signing
 from .signing import MAC_SIZE, KeyArg, signing_keys
 from .errors import (ConfigurationError, NotSupportedError, PlanError, RoutingError, UnsafePayload,
                      suggest)
-from .models import get_model
+from .models import get_model, registered_models
 from .plan import FORMAT_VERSION, MIGRATIONS, TERMINAL, Plan
 from .replay import replay
 
@@ -559,8 +559,6 @@ def build(parts: Decoded, validate: bool = True) -> Plan:
 
 
 def _registered_keys() -> list[str]:
-    from .models import registered_models
-
     return [m._meta.key for m in registered_models()]
 
 

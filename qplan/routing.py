@@ -22,7 +22,8 @@ import threading
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
-from . import backends, settings
+from . import settings
+from .backends import get as get_backend
 from .settings import DEFAULT_ALIAS, _options
 from .errors import ConfigurationError, ConnectionFailure, ReadOnlyError, RoutingError
 
@@ -286,7 +287,7 @@ def _check_position(alias: str, position: Any) -> None:
     try:
         if type(position) is not str or len(position) > 64:
             raise ValueError
-        backends.get(settings.database(alias)["ENGINE"]).position(position)
+        get_backend(settings.database(alias)["ENGINE"]).position(position)
     except (ValueError, TypeError, NotImplementedError):
         raise ConfigurationError(
             f"read-your-writes token: {position!r:.80} is not a replication position of "
@@ -451,7 +452,7 @@ class PrimaryReplica:
         pending = _writes.get().get(self.primary)
         if pending is None or pending[0] is None:
             return None
-        backend = backends.get(settings.database(replica)["ENGINE"])
+        backend = get_backend(settings.database(replica)["ENGINE"])
         if backend.REPLAY_POSITION_SQL is None:
             return None
         return backend.position(pending[0])
@@ -482,7 +483,7 @@ class PrimaryReplica:
         """Execution read ``replica``'s replayed position (None: not a standby, so it has
         everything); True when it has caught up with this context's writes."""
         have = NOT_A_STANDBY if replayed is None else \
-            backends.get(settings.database(replica)["ENGINE"]).position(replayed)
+            get_backend(settings.database(replica)["ENGINE"]).position(replayed)
         with self._lock:
             if have > self._replayed.get(replica, -1):
                 self._replayed[replica] = have

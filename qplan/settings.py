@@ -13,7 +13,8 @@ import threading
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from . import backends
+from .backends import canonical as canonical_backend
+from .backends import get as get_backend
 from .errors import ConfigurationError, suggest
 
 DEFAULT_ALIAS = "default"
@@ -46,7 +47,7 @@ def _engine(value: Any, alias: str) -> str:
     """The registered backend name for an ENGINE (its last dotted part, so Django's
     ``django.db.backends.postgresql`` works too)."""
     try:
-        return backends.canonical(str(value or "").rsplit(".", 1)[-1], "ENGINE")
+        return canonical_backend(str(value or "").rsplit(".", 1)[-1], "ENGINE")
     except ConfigurationError as exc:
         raise ConfigurationError(f"database {alias!r}: {exc}") from None
 
@@ -60,7 +61,7 @@ def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
             f"characters without '://'")
     engine = _engine(scheme.split("+", 1)[0], alias)
     try:
-        spec = backends.get(engine).parse_url(url)
+        spec = get_backend(engine).parse_url(url)
     except ValueError:
         raise ConfigurationError(
             f"database {alias!r}: bad host or port in {redact(url)!r} (a password holding "
@@ -112,7 +113,7 @@ def normalise(alias: str, spec: str | Mapping[str, Any]) -> Mapping[str, Any]:
         raise ConfigurationError(
             f"database {alias!r}: READ_ONLY must be True or False, got {read_only!r}")
     out["READ_ONLY"] = read_only
-    backend = backends.get(out["ENGINE"])
+    backend = get_backend(out["ENGINE"])
     if backend.FILE_DATABASE and not out["NAME"]:
         raise ConfigurationError(
             f"database {alias!r}: {out['ENGINE']} needs a NAME (a path or ':memory:')")
