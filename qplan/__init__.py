@@ -5,7 +5,7 @@ This module only re-exports the public surface.
 """
 
 from . import backends, execution, fields, runner
-from .compiler import cache as compile_cache
+from .shapecache import cache as compile_cache
 from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
                      IntegrityError, InterfaceError, InternalError, MultipleObjectsReturned,

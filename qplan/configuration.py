@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 from . import payloads, routing, settings
 from .backends import get as get_backend
-from .compiler import cache
+from .shapecache import cache
 from .connections import connections
 from .sharding import shutdown
 from .settings import _KEEP

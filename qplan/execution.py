@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterator
 
 from . import settings, sharding
 from .backends import get as get_backend
-from .compiler import Template, cache
+from .shapecache import cache
+from .template import Template
 from .connections import Connection, connections
 from .errors import PlanError, RoutingError
 from .models import Model

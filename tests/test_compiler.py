@@ -9,7 +9,7 @@ import pytest
 
 import qplan
 from qplan import F, Q
-from qplan.compiler import ShapeCache, cache
+from qplan.shapecache import ShapeCache, cache
 from testmodels import Author, Book
 
 DIALECTS = qplan.backends.names()

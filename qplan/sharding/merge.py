@@ -12,7 +12,7 @@ from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .. import records as R
-from ..compiler import FIELD_KIND
+from ..sqlparts import FIELD_KIND
 from ..errors import Error, NotSupportedError
 from ..fields import DecimalField
 
@@ -28,7 +28,7 @@ def _field(meta: Any, path: str) -> Any:
 
 
 def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
-    """The result kind the compiler gives an expression record (``compiler.Builder.expr``)."""
+    """The result kind the compiler gives an expression record (``builder.Builder.expr``)."""
     if node == "*":
         return "int"
     tag = node[0]
@@ -64,7 +64,7 @@ def _is_agg(node: Any, agg: set[str] | frozenset[str]) -> bool:
 
 
 def _cond_is_agg(node: tuple, agg: set[str]) -> bool:
-    """Whether a condition record goes to HAVING (``compiler.Builder.condition``)."""
+    """Whether a condition record goes to HAVING (``builder.Builder.condition``)."""
     tag = node[0]
     if tag == "!":
         return _cond_is_agg(node[1], agg)

@@ -1,0 +1,353 @@
+"""The builder: one numbered plan shape folded into a sqlglot statement for one backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlglot import exp
+
+from . import binding
+from . import records as R
+from .binding import SPREAD
+from .errors import FieldError, NotSupportedError, PlanError
+from .fields import DecimalField, Field, ForeignKey
+from .sqlparts import (ARITHMETIC, COMPARISONS, FIELD_KIND, LIKE_PATTERNS, Ref, Slot, col, ident,
+                       like_pattern)
+
+class Builder:
+    """Turns one numbered shape into a sqlglot statement for one backend."""
+
+    def __init__(self, meta: Any, backend: Any) -> None:
+        self.meta = meta
+        self.backend = backend
+        self.table = meta.db_table
+        self.binds: list[tuple[int, int, Any]] = []
+        self.joins: dict[str, tuple[str, Any]] = {}
+        self.join_sql: list[exp.Join] = []
+        self.annotations: dict[str, Ref] = {}
+        self.where: list[exp.Expression] = []
+        self.having: list[exp.Expression] = []
+        self.order: tuple[str, ...] = ()
+        self.offset: Slot | None = None
+        self.limit: Slot | None = None
+        self.sliced = False
+        self.distinct = False
+        self.values: tuple | None = None  # ("values", names) / ("values_list", names, flat, named)
+        self.group_values = False  # values() came before an aggregate annotate()
+        self.late: list[str] = []  # annotations made after values(): selected too
+        self.allow_joins = True
+        self.order_refs: list[Ref] = []  # the references order_by() resolved to
+
+    # placeholders
+    def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
+        self.binds.append((slot.index, sub, transform))
+        return binding.placeholder(len(self.binds) - 1)
+
+    def spread(self, slot: Slot) -> binding.Spread:
+        """A whole list value as one node of ``slot.count`` placeholders."""
+        self.binds.append((slot.index, SPREAD, slot.count))
+        return binding.spread(len(self.binds) - 1)
+
+    # references
+    def column(self, path: str) -> Ref:
+        """A field path as a column, joining the related tables it passes through."""
+        if path in self.annotations:
+            return self.annotations[path]
+        parts = path.split(R.SEP)
+        meta, table, nullable = self.meta, self.table, False
+        prefix = ""
+        for part in parts[:-1]:
+            field = meta.get_field(part)
+            if not isinstance(field, ForeignKey):
+                raise FieldError(f"{meta.model.__name__}.{part} is not a relation")
+            if not self.allow_joins:
+                raise NotSupportedError(f"{path!r}: this statement cannot refer to related fields")
+            nullable = nullable or field.null
+            prefix = f"{prefix}{R.SEP}{part}" if prefix else part
+            if prefix not in self.joins:
+                alias = f"T{len(self.joins) + 1}"
+                target = field.target._meta
+                on = exp.EQ(this=col(field.column, table), expression=col(target.pk.column, alias))
+                self.join_sql.append(exp.Join(
+                    this=exp.Table(this=ident(target.db_table), alias=exp.TableAlias(this=ident(alias))),
+                    side="LEFT", on=on))
+                self.joins[prefix] = (alias, target)
+            table, meta = self.joins[prefix][0], self.joins[prefix][1]
+        field = meta.get_field(parts[-1])
+        return self.field_ref(field, table, nullable or field.null)
+
+    def field_ref(self, field: Field, table: str | None, nullable: bool) -> Ref:
+        kind = field.internal_type
+        decode = (None if nullable else self.backend.DECODE_NOT_NULL.get(kind)) or \
+            self.backend.DECODE.get(kind)
+        if isinstance(field, DecimalField) and decode is not None:  # same scale on every backend
+            decode = (lambda v, f=field, d=decode: None if v is None else f.quantize(d(v)))
+        return Ref(col(field.column, table), FIELD_KIND.get(kind), decode, nullable, field)
+
+    def compare(self, ref: Ref) -> exp.Expression:
+        """A reference as compared and ordered: text by code point on every backend."""
+        return self.backend.text_compare(ref.sql) if ref.kind == "text" else ref.sql
+
+    # expressions
+    def expr(self, node: Any) -> Ref:
+        if isinstance(node, Slot):
+            if node.count is not None:
+                raise PlanError("a list of values is not an expression")
+            return Ref(self.param(node), node.kind, self.backend.DECODE_KIND.get(node.kind or ""),
+                       node.kind is None)
+        tag = node[0]
+        if tag == "F":
+            return self.column(node[1])
+        if tag == "agg":
+            return self.aggregate(node)
+        lhs, rhs = self.expr(node[1]), self.expr(node[2])
+        kinds = {lhs.kind, rhs.kind}
+        kind = next((k for k in ("float", "decimal") if k in kinds), None) or (  # float wins
+            "int" if kinds <= {"int", "bool"} else lhs.kind)
+        if tag == "/":
+            divisor = self.backend.divisor(rhs.sql)
+            if kind == "int":
+                sql = self.backend.int_divide(lhs.sql, divisor)
+            elif kind == "decimal":
+                sql = self.backend.decimal_divide(lhs.sql, divisor)
+            else:
+                sql = exp.Div(this=lhs.sql, expression=divisor)
+        elif tag == "%":
+            if kind != "int":  # SQLite truncates to integers, PostgreSQL has no float %
+                raise NotSupportedError(f"% is defined for integers only, not for {kind} values")
+            sql = exp.Mod(this=lhs.sql, expression=self.backend.divisor(rhs.sql))
+        else:
+            sql = ARITHMETIC[tag](this=lhs.sql, expression=rhs.sql)
+        return Ref(exp.Paren(this=sql), kind, self.backend.DECODE_KIND.get(kind or ""),
+                   lhs.nullable or rhs.nullable, aggregate=lhs.aggregate or rhs.aggregate)
+
+    def aggregate(self, node: tuple) -> Ref:
+        _, fn, arg, distinct = node
+        if arg == "*":
+            inner: exp.Expression = exp.Star()
+            kind, field = "int", None
+        else:
+            ref = self.expr(arg)
+            if ref.aggregate:
+                raise FieldError("aggregates cannot be nested")
+            inner = self.compare(ref) if fn in ("min", "max") else ref.sql
+            kind, field = ref.kind, ref.field
+        if kind == "json" and fn != "count":
+            raise NotSupportedError(f"{fn.capitalize()}() of a JSONField: JSON has no order")
+        if distinct:
+            inner = exp.Distinct(expressions=[inner])
+        sql = self.backend.aggregate(fn, inner, kind)
+        decode_kind = self.backend.DECODE_KIND
+        if fn == "count":
+            decode, kind = decode_kind["int"], "int"
+        elif fn == "avg":
+            decode, kind = decode_kind["float"], "float"
+        elif field is not None and fn in ("min", "max"):
+            decode = self.backend.DECODE.get(field.internal_type)
+        else:
+            decode = decode_kind.get(kind or "")
+        if isinstance(field, DecimalField) and fn != "avg" and fn != "count":
+            base = decode_kind["decimal"]
+            decode = (lambda v, f=field, b=base: None if v is None else f.quantize(b(v)))
+        return Ref(sql, kind, decode, True, aggregate=True)
+
+    # conditions
+    def condition(self, node: Any, negated: bool) -> tuple[exp.Expression, bool]:
+        """SQL for a condition record; also whether it refers to an aggregate."""
+        tag = node[0]
+        if tag == "!":
+            inner, agg = self.condition(node[1], not negated)
+            return exp.Not(this=exp.Paren(this=inner)), agg
+        if tag in ("&", "|"):
+            parts = [self.condition(c, negated) for c in node[1]]
+            joined = exp.and_(*[p[0] for p in parts], copy=False) if tag == "&" else \
+                exp.or_(*[p[0] for p in parts], copy=False)
+            return exp.Paren(this=joined), any(p[1] for p in parts)
+        return self.leaf(node, negated)
+
+    def leaf(self, node: tuple, negated: bool) -> tuple[exp.Expression, bool]:
+        path, lookup, rhs = node
+        lhs = self.column(path)
+        target = lhs.sql
+        rhs_ref: Ref | None = None
+        if lookup == "isnull":
+            sql = exp.Is(this=lhs.sql, expression=exp.Null())
+            return (sql if rhs else exp.Not(this=sql)), lhs.aggregate
+        if lookup == "exact" and isinstance(rhs, bool):
+            sql = lhs.sql if rhs else exp.Not(this=lhs.sql)
+        elif lookup in LIKE_PATTERNS:
+            pattern, insensitive = LIKE_PATTERNS[lookup]
+            if isinstance(rhs, Slot):
+                value: exp.Expression = self.param(rhs, transform=pattern)
+            else:  # contains=F(...): escape and wrap in SQL
+                rhs_ref = self.expr(rhs)
+                value = like_pattern(rhs_ref.sql, lookup)
+            sql = self.backend.like(target, value, insensitive)
+        elif lookup == "in":
+            if rhs.count == 0:
+                return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(0)), False
+            sql = exp.In(this=target, expressions=[self.spread(rhs)])
+        elif lookup == "range":  # ordering comparisons use code-point order for text
+            sql = exp.Between(this=self.compare(lhs), low=self.param(rhs, 0), high=self.param(rhs, 1))
+        else:
+            rhs_ref = self.expr(rhs)
+            if lookup == "exact":
+                sql = exp.EQ(this=target, expression=rhs_ref.sql)
+            elif lookup == "iexact":
+                sql = self.backend.iexact(lhs.sql, rhs_ref.sql)
+            else:
+                sql = COMPARISONS[lookup](this=self.compare(lhs), expression=rhs_ref.sql)
+        if negated:  # keep NOT two-valued: a NULL never makes a row vanish from exclude()
+            for ref in (lhs, rhs_ref):
+                if ref is not None and ref.nullable:
+                    sql = exp.and_(sql, exp.Not(this=exp.Is(this=ref.sql, expression=exp.Null())),
+                                   copy=False)
+            sql = exp.Paren(this=sql)
+        return sql, lhs.aggregate or bool(rhs_ref and rhs_ref.aggregate)
+
+    # the statement
+    def apply(self, records: tuple) -> tuple:
+        """Fold the plan's records into builder state; return the terminal record, if any."""
+        for record in records:
+            op = record[0]
+            if op in ("filter", "exclude"):
+                cond, agg = self.condition(record[1], op == "exclude")
+                if op == "exclude":
+                    cond = exp.Not(this=exp.Paren(this=cond))
+                (self.having if agg else self.where).append(cond)
+            elif op == "order_by":
+                self.order = record[1]
+            elif op == "slice":
+                self.sliced = True
+                self.offset, self.limit = record[1], record[2]
+            elif op == "distinct":
+                self.distinct = True
+            elif op in ("values", "values_list"):
+                self.values = record
+            elif op == "annotate":
+                for name, node in record[1]:
+                    ref = self.expr(node)
+                    if self.values is not None:
+                        self.group_values = self.group_values or ref.aggregate
+                        self.late.append(name)
+                    self.annotations[name] = ref
+            else:
+                return record
+        return ()
+
+    def grouped(self) -> bool:
+        return any(ref.aggregate for ref in self.annotations.values())
+
+    def selection(self) -> tuple[list[tuple[str, Ref]], str]:
+        """The selected (key, reference) pairs and the result kind."""
+        if self.values is None:
+            pairs = [(f.attname, self.field_ref(f, self.table, f.null)) for f in self.meta.fields]
+            pairs += list(self.annotations.items())
+            return pairs, "models"
+        names = self.values[1] + tuple(n for n in self.late if n not in self.values[1])
+        pairs = []
+        for name in names:
+            path = name
+            field = self.meta.by_attname.get(name)
+            if field is not None and field.is_relation:
+                path = field.name
+            pairs.append((name, self.column(path)))
+        if self.values[0] == "values":
+            return pairs, "dicts"
+        return pairs, "flat" if self.values[2] else ("named" if self.values[3] else "tuples")
+
+    def from_(self, select: exp.Select) -> exp.Select:
+        select = select.from_(exp.Table(this=ident(self.table)), copy=False)
+        for join in self.join_sql:
+            select = select.join(join, copy=False)
+        return select
+
+    def filtered(self, select: exp.Select) -> exp.Select:
+        if self.where:
+            select = select.where(*self.where, copy=False)
+        return select
+
+    def _distinct(self, select: exp.Select, pairs: list[tuple[str, Ref]]) -> exp.Select:
+        """SELECT DISTINCT, its text in code-point collation, ordered only by what it selects."""
+        chosen = [ref.sql for _, ref in pairs]
+        for ref in self.order_refs:
+            if ref.sql not in chosen:
+                raise NotSupportedError(
+                    "distinct(): order_by() may only name selected values (PostgreSQL refuses "
+                    "the rest, and the others would pick an arbitrary row)")
+        select.set("distinct", exp.Distinct())
+        if any(ref.kind == "text" for _, ref in pairs):  # ORDER BY must repeat the select list
+            select.set("expressions", [exp.Alias(this=self.compare(r), alias=ident(k))
+                                       if r.kind == "text" else e
+                                       for e, (k, r) in zip(select.expressions, pairs)])
+        return select
+
+    def group(self, select: exp.Select, pairs: list[tuple[str, Ref]]) -> exp.Select:
+        if not self.grouped():
+            return select
+        if self.group_values:
+            keys = [ref.sql for _, ref in pairs if not ref.aggregate]
+            for ref in self.order_refs:
+                if not ref.aggregate and ref.sql not in keys:
+                    raise NotSupportedError(
+                        "order_by() of a grouped values() plan may only name grouped values "
+                        "or aggregates (PostgreSQL refuses the rest, the others pick any row)")
+        else:  # every column of the table: joined order columns depend on them, add them too
+            keys = [col(f.column, self.table) for f in self.meta.fields]
+            keys += [r.sql for r in self.order_refs if not r.aggregate and r.sql not in keys]
+        if keys:
+            select = select.group_by(*keys, copy=False)
+        if self.having:
+            select = select.having(*self.having, copy=False)
+        return select
+
+    def order_terms(self) -> list[exp.Ordered]:
+        """ORDER BY terms; resolved before FROM is built, since they may add joins."""
+        terms = []
+        self.order_refs = []
+        for name in self.order:
+            desc = name.startswith("-")
+            ref = self.column(name.lstrip("-"))
+            if ref.kind == "json":
+                raise NotSupportedError(f"order_by({name!r}): JSON values have no portable order")
+            self.order_refs.append(ref)
+            # NULLs sort smallest everywhere; where a column cannot be NULL the database's
+            # own order is kept, so PostgreSQL still walks an index instead of sorting.
+            smallest = ref.nullable or self.backend.null_order_small
+            nulls_first = not desc if smallest else desc
+            terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=nulls_first))
+        return terms
+
+    def paged(self, select: exp.Select) -> exp.Select:
+        if self.limit is not None:
+            select = select.limit(self.param(self.limit), copy=False)
+        elif self.offset is not None and self.backend.LIMIT_FOR_OFFSET is not None:
+            select = select.limit(exp.Literal.number(self.backend.LIMIT_FOR_OFFSET), copy=False)
+        if self.offset is not None:
+            select = select.offset(self.param(self.offset), copy=False)
+        return select
+
+    def select(self, pairs: list[tuple[str, Ref]], with_order: bool = True) -> exp.Select:
+        select = exp.Select(expressions=[exp.Alias(this=r.sql, alias=ident(k)) if not (
+            isinstance(r.sql, exp.Column) and r.sql.name == k) else r.sql for k, r in pairs])
+        terms = self.order_terms() if with_order else []
+        if self.distinct:
+            select = self._distinct(select, pairs)
+        select = self.group(self.filtered(self.from_(select)), pairs)
+        if terms:
+            select = select.order_by(*terms, copy=False)
+        if with_order:
+            select = self.paged(select)
+        return select
+
+    def subquery(self, inner: exp.Select) -> exp.Select:
+        return exp.Select().from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("sub"))),
+                                  copy=False)
+
+    def pk_subquery(self) -> exp.Expression:
+        """``pk IN (SELECT pk ...)`` for writes whose filters need joins (derived table: MySQL)."""
+        pk = self.meta.pk.column
+        inner = self.filtered(self.from_(exp.Select(expressions=[col(pk, self.table)])))
+        wrapped = exp.Select(expressions=[col(pk, None)]).from_(
+            exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("sub"))), copy=False)
+        return exp.In(this=col(pk, None), query=exp.Subquery(this=wrapped))
