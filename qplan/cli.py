@@ -27,7 +27,8 @@ from .connections import connections
 from .routing import allow_migrate, resolve, route
 from .schema import create_tables, dependency_order
 from .errors import Error, UnsafePayload
-from .plan import FORMAT_VERSION, Plan, _describe
+from .describe import describe
+from .plan import FORMAT_VERSION, Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -42,7 +43,7 @@ class CommandError(Exception):
 def render_record(record: tuple) -> str:
     """One command as the call that made it (as ``repr(plan)`` shows it): ``filter(pages__gte=100)``."""
     try:
-        text = _describe(record)
+        text = describe(record)
     except Exception:  # a record this qplan cannot read: show it raw
         return repr(record)
     return text[1:] if text.startswith(".") else text

@@ -8,14 +8,15 @@ imports nothing from the compiler, routing, execution or backend layers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable
 
-from . import jsonform
+from . import hints, jsonform
 from . import records as R
+from .describe import describe
+from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Combined, F, Q
 from .models import Model, get_model
-from .runner import engine
 
 FORMAT_VERSION = 1
 
@@ -44,15 +45,12 @@ def _ops_of(records: tuple) -> int:
 
 
 
-class Compiled(NamedTuple):
-    """A compiled plan: unpacks as ``sql, params`` in the driver's paramstyle."""
+class Plan(Evaluation):
+    """An immutable query plan over one model; see the module docstring.
 
-    sql: str
-    params: tuple
-
-
-class Plan:
-    """An immutable query plan over one model; see the module docstring."""
+    This class holds the value (records, equality, pickling, shape) and the building
+    methods; evaluating it (``list(plan)``, ``count()``, writes) is ``Evaluation``'s.
+    """
 
     __slots__ = ("_key", "_records", "_alias", "_meta", "_ops", "_shape", "_values", "_hash")
 
@@ -115,7 +113,7 @@ class Plan:
 
     def __repr__(self) -> str:
         alias = f".using({self._alias!r})" if self._alias else ""
-        body = "".join(_describe(r) for r in self._records)
+        body = "".join(describe(r) for r in self._records)
         return f"<Plan {self._meta.model.__name__}.objects{body}{alias}>"
 
     # --- public, read-only view (what routers see) ---------------------------------------------
@@ -150,32 +148,11 @@ class Plan:
         their values. Routers use it to pick a shard without reading private records.
         """
         path = R.resolve_path(self._meta, field.split(SEP), self._meta.model.__name__)[0]
-        pinned: set | None = None
-        for record in self._records:
-            if record[0] == "filter":
-                found = _pinned(record[1], path)
-            elif record[0] == "insert" and path in record[1]:
-                i = record[1].index(path)
-                found = {row[i][1] for row in record[2]}
-            else:
-                continue
-            if found is not None:
-                pinned = found if pinned is None else pinned & found
-        return None if pinned is None else tuple(sorted(pinned, key=_sort_key))
+        return hints.constraints(self._records, path)
 
     def related_models(self) -> tuple[type[Model], ...]:
         """Other models the plan reaches through foreign keys (joins)."""
-        seen: dict[type[Model], None] = {}
-        for path in _paths(self._records):
-            meta = self._meta
-            for part in path.split(SEP)[:-1]:
-                field = meta.by_name.get(part)
-                if field is None or not field.is_relation:
-                    break
-                meta = field.target._meta
-                seen[meta.model] = None
-        seen.pop(self._meta.model, None)
-        return tuple(seen)
+        return hints.related_models(self._meta, self._records)
 
     def shape(self) -> tuple[Any, tuple]:
         """``(shape, values)``: the records with values lifted out, and the values in order."""
@@ -417,40 +394,6 @@ class Plan:
         )
         return self._add(("insert", tuple(f.name for f in cols), rows))
 
-    # --- running ---------------------------------------------------------------------------------
-
-    def execute(self, using: str | None = None) -> Any:
-        """Run the plan: rows for a read, a row count for update/delete, pks for an insert."""
-        return engine().execute(self, using)
-
-    def to_json(self, key: str | bytes | None = None, *, indent: int | None = None) -> str:
-        """The plan as tagged JSON, signed with ``key`` or the configured key (``qplan.jsonplan``)."""
-        return jsonform.document(FORMAT_VERSION, self._key, self._alias, self._records, key,
-                                 indent=indent)
-
-    def explain_routing(self) -> Any:
-        """Which shards and aliases the plan would touch, and how their results merge.
-
-        Nothing runs and no connection opens; ``str()`` of the answer reads well.
-        """
-        return engine().explain_routing(self)
-
-    def compile(self, dialect: str | None = None) -> Compiled:
-        """SQL and parameters for ``'sqlite'``, ``'postgresql'`` or ``'mysql'`` (default: the alias's)."""
-        return engine().compile(self, dialect)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(engine().execute(self, None))
-
-    def iterator(self, chunk_size: int = 2000) -> Iterator[Any]:
-        """Stream the rows in chunks instead of fetching them all at once."""
-        return engine().stream(self, chunk_size)
-
-    def count(self) -> int:
-        return engine().execute(self._add(("count",)), None)
-
-    def exists(self) -> bool:
-        return engine().execute(self._add(("exists",)), None)
 
     def aggregate_plan(self, *args: Aggregate, **kwargs: Aggregate) -> "Plan":
         """``aggregate()`` held unevaluated: ``execute()`` returns the dict of results."""
@@ -468,85 +411,13 @@ class Plan:
             items.append((name, record))
         return self._add(("aggregate", tuple(items)))
 
-    def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
-        return engine().execute(self.aggregate_plan(*args, **kwargs), None)
-
-    def get(self, *args: Q, **kwargs: Any) -> Any:
-        plan = self.filter(*args, **kwargs) if args or kwargs else self
-        return engine().get(plan)
-
-    def first(self) -> Any:
-        plan = self if self._ordering() or self._has("slice") else self.order_by(self._meta.pk.name)
-        rows = list(plan[:1])
-        return rows[0] if rows else None
-
-    def last(self) -> Any:
-        rows = list(self.reverse()[:1])
-        return rows[0] if rows else None
-
-    def update(self, **kwargs: Any) -> int:
-        return engine().execute(self.update_plan(**kwargs), None)
-
-    def delete(self) -> int:
-        return engine().execute(self.delete_plan(), None)
-
-    def create(self, **kwargs: Any) -> Model:
-        obj = self.model(**kwargs)
-        engine().save_instance(obj, self._alias, force_insert=True)
-        return obj
-
-    def bulk_create(self, objs: Any, batch_size: int | None = None) -> list[Model]:
-        objs = list(objs)
-        engine().bulk_create(self, objs, batch_size)
-        return objs
+    def to_json(self, key: str | bytes | None = None, *, indent: int | None = None) -> str:
+        """The plan as tagged JSON, signed with ``key`` or the configured key (``qplan.jsonplan``)."""
+        return jsonform.document(FORMAT_VERSION, self._key, self._alias, self._records, key,
+                                 indent=indent)
 
 
 SEP = R.SEP
-
-
-def _pinned(node: tuple, path: str) -> set | None:
-    """Values a condition pins ``path`` to (None: any value can match)."""
-    tag = node[0]
-    if tag == "!":
-        return None
-    if tag in ("&", "|"):
-        parts = [_pinned(child, path) for child in node[1]]
-        if tag == "|":
-            return None if any(p is None for p in parts) else set().union(*parts)
-        known = [p for p in parts if p is not None]
-        return set.intersection(*known) if known else None
-    leaf_path, lookup, rhs = node
-    if leaf_path != path or type(rhs) is not tuple or rhs[0] != R.VALUE:
-        return None
-    if lookup == "exact":
-        return {rhs[1]}
-    if lookup == "in":
-        return set(rhs[1])
-    return None
-
-
-def _sort_key(value: Any) -> tuple:
-    return (type(value).__name__, value)
-
-
-def _paths(node: Any) -> Iterator[str]:
-    """Every field path string named in records (leaves, F references, orderings, values)."""
-    if type(node) is not tuple or not node:
-        return
-    head = node[0]
-    if head == R.VALUE:
-        return
-    if head == "F" and len(node) == 2:
-        yield node[1]
-        return
-    if head in ("order_by", "values", "values_list"):
-        for name in node[1]:
-            yield name.lstrip("-")
-        return
-    if type(head) is str and R.SEP in head and len(node) == 3:
-        yield head
-    for child in node:
-        yield from _paths(child)
 
 
 def _aggregate_names(args: tuple) -> list[tuple[str, Any]]:
@@ -556,58 +427,6 @@ def _aggregate_names(args: tuple) -> list[tuple[str, Any]]:
             raise PlanError(f"positional arguments must be aggregates, got {arg!r}")
         out.append((arg.default_alias, arg))
     return out
-
-
-def _value(node: Any) -> str:
-    """An expression record as the user would write it."""
-    if type(node) is not tuple:
-        return repr(node)
-    tag = node[0]
-    if tag == R.VALUE:
-        return repr(list(node[1]) if type(node[1]) is tuple else node[1])
-    if tag == "F":
-        return f"F({node[1]!r})"
-    if tag == "agg":
-        arg = "'*'" if node[2] == "*" else _value(node[2]).replace("F(", "", 1)[:-1]
-        flag = ", distinct=True" if node[3] else ""
-        return f"{node[1].capitalize()}({arg}{flag})"
-    return f"({_value(node[1])} {tag} {_value(node[2])})"
-
-
-def _condition(node: tuple, top: bool = False) -> str:
-    tag = node[0]
-    if tag == "!":
-        return f"~{_condition(node[1])}"
-    if tag in ("&", "|"):
-        if top and tag == "&" and all(c[0] not in ("&", "|", "!") for c in node[1]):
-            return ", ".join(_condition(c, True) for c in node[1])
-        return "(" + f" {tag} ".join(_condition(c) for c in node[1]) + ")"
-    path, lookup, rhs = node
-    text = f"{path}__{lookup}={_value(rhs)}" if lookup != "exact" else f"{path}={_value(rhs)}"
-    return text if top else f"Q({text})"
-
-
-def _describe(record: tuple) -> str:
-    """One record as the call that made it."""
-    op = record[0]
-    if op == "slice":
-        start = record[1][1] if record[1] else 0
-        stop = "" if record[2] is None else start + record[2][1]
-        return f"[{start}:{stop}]"
-    if op in ("filter", "exclude"):
-        return f".{op}({_condition(record[1], True)})"
-    if op in ("annotate", "aggregate"):
-        return f".{op}(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
-    if op == "update":
-        return ".update(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
-    if op == "insert":
-        return f".insert({len(record[2])} rows)"
-    if op == "values_list":
-        flags = ", flat=True" if record[2] else (", named=True" if record[3] else "")
-        return ".values_list(" + ", ".join(map(repr, record[1])) + flags + ")"
-    if op in ("order_by", "values"):
-        return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
-    return f".{op}()"
 
 
 def _migrate_v1(key: str, records: tuple, alias: str | None) -> tuple[str, tuple, str | None]:

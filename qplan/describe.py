@@ -1,0 +1,59 @@
+"""Records as the calls that made them: ``Plan.__repr__`` and ``qplan inspect``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .records import VALUE
+
+
+def _value(node: Any) -> str:
+    """An expression record as the user would write it."""
+    if type(node) is not tuple:
+        return repr(node)
+    tag = node[0]
+    if tag == VALUE:
+        return repr(list(node[1]) if type(node[1]) is tuple else node[1])
+    if tag == "F":
+        return f"F({node[1]!r})"
+    if tag == "agg":
+        arg = "'*'" if node[2] == "*" else _value(node[2]).replace("F(", "", 1)[:-1]
+        flag = ", distinct=True" if node[3] else ""
+        return f"{node[1].capitalize()}({arg}{flag})"
+    return f"({_value(node[1])} {tag} {_value(node[2])})"
+
+
+def _condition(node: tuple, top: bool = False) -> str:
+    tag = node[0]
+    if tag == "!":
+        return f"~{_condition(node[1])}"
+    if tag in ("&", "|"):
+        if top and tag == "&" and all(c[0] not in ("&", "|", "!") for c in node[1]):
+            return ", ".join(_condition(c, True) for c in node[1])
+        return "(" + f" {tag} ".join(_condition(c) for c in node[1]) + ")"
+    path, lookup, rhs = node
+    text = f"{path}__{lookup}={_value(rhs)}" if lookup != "exact" else f"{path}={_value(rhs)}"
+    return text if top else f"Q({text})"
+
+
+def describe(record: tuple) -> str:
+    """One record as the call that made it."""
+    op = record[0]
+    if op == "slice":
+        start = record[1][1] if record[1] else 0
+        stop = "" if record[2] is None else start + record[2][1]
+        return f"[{start}:{stop}]"
+    if op in ("filter", "exclude"):
+        return f".{op}({_condition(record[1], True)})"
+    if op in ("annotate", "aggregate"):
+        return f".{op}(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
+    if op == "update":
+        return ".update(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
+    if op == "insert":
+        return f".insert({len(record[2])} rows)"
+    if op == "values_list":
+        flags = ", flat=True" if record[2] else (", named=True" if record[3] else "")
+        return ".values_list(" + ", ".join(map(repr, record[1])) + flags + ")"
+    if op in ("order_by", "values"):
+        return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
+    return f".{op}()"

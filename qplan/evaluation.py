@@ -1,0 +1,88 @@
+"""Evaluating a plan: what ``list(plan)``, ``count()``, ``get()`` and the writes do.
+
+``Evaluation`` is the part of ``Plan`` that runs it: each method builds the plan it
+needs with the plan's own building methods and hands it to the engine ``qplan``
+installed in ``qplan.runner`` (``qplan.execution.Engine``), so the plan layer imports
+nothing that touches a database.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple
+
+from .expressions import Aggregate, Q
+from .runner import engine
+
+
+class Compiled(NamedTuple):
+    """A compiled plan: unpacks as ``sql, params`` in the driver's paramstyle."""
+
+    sql: str
+    params: tuple
+
+
+class Evaluation:
+    """The evaluating methods of ``Plan`` (see the module docstring)."""
+
+    __slots__ = ()
+
+
+    def execute(self, using: str | None = None) -> Any:
+        """Run the plan: rows for a read, a row count for update/delete, pks for an insert."""
+        return engine().execute(self, using)
+
+    def explain_routing(self) -> Any:
+        """Which shards and aliases the plan would touch, and how their results merge.
+
+        Nothing runs and no connection opens; ``str()`` of the answer reads well.
+        """
+        return engine().explain_routing(self)
+
+    def compile(self, dialect: str | None = None) -> Compiled:
+        """SQL and parameters for ``'sqlite'``, ``'postgresql'`` or ``'mysql'`` (default: the alias's)."""
+        return engine().compile(self, dialect)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(engine().execute(self, None))
+
+    def iterator(self, chunk_size: int = 2000) -> Iterator[Any]:
+        """Stream the rows in chunks instead of fetching them all at once."""
+        return engine().stream(self, chunk_size)
+
+    def count(self) -> int:
+        return engine().execute(self._add(("count",)), None)
+
+    def exists(self) -> bool:
+        return engine().execute(self._add(("exists",)), None)
+
+    def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        return engine().execute(self.aggregate_plan(*args, **kwargs), None)
+
+    def get(self, *args: Q, **kwargs: Any) -> Any:
+        plan = self.filter(*args, **kwargs) if args or kwargs else self
+        return engine().get(plan)
+
+    def first(self) -> Any:
+        plan = self if self._ordering() or self._has("slice") else self.order_by(self._meta.pk.name)
+        rows = list(plan[:1])
+        return rows[0] if rows else None
+
+    def last(self) -> Any:
+        rows = list(self.reverse()[:1])
+        return rows[0] if rows else None
+
+    def update(self, **kwargs: Any) -> int:
+        return engine().execute(self.update_plan(**kwargs), None)
+
+    def delete(self) -> int:
+        return engine().execute(self.delete_plan(), None)
+
+    def create(self, **kwargs: Any) -> Any:
+        obj = self.model(**kwargs)
+        engine().save_instance(obj, self._alias, force_insert=True)
+        return obj
+
+    def bulk_create(self, objs: Any, batch_size: int | None = None) -> list[Any]:
+        objs = list(objs)
+        engine().bulk_create(self, objs, batch_size)
+        return objs

@@ -1,0 +1,87 @@
+"""What a plan's records tell routers: the values it pins a field to, the models it joins.
+
+Pure functions over records (no model classes are imported): ``Plan.constraints`` and
+``Plan.related_models`` are the public face routers use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from .records import SEP, VALUE
+
+
+def constraints(records: tuple, path: str) -> tuple | None:
+    """The values ``records`` pin the field at ``path`` to (None: not pinned)."""
+    pinned: set | None = None
+    for record in records:
+        if record[0] == "filter":
+            found = _pinned(record[1], path)
+        elif record[0] == "insert" and path in record[1]:
+            i = record[1].index(path)
+            found = {row[i][1] for row in record[2]}
+        else:
+            continue
+        if found is not None:
+            pinned = found if pinned is None else pinned & found
+    return None if pinned is None else tuple(sorted(pinned, key=_sort_key))
+
+
+def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
+    """The other models ``records`` reach through foreign keys from ``meta``'s model."""
+    seen: dict[Any, None] = {}
+    for path in _paths(records):
+        current = meta
+        for part in path.split(SEP)[:-1]:
+            field = current.by_name.get(part)
+            if field is None or not field.is_relation:
+                break
+            current = field.target._meta
+            seen[current.model] = None
+    seen.pop(meta.model, None)
+    return tuple(seen)
+
+
+def _pinned(node: tuple, path: str) -> set | None:
+    """Values a condition pins ``path`` to (None: any value can match)."""
+    tag = node[0]
+    if tag == "!":
+        return None
+    if tag in ("&", "|"):
+        parts = [_pinned(child, path) for child in node[1]]
+        if tag == "|":
+            return None if any(p is None for p in parts) else set().union(*parts)
+        known = [p for p in parts if p is not None]
+        return set.intersection(*known) if known else None
+    leaf_path, lookup, rhs = node
+    if leaf_path != path or type(rhs) is not tuple or rhs[0] != VALUE:
+        return None
+    if lookup == "exact":
+        return {rhs[1]}
+    if lookup == "in":
+        return set(rhs[1])
+    return None
+
+
+def _sort_key(value: Any) -> tuple:
+    return (type(value).__name__, value)
+
+
+def _paths(node: Any) -> Iterator[str]:
+    """Every field path string named in records (leaves, F references, orderings, values)."""
+    if type(node) is not tuple or not node:
+        return
+    head = node[0]
+    if head == VALUE:
+        return
+    if head == "F" and len(node) == 2:
+        yield node[1]
+        return
+    if head in ("order_by", "values", "values_list"):
+        for name in node[1]:
+            yield name.lstrip("-")
+        return
+    if type(head) is str and SEP in head and len(node) == 3:
+        yield head
+    for child in node:
+        yield from _paths(child)
