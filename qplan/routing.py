@@ -9,6 +9,10 @@ and ``failover(plan, alias, error)`` (another alias for a read whose database fa
 Per-context state (the positions of this context's writes, the replica it reads
 from) lives in ``contextvars``, so it follows threads and asyncio tasks, and the
 read-your-writes token can be handed to a background job.
+
+Routing decides and never does I/O: the replication positions read-your-writes needs
+are read by execution (``qplan.replication``) and handed to the routers
+(``positions_wanted`` / ``observed``) before they decide.
 """
 
 from __future__ import annotations
@@ -358,7 +362,8 @@ class PrimaryReplica:
       positions read from the primary for ``lag_window`` seconds.
     - A context keeps reading from one replica (a count and the page after it agree).
     - A replica that fails is marked down for ``backoff`` seconds; reads move on to
-      another replica, then the primary. It rejoins after a health check passes.
+      another replica, then the primary. After the back-off the next read tries it again
+      (a failure marks it down once more; the read still fails over, without an error).
     """
 
     handles_no_plan = True
