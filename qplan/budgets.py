@@ -102,18 +102,15 @@ def _size(node: tuple, in_value: bool, depth: int, memo: dict) -> tuple[int, int
         values += 1
         if type(node[1]) in _SIZED:
             value_bytes += len(node[1])
-    if nodes > MAX_NODES:
-        raise UnsafePayload(f"payload's plan holds more than {MAX_NODES} values and names, "
-                            f"counting each shared part every time it is used")
-    if structure > MAX_STRUCTURE:
-        raise UnsafePayload(f"payload's plan has more than {MAX_STRUCTURE} commands, "
-                            f"conditions and expressions")
-    if values > MAX_VALUES:
-        raise UnsafePayload(f"payload's plan binds more than {MAX_VALUES} values (counting each "
-                            f"shared value every time it is used): no database runs that")
-    if value_bytes > MAX_VALUE_BYTES:
-        raise UnsafePayload(f"payload's plan binds more than {MAX_VALUE_BYTES} bytes of text "
-                            f"and bytes values (counting each shared value every time)")
+    for count, limit, what in ((nodes, MAX_NODES, "holds more than {} values and names"),
+                               (structure, MAX_STRUCTURE, "has more than {} commands, "
+                                                          "conditions and expressions"),
+                               (values, MAX_VALUES, "binds more than {} values"),
+                               (value_bytes, MAX_VALUE_BYTES, "binds more than {} bytes of "
+                                                              "text and bytes values")):
+        if count > limit:
+            raise UnsafePayload(f"payload's plan {what.format(limit)}, counting each shared "
+                                f"part every time it is used")
     return height, nodes, structure, values, value_bytes
 
 

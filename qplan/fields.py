@@ -86,9 +86,6 @@ class Field:
     def attname_for(self, name: str) -> str:
         return name
 
-    def has_default(self) -> bool:
-        return self.default is not NOT_PROVIDED
-
     def get_default(self) -> Any:
         if self.default is NOT_PROVIDED:
             return None

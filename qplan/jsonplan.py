@@ -149,14 +149,14 @@ def parts(doc: dict[str, Any]) -> Any:
 def from_json(data: str | bytes, key: KeyArg = None) -> Plan:
     """Load a plan written by ``to_json``; anything else raises ``UnsafePayload``."""
     keys = signing_keys(key)
-    memo = loaded.key(data, keys)
-    plan = loaded.get(memo)
-    if plan is not None:
-        return plan
-    try:
+
+    def load() -> Plan:
         doc = parse_document(data)
         verify(doc, keys)
-        return loaded.put(memo, build(parts(doc)))
+        return build(parts(doc))
+
+    try:
+        return loaded.load(data, keys, load)
     except UnsafePayload:
         raise
     except Exception as exc:

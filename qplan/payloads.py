@@ -36,7 +36,7 @@ import io
 import pickle
 import struct
 import threading
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from . import signing
 from .signing import MAC_SIZE, KeyArg, signing_keys
@@ -270,6 +270,12 @@ class LoadedPlans:
         self._data: collections.OrderedDict[Any, Plan] = collections.OrderedDict()
         self._lock = threading.Lock()
 
+    def load(self, data: Any, keys: tuple[bytes, ...] | None, load: Callable[[], Plan]) -> Plan:
+        """The plan loaded before from exactly ``data`` with ``keys``, else ``load()``'s."""
+        memo = self.key(data, keys)
+        plan = self.get(memo)
+        return plan if plan is not None else self.put(memo, load())
+
     def key(self, data: Any, keys: tuple[bytes, ...] | None) -> Any:
         if type(data) not in (bytes, str) or len(data) > self.MAX_PAYLOAD:
             return None
@@ -311,14 +317,13 @@ def loads(data: bytes, key: KeyArg = None) -> Plan:
     and the signature is checked before anything is unpickled.
     """
     keys = signing_keys(key)
-    memo = loaded.key(data, keys)
-    plan = loaded.get(memo)
-    if plan is not None:
-        return plan
-    try:
+
+    def load() -> Plan:
         opened = open_envelope(data, keys)
-        plan = build(unpickle(opened.body, opened.version, trusted=bool(opened.verified)))
-        return loaded.put(memo, plan)
+        return build(unpickle(opened.body, opened.version, trusted=bool(opened.verified)))
+
+    try:
+        return loaded.load(data, keys, load)
     except UnsafePayload:
         raise
     except Exception as exc:  # truncated, corrupt or foreign data, a field gone...

@@ -9,11 +9,11 @@ import json
 import pickle
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import qplan
+from payloadkit import PlanLike
 from qplan import Count, F, FieldError, Q, Sum, UnsafePayload
 from qplan.jsonplan import encode, from_json
 from qplan.payloads import dumps, loads
@@ -28,14 +28,6 @@ D = decimal.Decimal
 UTC = dt.timezone.utc
 
 
-class PlanLike:
-    def __init__(self, *args: Any) -> None:
-        self.args = args
-
-    def __reduce__(self) -> tuple:
-        from qplan.plan import _restore
-
-        return (_restore, self.args)
 
 
 def refused(records: tuple, match: str, model: str = "testmodels.Book") -> None:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import pytest
 
 import qplan
+from payloadkit import PlanLike
 from qplan import F, UnsafePayload, payloads
 from qplan.jsonplan import encode, from_json
 from qplan.payloads import FLAG_SIGNED, HEADER, MAGIC, dumps, loads
@@ -37,16 +38,6 @@ KEY = b"s" * 32
 UTC = dt.timezone.utc
 
 
-class PlanLike:
-    """Pickles as a call to the restore function with whatever arguments it is given."""
-
-    def __init__(self, *args: Any) -> None:
-        self.args = args
-
-    def __reduce__(self) -> tuple:
-        from qplan.plan import _restore
-
-        return (_restore, self.args)
 
 
 def book_payload(records: tuple) -> bytes:

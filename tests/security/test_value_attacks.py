@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import qplan
+from payloadkit import PlanLike
 from qplan import F, FieldError, Q, UnsafePayload
 from qplan.jsonplan import encode, from_json
 from qplan.payloads import loads
@@ -29,14 +30,6 @@ HUGE = D("1e1000000")  # int() of it builds a million-digit integer: minutes of 
 UTC = dt.timezone.utc
 
 
-class PlanLike:
-    def __init__(self, *args: Any) -> None:
-        self.args = args
-
-    def __reduce__(self) -> tuple:
-        from qplan.plan import _restore
-
-        return (_restore, self.args)
 
 
 def load_both(records: tuple, model: str = "testmodels.Book") -> None:
