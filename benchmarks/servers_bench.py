@@ -75,15 +75,38 @@ def load_servers() -> Any:
     return module
 
 
+# What differs between the servers, one row each: the endpoint qplan connects to, how the
+# server refreshes its statistics (and whether that answers with rows), how to read its
+# EXPLAIN, and how to shorten its version.
+def _pg_explain(cur: Any) -> str:
+    nodes = [r[0].strip().removeprefix("->").strip().split("  (cost")[0]
+             for r in cur.fetchall() if "(cost" in r[0]]
+    return " → ".join(nodes)
+
+
+def _mariadb_explain(cur: Any) -> str:
+    names = [d[0] for d in cur.description]
+    row = dict(zip(names, cur.fetchone()))
+    cur.fetchall()
+    return f"{row['type']} access on index {row['key']} ({row['Extra']})"
+
+
+SERVERS: dict[str, dict[str, Any]] = {
+    "postgresql": {"endpoint": lambda server: server.primary, "analyze": "ANALYZE {}",
+                   "analyze_rows": False, "explain": _pg_explain, "driver_module": "psycopg2",
+                   "version": lambda v: " ".join(v.split()[:2])},
+    "mysql": {"endpoint": lambda server: server, "analyze": "ANALYZE TABLE {}",
+              "analyze_rows": True, "explain": _mariadb_explain, "driver_module": "pymysql",
+              "version": lambda v: "MariaDB " + v.split("-")[0]},
+}
+
+
 def settings_for(vendor: str, server: Any) -> dict[str, Any]:
     """qplan settings for the ``qplan_bench`` database (as tests/conftest.py spells them)."""
     server.create_database("qplan_bench")
-    if vendor == "postgresql":
-        e = server.primary
-        return {"ENGINE": "postgresql", "HOST": e.host, "PORT": e.port, "USER": e.user,
-                "PASSWORD": e.password, "NAME": "qplan_bench"}
-    return {"ENGINE": "mysql", "HOST": server.host, "PORT": server.port, "USER": server.user,
-            "PASSWORD": server.password, "NAME": "qplan_bench"}
+    e = SERVERS[vendor]["endpoint"](server)
+    return {"ENGINE": vendor, "HOST": e.host, "PORT": e.port, "USER": e.user,
+            "PASSWORD": e.password, "NAME": "qplan_bench"}
 
 
 def populate(h: Any, vendor: str) -> None:
@@ -96,10 +119,8 @@ def populate(h: Any, vendor: str) -> None:
         objs.append(Person(id=pk, name=name, age=age, is_active=bool(active), created=when))
     Person.objects.bulk_create(objs, batch_size=2000)
     conn = qplan.connections["default"]
-    if vendor == "postgresql":
-        conn.execute(f"ANALYZE {h.TABLE}")
-    else:
-        conn.fetchall(f"ANALYZE TABLE {h.TABLE}")  # answers with a result set
+    analyze = SERVERS[vendor]["analyze"].format(h.TABLE)
+    (conn.fetchall if SERVERS[vendor]["analyze_rows"] else conn.execute)(analyze)
     assert Person.objects.count() == h.ROWS
 
 
@@ -185,7 +206,7 @@ def measure_vendor(h: Any, vendor: str, timer: Any, want_ids: list[int]) -> dict
                            "get_params": get_params[0]}
     out["range_sql"] = range_sql
     out["plan"] = explain(vendor, cur, sql, params)
-    if vendor == "postgresql" and "NULLS" in sql:
+    if "NULLS" in sql:
         # What the explicit NULL order costs the server (a note, not part of any ratio).
         plain = sql.replace(" NULLS LAST", "").replace(" NULLS FIRST", "")
         out["plain_plan"] = explain(vendor, cur, plain, params)
@@ -214,14 +235,7 @@ def measure_vendor(h: Any, vendor: str, timer: Any, want_ids: list[int]) -> dict
 def explain(vendor: str, cur: Any, sql: str, params: Any) -> str:
     """The server's plan for ``sql`` in one line."""
     cur.execute("EXPLAIN " + sql, params)
-    if vendor == "postgresql":
-        nodes = [r[0].strip().removeprefix("->").strip().split("  (cost")[0]
-                 for r in cur.fetchall() if "(cost" in r[0]]
-        return " → ".join(nodes)
-    names = [d[0] for d in cur.description]
-    row = dict(zip(names, cur.fetchone()))
-    cur.fetchall()
-    return f"{row['type']} access on index {row['key']} ({row['Extra']})"
+    return SERVERS[vendor]["explain"](cur)
 
 
 def paired(h: Any, timer: Any, fn: Callable[[], Any], base: Callable[[], Any],
@@ -256,13 +270,11 @@ def profile_vendor(h: Any, vendor: str, top: int) -> str:
 
 def server_version(vendor: str) -> str:
     version = str(qplan.connections["default"].fetchall("SELECT version()")[0][0])
-    if vendor == "postgresql":
-        return " ".join(version.split()[:2])
-    return "MariaDB " + version.split("-")[0]
+    return SERVERS[vendor]["version"](version)
 
 
 def driver_version(vendor: str) -> str:
-    module = __import__("psycopg2" if vendor == "postgresql" else "pymysql")
+    module = __import__(SERVERS[vendor]["driver_module"])
     return f"{DRIVERS[vendor]} {module.__version__.split()[0]}"
 
 
