@@ -5,23 +5,25 @@ NAME is a file (``duckdb:///relative.duckdb``, ``duckdb:////absolute.duckdb``) o
 ``:memory:``; OPTIONS (or a URL's query) are DuckDB configuration settings given to
 ``duckdb.connect``. Every thread of a ``:memory:`` alias sees one database: the alias keeps
 one DuckDB database object (``settings``/``forget`` hold and drop it) and each thread's
-connection is a ``cursor()`` of it. A file is opened once per process by DuckDB itself.
+connection is a ``cursor()`` of it. Connections to one file share one database object
+(DuckDB's own instance cache), so they must agree on OPTIONS.
 
-The differences from the other databases that this module makes up for:
+How DuckDB differs from the other databases, and what this module does about it:
 
 - NULLs sort last both ways by default: the order is emitted explicitly (NULLs smallest).
 - ``/`` of integers is float division: integer division is ``//``, which truncates toward
-  zero; decimal division is done in binary floating point (as on SQLite) and decoded to
-  15 significant digits before it is rounded to the field's scale.
+  zero. Decimals are divided in binary floating point (as on SQLite): the quotient is
+  rounded to ``DECIMAL_DIVISION_PLACES`` and decoded to 15 significant digits.
 - No identity columns: an auto primary key takes ``nextval`` of a sequence of its own,
   created and dropped with the table; an insert with explicit ids moves the sequence past
   them (``setval``), as SQLite and MariaDB do by themselves.
-- No SAVEPOINT: ``atomic()`` blocks cannot nest (``SUPPORTS_SAVEPOINTS``).
+- No SAVEPOINT: ``atomic()`` blocks cannot nest (``SUPPORTS_SAVEPOINTS`` is False: an inner
+  block raises NotSupportedError; ``bulk_create`` inside a block joins it).
 - Foreign keys take no ON DELETE action: deleting a row that is still referenced is an
   IntegrityError, whatever the field's ``on_delete`` says (CASCADE, SET NULL included).
 - A database's access mode is fixed when it opens, and a process opens a file once: a
   READ_ONLY alias runs every statement in a read-only transaction instead (``Session``).
-- Timestamps are stored as naive UTC (``TIMESTAMP``), as on MariaDB.
+- Timestamps are stored as naive UTC (``TIMESTAMP``), as on MariaDB; -0.0 is stored as 0.0.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def driver() -> Any:
 
 def _naive_utc(value: _dt.datetime) -> _dt.datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _unsigned_zero(value: float) -> float:
+    """-0.0 stored as 0.0, as SQLite and PostgreSQL store it (DuckDB keeps the sign)."""
+    return value + 0.0
 
 
 def _name(name: str) -> exp.Identifier:
@@ -109,6 +116,10 @@ class Cursor:
         rows = self.rows or []
         self.rows = rows[size:]
         return rows[:size]
+
+    def fetchone(self) -> Any:
+        rows = self.fetchmany(1)
+        return rows[0] if rows else None
 
     def keep(self) -> None:
         """Fetch the rest of this cursor's result: another statement is about to run."""
@@ -205,7 +216,7 @@ class DuckDBBackend(Backend):
     # The sequence's name is filled in per table (``sequence``).
     AUTO_PK = "INTEGER PRIMARY KEY DEFAULT nextval({sequence})"
     READ_ONLY_SQL = "BEGIN TRANSACTION READ ONLY"
-    ADAPT = {_dt.datetime: _naive_utc}
+    ADAPT = {_dt.datetime: _naive_utc, float: _unsigned_zero}
     DECODE_KIND = {**Backend.DECODE_KIND, "decimal": decimal_of_double}
 
     # --- dialect hooks ----------------------------------------------------------------------

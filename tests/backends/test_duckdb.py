@@ -257,6 +257,11 @@ def test_datetimes_are_naive_utc_timestamps(duck):
     assert Book.objects.get().created == dt.datetime(2020, 1, 2, 2, 4, 5, 6, tzinfo=dt.timezone.utc)
 
 
+def test_negative_zero_is_stored_as_zero_as_elsewhere(duck):
+    Book.objects.create(title="z", rating=-0.0)
+    assert str(Book.objects.values_list("rating", flat=True).get()) == "0.0"
+
+
 def test_check_reports_the_library_version(duck):
     version, details = backend.probe(qplan.connections["default"])
     assert version == duckdb.__version__ and details.endswith(".duckdb")
