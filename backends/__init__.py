@@ -4,7 +4,8 @@ A backend is one module holding one ``Backend`` subclass (see ``base``); every f
 about its database lives there. The three built-in ones are registered here; others
 register with ``qplan.backends.register(name, BackendClass)`` or through the entry
 point group ``qplan.backends`` (``name = "package.module:BackendClass"``), loaded the
-first time a name is not found. A backend's ``SPELLINGS`` (``postgres``, ``mariadb``...)
+first time a name is not found. DuckDB (``duckdb``, whose driver is the optional extra
+``qplan[duckdb]``) is registered that way, by qplan's own pyproject.toml. A backend's ``SPELLINGS`` (``postgres``, ``mariadb``...)
 are accepted wherever its name is: ``ENGINE``, URL schemes, ``compile(dialect=...)``.
 """
 

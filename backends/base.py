@@ -65,6 +65,15 @@ def _to_bytes(value: Any) -> Any:
     return None if value is None else bytes(value)
 
 
+def decimal_of_double(value: Any) -> Any:
+    """A computed decimal that a database worked out in binary floating point (SQLite's
+    arithmetic, DuckDB's decimal division): the 15 significant digits a double holds exactly,
+    so 0.25 - 0.02 is 0.23, not 0.22999999999999998. Other values as ``Decimal``."""
+    if isinstance(value, float):
+        return decimal.Decimal(format(value, ".15g"))
+    return _to_decimal(value)
+
+
 # PEP 249 exception class names, in the order a driver exception's MRO is searched.
 PEP249_ERRORS: dict[str, type[errors.DatabaseError]] = {
     "IntegrityError": errors.IntegrityError,
@@ -228,7 +237,7 @@ class Backend:
                 target = f.target._meta
                 lines.append(
                     f"FOREIGN KEY ({self.quote(f.column)}) REFERENCES {self.quote(target.db_table)} "
-                    f"({self.quote(target.pk.column)}) ON DELETE {f.on_delete}"
+                    f"({self.quote(target.pk.column)}){self.on_delete(f)}"
                 )
         guard = "IF NOT EXISTS " if exist_ok else ""
         sql = [f"CREATE TABLE {guard}{table} (\n    " + ",\n    ".join(lines) + "\n)" + self.table_options()]
@@ -237,6 +246,10 @@ class Backend:
                 index = self.quote(f"{meta.db_table}_{f.column}_idx")
                 sql.append(self.create_index(index, table, self.index_column(f), exist_ok))
         return sql
+
+    def on_delete(self, field: Any) -> str:
+        """The ON DELETE clause of a foreign key (``field.on_delete`` is spelled as SQL)."""
+        return f" ON DELETE {field.on_delete}"
 
     def index_column(self, field: Any) -> str:
         """The quoted column (or column prefix) an index on ``field`` covers."""
@@ -307,7 +320,15 @@ class Backend:
     def begin_sql(self) -> str:
         return "BEGIN"
 
+    # Whether atomic() blocks can nest (SAVEPOINT). Where they cannot, ``savepoint_sql``
+    # refuses an inner block, and qplan's own blocks (bulk_create) join the open one.
+    SUPPORTS_SAVEPOINTS = True
+
     def savepoint_sql(self, name: str) -> str:
+        if not self.SUPPORTS_SAVEPOINTS:
+            raise errors.NotSupportedError(
+                f"{self.name} has no savepoints: an atomic() block cannot open inside another "
+                f"block on the same database (make it one block)")
         return f"SAVEPOINT {name}"
 
     def release_sql(self, name: str) -> str:

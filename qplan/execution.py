@@ -207,7 +207,8 @@ class Engine:
         size = min(batch_size or limit, limit)
         if not conn.backend.insert_returning:
             size = 1 if root._meta.pk.auto else size
-        with Atomic(conn.alias):
+        # All rows or none: a block of its own, or (no savepoints) the enclosing block's.
+        with Atomic(conn.alias, savepoint=conn.backend.SUPPORTS_SAVEPOINTS):
             for start in range(0, len(objs), size):
                 batch = objs[start:start + size]
                 pks = self.execute(root.bulk_create_plan(batch), conn.alias)

@@ -12,7 +12,10 @@ Where a block runs:
   block commits on its own elsewhere.
 
 The outermost block issues BEGIN and COMMIT (ROLLBACK on an exception); inner blocks
-use SAVEPOINT / RELEASE / ROLLBACK TO. A statement that fails inside a block dooms it
+use SAVEPOINT / RELEASE / ROLLBACK TO (on a database without savepoints the backend's
+``savepoint_sql`` refuses an inner block). ``Atomic(alias, savepoint=False)`` (qplan's own,
+e.g. ``bulk_create``) opens no savepoint inside an open block: it joins that block, and a
+failure in it dooms the block it joined. A statement that fails inside a block dooms it
 (see ``Connection``): leaving a doomed block rolls it back and, unless an exception is
 already on its way out, raises ``TransactionManagementError``, so a caught error never
 lets half a block commit. One ``atomic`` object may be reused and nested freely, also
@@ -36,10 +39,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Frame:
     """One open block in one thread: where it runs (once known) and its savepoint."""
 
-    __slots__ = ("alias", "conn", "name", "routed", "lazy")
+    __slots__ = ("alias", "conn", "name", "routed", "lazy", "savepoint")
 
-    def __init__(self, alias: str | None, routed: bool, lazy: bool) -> None:
+    def __init__(self, alias: str | None, routed: bool, lazy: bool, savepoint: bool = True) -> None:
         self.alias = alias
+        self.savepoint = savepoint  # False: inside an open block, join it instead
         self.conn: Connection | None = None  # set when the block is opened on its alias
         self.name = ""  # savepoint name; "" for the outermost block of a connection
         self.routed = routed  # atomic() without using
@@ -64,6 +68,8 @@ def _routed_top() -> _Frame | None:
 def _open(frame: _Frame) -> None:
     """BEGIN (outermost on its connection) or SAVEPOINT for ``frame`` on its alias."""
     conn = connections[frame.alias]  # type: ignore[index]
+    if conn.savepoints and not frame.savepoint:
+        return  # joins the open block: its statements fail (and doom) as that block's
     if conn.savepoints:
         conn.savepoint_ids += 1
         name = f"qplan_sp_{conn.savepoint_ids}"
@@ -108,8 +114,9 @@ def check_statement(alias: str, write: bool) -> None:
 class Atomic:
     """The object ``atomic()`` returns; see the module docstring."""
 
-    def __init__(self, using: str | None) -> None:
+    def __init__(self, using: str | None, savepoint: bool = True) -> None:
         self.using = using
+        self.savepoint = savepoint
         self._local = threading.local()
 
     def _mine(self) -> list[_Frame]:
@@ -128,12 +135,12 @@ class Atomic:
                 raise TransactionManagementError(
                     f"atomic(using={self.using!r}) inside an atomic() block on {outer.alias!r}: "
                     f"its commit would not wait for the outer block's")
-            frame = _Frame(self.using, routed=False, lazy=False)
+            frame = _Frame(self.using, routed=False, lazy=False, savepoint=self.savepoint)
         elif outer is not None:
-            frame = _Frame(outer.alias, routed=True, lazy=outer.lazy)
+            frame = _Frame(outer.alias, routed=True, lazy=outer.lazy, savepoint=self.savepoint)
         else:
             alias = write_alias()  # the transaction follows the router
-            frame = _Frame(alias, routed=True, lazy=alias is None)
+            frame = _Frame(alias, routed=True, lazy=alias is None, savepoint=self.savepoint)
         if frame.alias is not None:
             _open(frame)
         _frames.stack.append(frame)
@@ -150,7 +157,7 @@ class Atomic:
     def __call__(self, func: F) -> F:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with Atomic(self.using):
+            with Atomic(self.using, self.savepoint):
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -175,3 +175,24 @@ def pg_db(databases: Any) -> str:
 def mysql_db(databases: Any) -> str:
     """``default`` on MariaDB, with the test-model tables."""
     return databases(default="mysql")[0]
+
+
+# --- backends without savepoints ---------------------------------------------------------------
+
+
+def savepoints(alias: str = "default") -> bool:
+    """Whether ``alias``'s database nests atomic() blocks (the backend's SUPPORTS_SAVEPOINTS):
+    the tests that nest blocks expect the refusal where it does not."""
+    return bool(qplan.connections[alias].backend.SUPPORTS_SAVEPOINTS)
+
+
+def assert_nesting_refused(alias: str = "default") -> None:
+    """On a database without savepoints an inner atomic() block raises NotSupportedError
+    naming the database, and the outer block (the exception leaves it) rolls back."""
+    backend = qplan.connections[alias].backend
+    with pytest.raises(qplan.NotSupportedError, match=f"{backend.name} has no savepoints"):
+        with qplan.atomic(using=alias):
+            testmodels.Author.objects.using(alias).create(name="outer")
+            with qplan.atomic(using=alias):
+                pytest.fail("an inner block opened without a savepoint")
+    assert not testmodels.Author.objects.using(alias).filter(name="outer").exists()
