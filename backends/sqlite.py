@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from .base import UTC, Backend
+from .base import UTC, Backend, decimal_of_double
 
 _memory_ids = itertools.count(1)
 OPTIONS = ("timeout", "journal_mode")  # what OPTIONS (or a URL's query) may set
@@ -70,14 +70,6 @@ def simple_lower(value: Any) -> Any:
     return value.lower() if value.isascii() else value.translate(_LOWER)
 
 
-def _decimal(value: Any) -> Any:
-    """A computed decimal: SQLite did the arithmetic in binary floating point, so keep the
-    15 significant digits a double holds exactly (0.25 - 0.02 is 0.23, not 0.22999999999999998)."""
-    if isinstance(value, float):
-        return decimal.Decimal(format(value, ".15g"))
-    return None if value is None else decimal.Decimal(value)
-
-
 def memory_uri(settings: Any) -> str:
     """The shared-cache URI of a ``:memory:`` alias, so every thread of it sees one database."""
     return f"file:{settings['OPTIONS']['_memory']}?mode=memory&cache=shared"
@@ -109,7 +101,7 @@ class SQLiteBackend(Backend):
         _dt.time: _dt.time.isoformat,
     }
     DECODE = {**Backend.DECODE, "DateTimeField": _parse_datetime}
-    DECODE_KIND = {**Backend.DECODE_KIND, "decimal": _decimal}
+    DECODE_KIND = {**Backend.DECODE_KIND, "decimal": decimal_of_double}
 
     def decimal_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         # NUMERIC affinity stores 1.00 as the integer 1, and 1 / 7 would truncate to 0.

@@ -328,7 +328,7 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog="qplan",
-        description="qplan: immutable, picklable query plans for SQLite, PostgreSQL and MySQL.",
+        description="qplan: immutable, picklable query plans for every registered database.",
         epilog="Start with: qplan demo",
     )
     _common(main_parser, top=True)
