@@ -188,7 +188,7 @@ class Session:
             self._took(cursor)
             cursor.keep()
             self.reader = None
-        except BaseException:
+        except BaseException:  # end the read-only transaction, then let the error through
             try:
                 self.con.execute("ROLLBACK")
             except Exception:  # the statement's own error is the one to report

@@ -159,7 +159,7 @@ def from_json(data: str | bytes, key: KeyArg = None) -> Plan:
         return loaded.load(data, keys, load)
     except UnsafePayload:
         raise
-    except Exception as exc:
+    except Exception as exc:  # any failure to read a payload is reported as UnsafePayload
         raise UnsafePayload(f"not a loadable JSON plan: {type(exc).__name__}: {exc}"[:500]) from exc
 
 
