@@ -98,11 +98,26 @@ def mariadb(_servers: dict[str, tuple[Any, BaseException | None]]) -> MariaDBSer
 def postgresql_settings(pg: PostgresCluster) -> dict[str, Any]:
     """qplan settings for a database of the qplan tests on the PostgreSQL primary."""
     pg.create_database("qplan_tests")
+    # A test that leaks a transaction fails the next DROP instead of hanging it. Set on the
+    # database, not as a startup ``options`` parameter, which pgbouncer refuses.
+    superuser_sql(pg, "ALTER DATABASE qplan_tests SET lock_timeout = '20s'")
     e = pg.primary
     return {"ENGINE": "postgresql", "HOST": e.host, "PORT": e.port, "USER": e.user,
-            "PASSWORD": e.password, "NAME": "qplan_tests",
-            # a test that leaks a transaction fails the next DROP instead of hanging it
-            "OPTIONS": {"options": "-c lock_timeout=20s"}}
+            "PASSWORD": e.password, "NAME": "qplan_tests"}
+
+
+def superuser_sql(pg: PostgresCluster, sql: str, which: str = "primary") -> list:
+    """Run one statement as the PostgreSQL superuser; its rows (or [])."""
+    import psycopg2
+
+    conn = psycopg2.connect(pg.superuser_dsn(which), connect_timeout=10)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")
