@@ -23,7 +23,7 @@ def _changed(old: Mapping[str, Mapping[str, Any]], aliases: Iterable[str]) -> No
     aliases = list(aliases)
     connections.forget(aliases)
     pools.close(aliases)  # idle connections close now, lent ones when they come back
-    shutdown(wait=False)  # worker threads would keep idle connections to the old targets
+    shutdown(wait=False)  # shard workers: a SQLite alias's worker keeps its own connection
     for config in old.values():
         get_backend(config["ENGINE"]).forget(config)
 

@@ -392,7 +392,7 @@ class ConnectionHandler:
         return [self[alias] for alias in settings.databases()]
 
     def close_all(self) -> None:
-        """Close this thread's connections."""
+        """Close this thread's connections (borrowed ones go back to their pools)."""
         for _, conn in self._local.conns.values():
             conn.close()
 

@@ -43,11 +43,13 @@ def arm(seconds: float, action: Callable[[], Any]) -> Alarm:
     global _thread
     alarm = Alarm(time.monotonic() + seconds, action)
     with _lock:
+        idle = not _armed  # the thread clears ``_wake`` (under the lock) only when none is armed
         _armed.add(alarm)
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_watch, name="qplan-watchdog", daemon=True)
             _thread.start()
-    _wake.set()
+    if idle:
+        _wake.set()
     return alarm
 
 
