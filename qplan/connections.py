@@ -158,7 +158,7 @@ class Connection:
             own = not fetch and self.pool is not None
             cur = self.connect().cursor() if own else self._shared_cursor()
             try:
-                rows = self._guarded(self._call, cur, sql, params, fetch)
+                rows = self._guarded(self.raw, self._call, cur, sql, params, fetch)
             except Exception as exc:  # only the driver's errors are mapped; others re-raise
                 if not self.backend.is_driver_error(exc):
                     raise  # qplan's or the caller's bug, not the database's: never disguised
@@ -169,7 +169,7 @@ class Connection:
                 self._drop(lost=True)
                 cur = self.connect().cursor() if own else self._shared_cursor()
                 try:
-                    rows = self._guarded(self._call, cur, sql, params, fetch)
+                    rows = self._guarded(self.raw, self._call, cur, sql, params, fetch)
                 except Exception as exc2:  # as above
                     if not self.backend.is_driver_error(exc2):
                         raise
@@ -186,12 +186,13 @@ class Connection:
         _run(cur, sql, params)
         return cur.fetchall() if fetch else None
 
-    def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``, a driver call, cut by the watchdog after ``READ_TIMEOUT`` seconds."""
+    def _guarded(self, raw: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, a driver call on ``raw``, cut by the watchdog after ``READ_TIMEOUT``
+        seconds."""
         seconds = self._guard
         if seconds is None:
             return fn(*args)
-        raw, backend = self.raw, self.backend
+        backend = self.backend
         alarm = watchdog.arm(seconds, lambda: backend.interrupt(raw))
         try:
             result = fn(*args)
@@ -218,10 +219,11 @@ class Connection:
         self.streams += 1
         cur = None
         try:
-            cur = self.connect().cursor()
-            self._guarded(_run, cur, sql, params)
+            raw = self.connect()
+            cur = raw.cursor()
+            self._guarded(raw, _run, cur, sql, params)
             while True:
-                rows = self._guarded(cur.fetchmany, chunk_size)
+                rows = self._guarded(raw, cur.fetchmany, chunk_size)
                 if not rows:
                     break
                 yield rows
@@ -262,7 +264,7 @@ class Connection:
     def _usable(self, raw: Any) -> bool:
         """The backend's health check, guarded by the read timeout."""
         try:
-            return bool(self._guarded(self.backend.is_usable, raw))
+            return bool(self._guarded(raw, self.backend.is_usable, raw))
         finally:
             self._timed_out = False
 

@@ -302,3 +302,10 @@ def test_mariadb_aliases_are_pooled_too(mysql_db):
         Author.objects.create(name="m")
     Author.objects.count()
     assert pools.stats("default") == {"in_use": 0, "open": 1, "max_size": 20}
+
+
+def test_a_connection_left_inside_a_transaction_is_not_lent_again(pg_db):
+    pid = backend_pid()
+    qplan.connections["default"].execute("BEGIN")  # raw SQL outside atomic(): never lent on
+    assert backend_pid() != pid
+    assert pools.stats("default") == {"in_use": 0, "open": 1, "max_size": 20}
