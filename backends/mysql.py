@@ -118,7 +118,7 @@ class MySQLBackend(Backend):
 
         options = dict(settings["OPTIONS"])
         connect_timeout, read_timeout = self.timeouts(settings)
-        options.setdefault("connect_timeout", connect_timeout)
+        options.setdefault("connect_timeout", connect_timeout or 31536000)  # None: PyMySQL's max
         options.setdefault("read_timeout", read_timeout)
         options.setdefault("write_timeout", read_timeout)
         options.setdefault("charset", "utf8mb4")

@@ -210,3 +210,10 @@ def test_a_write_on_a_frozen_mariadb_is_a_connection_failure(mariadb, mysql_sett
         with pytest.raises(qplan.ConnectionFailure, match="READ_TIMEOUT"):
             qplan.connections["default"].execute("DO 1")
         assert time.monotonic() - started < BOUND
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "mysql"])
+def test_no_timeouts_at_all_is_allowed(request, vendor):
+    spec = request.getfixturevalue(f"{vendor}_settings")
+    qplan.configure(databases={"default": {**spec, "CONNECT_TIMEOUT": None, "READ_TIMEOUT": None}})
+    assert list(qplan.connections["default"].fetchall("SELECT 1")) == [(1,)]
