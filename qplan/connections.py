@@ -204,7 +204,9 @@ class Connection:
             self.suspect = True
         return result
 
-    _timed_out = False
+    _timed_out = False  # the watchdog cut the last driver call
+    _slot: pools.Slot | None = None
+    pool: pools.Pool | None = None
 
     def _stale(self, exc: BaseException, sql: str) -> bool:
         """Whether ``exc`` is an idle connection the server dropped (not a hung server that

@@ -2,7 +2,11 @@
 
 An alias maps to a dict in Django's shape or to a URL; both are normalised into one
 plain dict per alias (``ENGINE`` is always a registered backend's name, see
-``qplan.backends``).
+``qplan.backends``). qplan's own keys: ``READ_ONLY``; ``POOL`` (a server alias's
+connection pool: ``max_size``, ``min_size``, ``timeout``, ``max_lifetime``, completed from
+``POOL_DEFAULTS``; ``None`` for none, always ``None`` for file databases);
+``CONNECT_TIMEOUT`` and ``READ_TIMEOUT`` (seconds, ``None`` waits forever). URLs carry them
+as ``?read_only=1``, ``?pool_max_size=5``, ``?connect_timeout=3``, ``?read_timeout=none``.
 This module only holds and checks settings; ``qplan.configuration`` changes them and
 tells the layers that keep state about an alias (connections, shard workers).
 """
