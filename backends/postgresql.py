@@ -1,7 +1,9 @@
 """PostgreSQL through psycopg2.
 
-Sessions run in autocommit (qplan issues BEGIN/SAVEPOINT) and carry no session settings,
-so they work behind a transaction-mode pooler (pgbouncer).
+Sessions run in autocommit (qplan issues BEGIN/SAVEPOINT) and qplan sets nothing on them
+but ``READ_ONLY``'s session characteristics, so they work behind a transaction-mode pooler
+(pgbouncer); there, give a read-only alias a read-only role instead of ``READ_ONLY``'s
+session setting, which the pooler would hand on to other clients.
 Text columns are created ``COLLATE "C"`` and ordering comparisons add ``COLLATE "C"``,
 so text orders by code point whatever the database's locale; the ``i...`` lookups
 fold case with the libc ``C.utf8`` collation (simple Unicode lower-casing), which the
@@ -143,7 +145,7 @@ class PostgreSQLBackend(Backend):
     # --- connections --------------------------------------------------------------------------
 
     def connect(self, settings: dict[str, Any]) -> Any:
-        """A psycopg2 connection in autocommit. Nothing is set on the session: results do not
+        """A psycopg2 connection in autocommit. No time zone is set on the session: results do not
         depend on its time zone (datetimes go and come as instants), so a transaction-mode
         pooler (pgbouncer), which hands each transaction another server session, is safe.
 
