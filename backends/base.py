@@ -390,6 +390,31 @@ class Backend:
         """Whether ``exc`` says the connection itself is gone (a read may then be retried)."""
         return False
 
+    # --- hung servers and pools ---------------------------------------------------------------
+
+    # True when the driver has no read timeout of its own: qplan's watchdog then calls
+    # ``interrupt`` on a driver call that outlives the alias's READ_TIMEOUT. False: ``connect``
+    # hands READ_TIMEOUT to the driver.
+    INTERRUPTS_READS = False
+
+    def interrupt(self, raw: Any) -> None:
+        """Cut ``raw``'s driver call from another thread, so that it fails as a lost
+        connection; called only while that call runs (``INTERRUPTS_READS`` backends)."""
+
+    def is_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the driver's own read timeout (a hung server, not a stale
+        connection worth a second try)."""
+        return "timed out" in str(exc)
+
+    def in_transaction(self, raw: Any) -> bool:
+        """Whether ``raw`` is inside a transaction (then it is not lent to another thread)."""
+        return False
+
+    @staticmethod
+    def timeouts(settings: Any) -> tuple[Any, Any]:
+        """``(CONNECT_TIMEOUT, READ_TIMEOUT)`` of an alias's settings (defaults 5 and 30 s)."""
+        return settings.get("CONNECT_TIMEOUT", 5.0), settings.get("READ_TIMEOUT", 30.0)
+
     def driver_errors(self) -> tuple[type[BaseException], ...]:  # pragma: no cover - per backend
         """The driver's exception classes: only these become qplan ``DatabaseError``s."""
         raise NotImplementedError

@@ -117,7 +117,10 @@ class MySQLBackend(Backend):
         import pymysql.constants.CLIENT
 
         options = dict(settings["OPTIONS"])
-        options.setdefault("connect_timeout", 5)
+        connect_timeout, read_timeout = self.timeouts(settings)
+        options.setdefault("connect_timeout", connect_timeout or 31536000)  # None: PyMySQL's max
+        options.setdefault("read_timeout", read_timeout)
+        options.setdefault("write_timeout", read_timeout)
         options.setdefault("charset", "utf8mb4")
         # UPDATE counts the rows it matched, as on the other databases (not only those changed)
         options["client_flag"] = options.get("client_flag", 0) | pymysql.constants.CLIENT.FOUND_ROWS

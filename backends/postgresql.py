@@ -1,6 +1,9 @@
 """PostgreSQL through psycopg2.
 
-Sessions run in autocommit with ``TimeZone = UTC`` (qplan issues BEGIN/SAVEPOINT).
+Sessions run in autocommit (qplan issues BEGIN/SAVEPOINT) and qplan sets nothing on them
+but ``READ_ONLY``'s session characteristics, so they work behind a transaction-mode pooler
+(pgbouncer); there, give a read-only alias a read-only role instead of ``READ_ONLY``'s
+session setting, which the pooler would hand on to other clients.
 Text columns are created ``COLLATE "C"`` and ordering comparisons add ``COLLATE "C"``,
 so text orders by code point whatever the database's locale; the ``i...`` lookups
 fold case with the libc ``C.utf8`` collation (simple Unicode lower-casing), which the
@@ -11,6 +14,9 @@ gives NULL (``NULLIF``), as on SQLite and MariaDB, instead of an error.
 
 from __future__ import annotations
 
+import math
+import os
+import socket
 from typing import Any
 
 from sqlglot import exp
@@ -139,10 +145,19 @@ class PostgreSQLBackend(Backend):
     # --- connections --------------------------------------------------------------------------
 
     def connect(self, settings: dict[str, Any]) -> Any:
+        """A psycopg2 connection in autocommit. No time zone is set on the session: results do not
+        depend on its time zone (datetimes go and come as instants), so a transaction-mode
+        pooler (pgbouncer), which hands each transaction another server session, is safe.
+
+        libpq's ``connect_timeout`` (CONNECT_TIMEOUT, whole seconds, at least 2) bounds the
+        whole handshake; READ_TIMEOUT is enforced by qplan's watchdog (``interrupt``).
+        """
         import psycopg2
 
         options = dict(settings["OPTIONS"])
-        options.setdefault("connect_timeout", 5)
+        connect_timeout = self.timeouts(settings)[0]
+        if connect_timeout is not None:
+            options.setdefault("connect_timeout", max(2, math.ceil(connect_timeout)))
         raw = psycopg2.connect(
             host=settings["HOST"] or None,
             port=settings["PORT"],
@@ -152,9 +167,22 @@ class PostgreSQLBackend(Backend):
             **options,
         )
         raw.autocommit = True
-        with raw.cursor() as cur:
-            cur.execute("SET TIME ZONE 'UTC'")
         return raw
+
+    INTERRUPTS_READS = True  # psycopg2 waits for an answer without a limit
+
+    def interrupt(self, raw: Any) -> None:
+        """Shut the connection's socket (through a duplicate of its descriptor): libpq's wait
+        ends at once and the connection is reported lost. A frozen server would never
+        answer a cancel request."""
+        fd = os.dup(raw.fileno())
+        with socket.socket(fileno=fd) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def in_transaction(self, raw: Any) -> bool:
+        from psycopg2 import extensions
+
+        return bool(raw.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE)
 
     VERSION_SQL = "SHOW server_version"
     LAG_SQL = (

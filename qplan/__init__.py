@@ -10,7 +10,7 @@ from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
                      IntegrityError, InterfaceError, InternalError, MultipleObjectsReturned,
                      NotSupportedError, ObjectDoesNotExist, OperationalError, PlanError,
-                     ProgrammingError, ReadOnlyError, RoutingError, TransactionManagementError,
+                     PoolTimeout, ProgrammingError, ReadOnlyError, RoutingError, TransactionManagementError,
                      UnsafePayload)
 from .schema import create_tables, drop_tables
 from .expressions import Avg, Count, F, Max, Min, Q, Sum
@@ -31,7 +31,7 @@ __all__ = [
     "Avg", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "F",
     "FieldError", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
-    "Plan", "PlanError", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
+    "Plan", "PlanError", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
     "RoundRobin",
     "RoutingError", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",

@@ -3,7 +3,7 @@
     qplan demo                                  what qplan does, on two SQLite files
     qplan sql PAYLOAD [--dialect postgresql]    the SQL and parameters of a stored plan
     qplan inspect PAYLOAD                       its commands, model, format, signature, routing
-    qplan check                                 is every configured alias reachable?
+    qplan check                                 is every alias reachable? its pool's use
     qplan migrate [--database ALIAS]            create the settings' models' tables
 
 Settings come from ``--settings``, ``$QPLAN_SETTINGS`` or ``./qplan.toml`` (see
@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from . import clisettings, demo, jsonplan, payloads, settings
+from . import clisettings, demo, jsonplan, payloads, pools, settings
 from .backends import names as backend_names
 from .connections import connections
 from .routing import allow_migrate, resolve, route
@@ -228,6 +228,14 @@ class Probe(NamedTuple):
     ok: bool
     version: str
     details: str
+    pool: dict[str, int] | None = None  # in_use, open, max_size; None: unpooled
+
+
+def pool_text(stats: dict[str, int] | None) -> str:
+    """A pool's use for ``qplan check``: ``0 in use, 1 open, max 20``."""
+    if stats is None:
+        return "unpooled"
+    return f"{stats['in_use']} in use, {stats['open']} open, max {stats['max_size']}"
 
 
 def _one_line(text: str) -> str:
@@ -244,11 +252,12 @@ def probe(alias: str) -> Probe:
                                                "(qplan migrate creates it)")
     try:
         version, details = conn.backend.probe(conn)
-        return Probe(alias, engine, True, version, details)
+        result = Probe(alias, engine, True, version, details)
     except Exception as exc:  # a probe reports every failure as its row, whatever it is
-        return Probe(alias, engine, False, "", _one_line(f"{type(exc).__name__}: {exc}"))
+        result = Probe(alias, engine, False, "", _one_line(f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+    return result._replace(pool=pools.stats(alias))
 
 
 def cmd_check(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
@@ -261,12 +270,12 @@ def cmd_check(args: argparse.Namespace, config: clisettings.CLISettings) -> int:
     if args.json:
         print(json.dumps([p._asdict() for p in probes], indent=2))
     else:
-        rows = [("ALIAS", "ENGINE", "STATUS", "VERSION", "DETAILS")] + [
-            (p.alias, p.engine, "ok" if p.ok else "FAILED", p.version or "-", p.details)
-            for p in probes]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows = [("ALIAS", "ENGINE", "STATUS", "VERSION", "POOL", "DETAILS")] + [
+            (p.alias, p.engine, "ok" if p.ok else "FAILED", p.version or "-", pool_text(p.pool),
+             p.details) for p in probes]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
         failed = sum(not p.ok for p in probes)
         print(f"{len(probes) - failed} of {len(probes)} aliases answered")
     return EXIT_OK if all(p.ok for p in probes) else EXIT_FAILED
@@ -360,9 +369,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("payload", metavar="PAYLOAD", help="a file holding the payload, or - for stdin")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = add("check", "connect to every configured alias: version, replica lag",
-            "Connect to every configured alias and print its server version and, for "
-            "replicas, the replication lag. Exits 0 only when every alias answers.")
+    p = add("check", "connect to every configured alias: version, pool, replica lag",
+            "Connect to every configured alias and print its server version, its connection "
+            "pool's use (in use, open, max) and, for replicas, the replication lag. Exits 0 "
+            "only when every alias answers.")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("migrate", "create the tables of the settings' models",

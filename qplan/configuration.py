@@ -3,7 +3,7 @@
 These are the only functions that change settings, and each tells the layers that keep
 state about an alias at once, explicitly (nothing registers a listener when imported):
 this thread's connections to a changed alias close (other threads' reconnect on their
-next use), idle shard workers stop, a backend drops what a removed alias held (a
+next use), its connection pool closes, idle shard workers stop, a backend drops what a removed alias held (a
 SQLite ``:memory:`` database).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from . import payloads, routing, settings
+from . import payloads, pools, routing, settings
 from .backends import get as get_backend
 from .shapecache import cache
 from .connections import connections
@@ -20,8 +20,10 @@ from .settings import _KEEP
 
 
 def _changed(old: Mapping[str, Mapping[str, Any]], aliases: Iterable[str]) -> None:
+    aliases = list(aliases)
     connections.forget(aliases)
-    shutdown(wait=False)  # worker threads would keep idle connections to the old targets
+    pools.close(aliases)  # idle connections close now, lent ones when they come back
+    shutdown(wait=False)  # shard workers: a SQLite alias's worker keeps its own connection
     for config in old.values():
         get_backend(config["ENGINE"]).forget(config)
 

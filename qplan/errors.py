@@ -71,6 +71,14 @@ class ConnectionFailure(OperationalError):
     """
 
 
+class PoolTimeout(OperationalError):
+    """No pooled connection of an alias came free within the pool's ``timeout``.
+
+    Not a ``ConnectionFailure``: a busy pool is not a dead server, so a read does not fail
+    over on it and no replica is marked down.
+    """
+
+
 class ReadOnlyError(DatabaseError):
     """A write was refused before it reached a read-only alias (``READ_ONLY`` or a replica)."""
 

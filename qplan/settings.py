@@ -2,7 +2,11 @@
 
 An alias maps to a dict in Django's shape or to a URL; both are normalised into one
 plain dict per alias (``ENGINE`` is always a registered backend's name, see
-``qplan.backends``).
+``qplan.backends``). qplan's own keys: ``READ_ONLY``; ``POOL`` (a server alias's
+connection pool: ``max_size``, ``min_size``, ``timeout``, ``max_lifetime``, completed from
+``POOL_DEFAULTS``; ``None`` for none, always ``None`` for file databases);
+``CONNECT_TIMEOUT`` and ``READ_TIMEOUT`` (seconds, ``None`` waits forever). URLs carry them
+as ``?read_only=1``, ``?pool_max_size=5``, ``?connect_timeout=3``, ``?read_timeout=none``.
 This module only holds and checks settings; ``qplan.configuration`` changes them and
 tells the layers that keep state about an alias (connections, shard workers).
 """
@@ -19,7 +23,8 @@ from .errors import ConfigurationError, suggest
 
 DEFAULT_ALIAS = "default"
 
-KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "READ_ONLY")
+KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "READ_ONLY", "POOL",
+        "CONNECT_TIMEOUT", "READ_TIMEOUT")
 TEXT_KEYS = ("NAME", "USER", "PASSWORD", "HOST")
 # URL query values of a flag (``?read_only=1``).
 FLAGS = {"1": True, "true": True, "yes": True, "on": True,
@@ -36,6 +41,19 @@ def redact(url: str) -> str:
         return url
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+# A server alias's connection pool (``qplan.pools``): what a POOL dict may hold, its defaults,
+# and whether a value must be a whole number. ``"POOL": None`` turns pooling off.
+POOL_DEFAULTS: dict[str, float | int | None] = {
+    "max_size": 20, "min_size": 0, "timeout": 30.0, "max_lifetime": 3600.0}
+POOL_COUNTS = ("max_size", "min_size")
+# Seconds; None waits forever. Applied to server databases (file databases have no network).
+TIMEOUT_DEFAULTS: dict[str, float | None] = {"CONNECT_TIMEOUT": 5.0, "READ_TIMEOUT": 30.0}
+# URL query names of qplan's own settings: query name -> (key, POOL entry or None).
+URL_SETTINGS = {
+    "connect_timeout": ("CONNECT_TIMEOUT", None), "read_timeout": ("READ_TIMEOUT", None),
+    **{f"pool_{name}": ("POOL", name) for name in POOL_DEFAULTS},
+}
 
 _lock = threading.RLock()
 _databases: dict[str, Mapping[str, Any]] = {}  # alias -> read-only settings
@@ -71,14 +89,72 @@ def parse_url(url: str, alias: str = "?") -> dict[str, Any]:
 
 
 def _with_flags(spec: dict[str, Any], alias: str) -> dict[str, Any]:
-    """Take qplan's own flags (``?read_only=1``) out of a URL's driver options."""
+    """Take qplan's own settings (``?read_only=1``, ``?read_timeout=2``, ``?pool_max_size=5``)
+    out of a URL's driver options; numbers are checked later, with the dict settings."""
     flag = spec["OPTIONS"].pop("read_only", None)
     if flag is not None:
         if flag.lower() not in FLAGS:
             raise ConfigurationError(
                 f"database {alias!r}: read_only={flag!r} in the URL is not 1/0/true/false")
         spec["READ_ONLY"] = FLAGS[flag.lower()]
+    for name, (key, entry) in URL_SETTINGS.items():
+        text = spec["OPTIONS"].pop(name, None)
+        if text is None:
+            continue
+        value = None if text.lower() == "none" else _url_number(text, name, alias)
+        if entry is None:
+            spec[key] = value
+        else:
+            spec.setdefault("POOL", {})[entry] = value
     return spec
+
+
+def _url_number(text: str, name: str, alias: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"database {alias!r}: {name}={text!r} in the URL is not a number") from None
+
+
+def _seconds(value: Any, alias: str, key: str) -> float | None:
+    """A timeout in seconds: a positive number, or None (wait forever)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value == float("inf"):
+        raise ConfigurationError(
+            f"database {alias!r}: {key} must be a positive number of seconds or None, "
+            f"got {value!r}")
+    return float(value)
+
+
+def _pool(value: Any, alias: str, server: bool) -> Mapping[str, Any] | None:
+    """The POOL setting completed with its defaults; None: no pool (file databases)."""
+    if value is None or not server:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"database {alias!r}: POOL must be a dict (max_size, min_size, "
+                                 f"timeout, max_lifetime) or None, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(POOL_DEFAULTS))
+    if unknown:
+        raise ConfigurationError(f"database {alias!r}: unknown key POOL[{unknown[0]!r}]"
+                                 + suggest(str(unknown[0]), POOL_DEFAULTS))
+    pool = {**POOL_DEFAULTS, **value}
+    for name in POOL_COUNTS:
+        count = pool[name]
+        if isinstance(count, float) and count.is_integer():
+            count = pool[name] = int(count)  # from a URL
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0 or \
+                (name == "max_size" and count < 1):
+            raise ConfigurationError(f"database {alias!r}: POOL[{name!r}] must be a whole number "
+                                     f"(max_size at least 1), got {count!r}")
+    if pool["min_size"] > pool["max_size"]:
+        raise ConfigurationError(f"database {alias!r}: POOL['min_size'] ({pool['min_size']}) is "
+                                 f"larger than POOL['max_size'] ({pool['max_size']})")
+    for name in ("timeout", "max_lifetime"):
+        pool[name] = _seconds(pool[name], alias, f"POOL[{name!r}]")
+    return MappingProxyType(pool)
 
 
 def normalise(alias: str, spec: str | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -114,6 +190,10 @@ def normalise(alias: str, spec: str | Mapping[str, Any]) -> Mapping[str, Any]:
             f"database {alias!r}: READ_ONLY must be True or False, got {read_only!r}")
     out["READ_ONLY"] = read_only
     backend = get_backend(out["ENGINE"])
+    server = not backend.FILE_DATABASE
+    out["POOL"] = _pool(spec.get("POOL", POOL_DEFAULTS), alias, server)
+    for key, default in TIMEOUT_DEFAULTS.items():
+        out[key] = _seconds(spec.get(key, default), alias, key)
     if backend.FILE_DATABASE and not out["NAME"]:
         raise ConfigurationError(
             f"database {alias!r}: {out['ENGINE']} needs a NAME (a path or ':memory:')")

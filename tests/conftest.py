@@ -98,11 +98,55 @@ def mariadb(_servers: dict[str, tuple[Any, BaseException | None]]) -> MariaDBSer
 def postgresql_settings(pg: PostgresCluster) -> dict[str, Any]:
     """qplan settings for a database of the qplan tests on the PostgreSQL primary."""
     pg.create_database("qplan_tests")
+    # A test that leaks a transaction fails the next DROP instead of hanging it. Set on the
+    # database, not as a startup ``options`` parameter, which pgbouncer refuses.
+    superuser_sql(pg, "ALTER DATABASE qplan_tests SET lock_timeout = '20s'")
     e = pg.primary
     return {"ENGINE": "postgresql", "HOST": e.host, "PORT": e.port, "USER": e.user,
-            "PASSWORD": e.password, "NAME": "qplan_tests",
-            # a test that leaks a transaction fails the next DROP instead of hanging it
-            "OPTIONS": {"options": "-c lock_timeout=20s"}}
+            "PASSWORD": e.password, "NAME": "qplan_tests"}
+
+
+def superuser_sql(pg: PostgresCluster, sql: str, which: str = "primary") -> list:
+    """Run one statement as the PostgreSQL superuser; its rows (or [])."""
+    import psycopg2
+
+    conn = psycopg2.connect(pg.superuser_dsn(which), connect_timeout=10)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+# The time zone of the database behind pgbouncer: not UTC, so the cross-backend tests run
+# through it show that no result depends on a session setting (none survives a
+# transaction-mode pooler).
+PGBOUNCER_TIME_ZONE = "Asia/Kathmandu"
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_settings(pg: PostgresCluster) -> Iterator[dict[str, Any]]:
+    """qplan settings for a database of the PostgreSQL primary reached through pgbouncer in
+    transaction pooling mode (started here, stopped at the session's end)."""
+    from pgbouncer import PgBouncer
+
+    pg.create_database("qplan_bouncer")
+    superuser_sql(pg, "ALTER DATABASE qplan_bouncer SET lock_timeout = '20s'")
+    superuser_sql(pg, f"ALTER DATABASE qplan_bouncer SET timezone = '{PGBOUNCER_TIME_ZONE}'")
+    try:
+        bouncer = PgBouncer(pg.primary.with_name("qplan_bouncer")).start()
+    except ServerUnavailable as exc:
+        if REQUIRE_SERVERS:
+            raise
+        pytest.skip(str(exc))
+    try:
+        e = bouncer.endpoint
+        yield {"ENGINE": "postgresql", "HOST": e.host, "PORT": e.port, "USER": e.user,
+               "PASSWORD": e.password, "NAME": e.name}
+    finally:
+        bouncer.close()
 
 
 @pytest.fixture(scope="session")
@@ -124,8 +168,9 @@ VENDORS = qplan.backends.names()
 
 
 def backend_settings(request: pytest.FixtureRequest, vendor: str) -> dict[str, Any]:
-    """Settings of a test database of ``vendor``; starts the servers on first use."""
-    if qplan.backends.get(vendor).FILE_DATABASE:
+    """Settings of a test database of ``vendor`` (a backend, or another target with a
+    ``<name>_settings`` fixture, such as ``pgbouncer``); starts the servers on first use."""
+    if vendor in VENDORS and qplan.backends.get(vendor).FILE_DATABASE:
         tmp = request.getfixturevalue("tmp_path")
         return {"ENGINE": vendor, "NAME": str(tmp / f"db{next(_sqlite_files)}.{vendor}")}
     return dict(request.getfixturevalue(f"{vendor}_settings"))

@@ -315,6 +315,7 @@ def test_check_json_and_no_aliases(tmp_path: Path) -> None:
     assert done.returncode == 0, done.err
     (probe,) = json.loads(done.out)
     assert probe["alias"] == "mem" and probe["ok"] and probe["version"] == sqlite3.sqlite_version
+    assert probe["pool"] is None  # SQLite: one connection per thread
     write_settings(tmp_path, {}, name="empty")
     assert "no databases configured" in one_line_error(run("check", "--settings", "empty", cwd=tmp_path))
 
@@ -330,7 +331,8 @@ def test_check_unreachable_server_is_a_failed_row(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.err
     rows = {line.split()[0]: line for line in done.out.splitlines()}
     assert "FAILED" in rows["down"] and "ConnectionFailure" in rows["down"]
-    assert "FAILED" in rows["mysql_down"] and " ok " in rows["ok"]
+    assert "FAILED" in rows["mysql_down"] and " ok " in rows["ok"] and "unpooled" in rows["ok"]
+    assert "0 in use, 0 open, max 20" in rows["down"]
     assert "1 of 3 aliases answered" in done.out
 
 
@@ -349,10 +351,12 @@ def server_urls(pg: Any, mariadb: Any) -> dict[str, str]:
 
 def test_check_servers(tmp_path: Path, server_urls: dict[str, str], pg: Any) -> None:
     pg.wait_replica_caught_up()
-    write_settings(tmp_path, server_urls)
+    write_settings(tmp_path, {**server_urls, "maria": server_urls["maria"] + "?pool_max_size=5"})
     done = run("check", "--settings", "cli_settings", cwd=tmp_path)
     assert done.returncode == 0, done.out + done.err
     rows = {line.split()[0]: line for line in done.out.splitlines()}
+    assert "POOL" in rows["ALIAS"] and "0 in use, 1 open, max 20" in rows["default"]
+    assert "0 in use, 1 open, max 5" in rows["maria"]
     assert "ok" in rows["default"] and "primary" in rows["default"] and " 15." in rows["default"]
     assert "standby, replay lag" in rows["standby"]
     assert "MariaDB" in rows["maria"]

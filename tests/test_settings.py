@@ -118,7 +118,8 @@ def test_read_only_flags():
     assert settings.normalise("x", "sqlite:///a.db?read_only=1")["READ_ONLY"] is True
     assert settings.normalise("x", "postgresql://u@h/d?read_only=false&sslmode=disable") == {
         "ENGINE": "postgresql", "NAME": "d", "USER": "u", "PASSWORD": "", "HOST": "h", "PORT": None,
-        "OPTIONS": {"sslmode": "disable"}, "READ_ONLY": False}
+        "OPTIONS": {"sslmode": "disable"}, "READ_ONLY": False, "CONNECT_TIMEOUT": 5.0,
+        "READ_TIMEOUT": 30.0, "POOL": settings.POOL_DEFAULTS}
     assert settings.normalise("x", {"ENGINE": "sqlite", "NAME": "a"})["READ_ONLY"] is False
 
 

@@ -2,7 +2,9 @@
 
 ``_gather`` runs one job per shard on a bounded thread pool (the calling thread
 takes the first) and either raises the first failure, named after its shard, or,
-inside ``partial_results()``, leaves failed shards out of a read.
+inside ``partial_results()``, leaves failed shards out of a read. A worker borrows a
+driver connection from its alias's connection pool (``qplan.pools``) per statement,
+as every thread does, so idle workers hold no connection.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def set_max_workers(n: int) -> None:
 
 
 def shutdown(wait: bool = True) -> None:
-    """Stop the pool's threads; their connections close as they exit. A new pool starts on use."""
+    """Stop the pool's threads (they hold no connection between jobs). A new pool starts on use."""
     global _pool
     with _pool_lock:
         pool, _pool = _pool, None
@@ -103,7 +105,8 @@ class _ShardFailure(Exception):
 
 
 def _run_job(engine: Any, job: _Job, write: bool) -> Any:
-    """One shard's sub-plan on its alias, in this thread's connection; reads may fail over."""
+    """One shard's sub-plan on its alias, on a connection borrowed from the alias's pool for
+    the statement; reads may fail over."""
     call = job.call
     attempt = engine.run if call is None else (lambda plan, conn: call(conn))
     try:

@@ -1,0 +1,220 @@
+"""Bounded pools of driver connections, one per alias of a server database.
+
+A :class:`Pool` lends a driver connection (a :class:`Slot`) to one thread at a time and
+takes it back: ``qplan.connections`` borrows one per statement outside transactions and
+keeps it for an ``atomic()`` block or a streaming ``iterator()``. At most ``max_size``
+connections of an alias are open at once; a borrower that finds none free waits up to
+``timeout`` seconds, then gets ``PoolTimeout``. A connection returned broken is closed, not
+lent again, and so are the idle ones when one was lost (the server may have restarted);
+connections older than ``max_lifetime`` are closed when they come back or are next lent.
+
+Written here rather than taken from a library: DBUtils' ``PooledDB`` waits for a free
+connection without a time limit and its "steady" connections reconnect behind the
+caller's back (a lost connection must doom an ``atomic()`` block, never be replaced inside
+it); ``psycopg2.pool`` raises at once when exhausted, has no lifetime and serves only
+psycopg2. What qplan needs is a counter and a condition variable.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from .errors import PoolTimeout
+
+
+class Slot:
+    """One pooled driver connection and the cursor qplan reuses on it."""
+
+    __slots__ = ("raw", "cursor", "born")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.cursor: Any = None
+        self.born = time.monotonic()
+
+
+def _close(raw: Any) -> None:
+    try:
+        raw.close()
+    except Exception:  # closing a broken connection: nothing to save
+        pass
+
+
+class Pool:
+    """At most ``max_size`` open connections made by ``opener``; see the module docstring."""
+
+    def __init__(self, where: str, config: Mapping[str, Any], opener: Callable[[], Any]) -> None:
+        self.where = where
+        self.max_size: int = config["max_size"]
+        self.min_size: int = config["min_size"]
+        self.timeout: float | None = config["timeout"]
+        self.max_lifetime: float | None = config["max_lifetime"]
+        self._opener = opener
+        self._idle: list[Slot] = []  # most recently returned last (lent first: warm caches)
+        self._open = 0  # idle + lent + being opened
+        self._lent = 0
+        self._closed = False
+        self._filled = False
+        self._cond = threading.Condition(threading.Lock())
+        self._abandoned: collections.deque[int] = collections.deque()  # see abandon()
+
+    # --- lending ----------------------------------------------------------------------------
+
+    def acquire(self) -> Slot:
+        """A connection for this thread alone until :meth:`release`; opens one if none is
+        idle and the pool is not full, else waits up to ``timeout`` (``PoolTimeout``)."""
+        stale: list[Slot] = []
+        try:
+            with self._cond:
+                self._settle()
+                deadline = None if self.timeout is None else time.monotonic() + self.timeout
+                while True:
+                    while self._idle:
+                        slot = self._idle.pop()
+                        if self._expired(slot):
+                            stale.append(slot)
+                            self._open -= 1
+                            continue
+                        self._lent += 1
+                        return slot
+                    if self._open < self.max_size or self._closed:
+                        self._open += 1
+                        self._lent += 1
+                        fill = not self._filled
+                        self._filled = True
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise PoolTimeout(
+                            f"{self.where}: no connection of its pool came free within "
+                            f"{self.timeout:g} s ({self._lent} of {self.max_size} in use); raise "
+                            f"POOL max_size or timeout, or hold connections for less time")
+                    self._cond.wait(remaining)
+        finally:
+            for slot in stale:
+                _close(slot.raw)
+        try:
+            slot = Slot(self._opener())
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._lent -= 1
+                self._cond.notify()
+            raise
+        if fill:
+            self._fill()
+        return slot
+
+    def release(self, slot: Slot, broken: bool = False, lost: bool = False) -> None:
+        """Take back a lent connection: idle again, or closed when ``broken`` (then ``lost``
+        closes the idle ones too: whatever broke it may have broken them), expired, or the
+        pool was closed."""
+        doomed: list[Slot] = []
+        with self._cond:
+            self._lent -= 1
+            if broken or self._closed or self._expired(slot):
+                doomed.append(slot)
+            else:
+                self._idle.append(slot)
+            if lost:
+                doomed.extend(self._idle)
+                self._idle.clear()
+            self._open -= len(doomed)
+            self._cond.notify(max(len(doomed), 1))
+        for old in doomed:
+            _close(old.raw)
+
+    def abandon(self, slot: Slot) -> None:
+        """A borrower vanished holding ``slot`` (its thread ended): close it, free its place.
+
+        Safe from a finaliser: takes no lock (the count is settled by the next borrower).
+        """
+        _close(slot.raw)
+        self._abandoned.append(1)
+
+    def _settle(self) -> None:
+        while self._abandoned:
+            self._abandoned.popleft()
+            self._lent -= 1
+            self._open -= 1
+
+    def _expired(self, slot: Slot) -> bool:
+        return self.max_lifetime is not None and time.monotonic() - slot.born > self.max_lifetime
+
+    def _fill(self) -> None:
+        """Open up to ``min_size`` idle connections (on first use); stop at the first failure."""
+        while True:
+            with self._cond:
+                if self._closed or self._open >= self.min_size:
+                    return
+                self._open += 1
+            try:
+                slot = Slot(self._opener())
+            except Exception:  # the borrower will meet the same failure and report it
+                with self._cond:
+                    self._open -= 1
+                return
+            with self._cond:
+                self._idle.insert(0, slot)
+                self._cond.notify()
+
+    # --- the whole pool --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the idle connections now and the lent ones when they come back."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for slot in idle:
+            _close(slot.raw)
+
+    def stats(self) -> dict[str, int]:
+        """``in_use`` (lent), ``open`` (lent or idle) and ``max_size``."""
+        with self._cond:
+            self._settle()
+            return {"in_use": self._lent, "open": self._open, "max_size": self.max_size}
+
+
+_pools: dict[str, tuple[Mapping[str, Any], Pool]] = {}  # alias -> (its settings, its pool)
+_lock = threading.Lock()
+
+
+def pool_for(alias: str, config: Mapping[str, Any], where: str,
+             opener: Callable[[], Any]) -> Pool | None:
+    """The pool of ``alias`` for these settings (made on first use); None when unpooled.
+
+    A pool made for other settings of the alias (it was reconfigured) is closed.
+    """
+    if config.get("POOL") is None:
+        return None
+    old = None
+    with _lock:
+        entry = _pools.get(alias)
+        if entry is not None and entry[0] is config:
+            return entry[1]
+        pool = Pool(where, config["POOL"], opener)
+        _pools[alias] = (config, pool)
+        old = entry
+    if old is not None:
+        old[1].close()
+    return pool
+
+
+def close(aliases: Any) -> None:
+    """Close the pools of ``aliases`` (their settings changed or were removed)."""
+    with _lock:
+        gone = [_pools.pop(alias) for alias in aliases if alias in _pools]
+    for _, pool in gone:
+        pool.close()
+
+
+def stats(alias: str) -> dict[str, int] | None:
+    """``in_use``, ``open`` and ``max_size`` of ``alias``'s pool; None if it has none (yet)."""
+    with _lock:
+        entry = _pools.get(alias)
+    return None if entry is None else entry[1].stats()
