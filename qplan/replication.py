@@ -1,19 +1,29 @@
 """Replicas seen from execution: read-your-writes positions and failover of reads.
 
 After a write (or the commit of an ``atomic`` block) on a primary some router reads
-around, ``record_write`` asks the primary its position (PostgreSQL: the WAL location)
+around, ``record_write`` asks the primary its position (PostgreSQL: the WAL location;
+MariaDB: the GTID position of every domain; Galera: the session's last written GTID)
 and hands it to routing. Before a read, ``refresh`` asks the replicas the routers
 need to know about how far they have replayed, and tells the routers; a replica that
 cannot be reached is marked down. Routers then choose from that state alone.
+
+When no replica has caught up yet, ``refresh`` gives the first one that can serve a
+bounded chance, ``CATCH_UP_WAIT`` seconds at most per read: the backend's wait
+(``MASTER_GTID_WAIT``) where it has one, else re-reading the position every
+``POLL_INTERVAL``. A replica further behind leaves the read to the primary.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from . import routing
 from .connections import Connection, connections
-from .errors import ConnectionFailure
+from .errors import ConnectionFailure, OperationalError
+
+CATCH_UP_WAIT = 0.05  # seconds one read may wait for a replica to catch up, at most
+POLL_INTERVAL = 0.002  # seconds between two reads of a position, without a server-side wait
 
 
 def record_write(conn: Connection) -> None:
@@ -26,16 +36,46 @@ def record_write(conn: Connection) -> None:
 
 
 def refresh(plan: Any) -> None:
-    """Read the replay positions the routers of ``plan`` need, until one replica will do."""
-    for router, replica, _ in routing.positions_wanted(plan):
-        conn = connections[replica]
+    """Read the replay positions the routers of ``plan`` need, until one replica will do;
+    when none will, wait for the first reachable one, ``CATCH_UP_WAIT`` at most."""
+    wanted = routing.positions_wanted(plan)
+    reachable = []
+    for router, replica, position in wanted:
         try:
-            replayed = conn.fetchall(conn.backend.REPLAY_POSITION_SQL)[0][0]
+            replayed = _replayed(connections[replica])
         except ConnectionFailure:
             router.mark_down(replica)
             continue
         if router.observed(replica, replayed):
             return
+        reachable.append((router, replica, position))
+    if reachable and CATCH_UP_WAIT > 0:
+        _catch_up(*reachable[0])
+
+
+def _replayed(conn: Connection) -> Any:
+    return conn.fetchall(conn.backend.REPLAY_POSITION_SQL)[0][0]
+
+
+def _catch_up(router: Any, replica: str, position: str) -> None:
+    """Give ``replica`` up to ``CATCH_UP_WAIT`` seconds to replay ``position``, telling
+    ``router`` what it then has; a replica that fails is marked down."""
+    conn = connections[replica]
+    wait_sql = conn.backend.WAIT_POSITION_SQL
+    deadline = time.monotonic() + CATCH_UP_WAIT
+    try:
+        if wait_sql is not None:  # one server-side wait, then the position it reached
+            conn.fetchall(wait_sql, (position, CATCH_UP_WAIT))
+            router.observed(replica, _replayed(conn))
+            return
+        while time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL)
+            if router.observed(replica, _replayed(conn)):
+                return
+    except ConnectionFailure:
+        router.mark_down(replica)
+    except OperationalError:  # the wait itself failed (a timeout): the read goes elsewhere
+        pass
 
 
 def with_failover(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Connection], Any],

@@ -1,6 +1,7 @@
 """Shared fixtures: hypothesis profiles, the opt-in slow flag, SQLite databases, and the
-throwaway PostgreSQL (primary + hot standby) and MariaDB servers, started once per session
-on first use (tests/servers.py) and stopped at its end."""
+throwaway PostgreSQL (primary + hot standby) and MariaDB servers (tests/servers.py), the
+MariaDB GTID pair and Galera cluster (tests/replicas.py), each started once per session on
+first use and stopped at its end."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, settings
 
 import qplan
 import testmodels
+from replicas import GaleraCluster, GtidPair
 from servers import MariaDBServer, PostgresCluster, ServerUnavailable, close_all, start_all
 
 # With QPLAN_REQUIRE_SERVERS=1 (scripts/test, CI) a server that cannot start is an error,
@@ -113,6 +115,39 @@ def mysql_settings(mariadb: MariaDBServer) -> dict[str, Any]:
             "USER": mariadb.user, "PASSWORD": mariadb.password, "NAME": "qplan_tests",
             "OPTIONS": {"init_command": "SET SESSION lock_wait_timeout = 20,"
                                         " innodb_lock_wait_timeout = 20"}}
+
+
+def _started(server: Any) -> Iterator[Any]:
+    """Start a replicated server set (tests/replicas.py), yield it, always close it."""
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        if REQUIRE_SERVERS:
+            raise
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def gtid_pair() -> Iterator[GtidPair]:
+    """A MariaDB primary and its GTID replica, started on first use."""
+    yield from _started(GtidPair())
+
+
+@pytest.fixture(scope="session")
+def galera() -> Iterator[GaleraCluster]:
+    """A 3-node Galera cluster, started on first use (about 10-15 s)."""
+    yield from _started(GaleraCluster())
+
+
+@pytest.fixture(scope="session")
+def galera_settings(galera: GaleraCluster) -> dict[str, Any]:
+    """qplan settings for a database of the qplan tests on Galera node 1."""
+    galera.create_database("qplan_tests")
+    return galera.nodes[0].settings("qplan_tests")
 
 
 _sqlite_files = itertools.count()
