@@ -159,7 +159,7 @@ class GaleraNode(ReplicatedMariaDB):
         root_opts = (["--user=mysql", "--auth-root-authentication-method=socket"] if user
                      else ["--auth-root-authentication-method=normal"])
         _run([self._bin["mariadb-install-db"], "--no-defaults", f"--datadir={base / 'data'}",
-              *root_opts, "--skip-test-db", "--skip-name-resolve"], cwd=base)
+              *root_opts, "--skip-test-db", "--skip-name-resolve", f"--tmpdir={base}"], cwd=base)
 
     def _command(self) -> list[str]:
         cmd = super()._command()
@@ -168,9 +168,7 @@ class GaleraNode(ReplicatedMariaDB):
         addresses = ",".join(f"{HOST}:{n.gcomm_port}" for n in self.cluster.nodes)
         options = ";".join([
             f"gmcast.listen_addr=tcp://{HOST}:{self.gcomm_port}",
-            f"ist.recv_addr={HOST}:{self.ist_port}", "gcache.size=64M",
-            "evs.suspect_timeout=PT3S", "evs.inactive_timeout=PT6S",
-            "evs.install_timeout=PT4S", "pc.wait_prim_timeout=PT10S"])
+            f"ist.recv_addr={HOST}:{self.ist_port}", "gcache.size=64M"])
         cmd += [
             "--wsrep-on=ON", f"--wsrep-provider={GALERA_PROVIDER}",
             f"--wsrep-cluster-name={self.cluster.name}",
@@ -227,11 +225,13 @@ class GaleraCluster:
         self.nodes: list[GaleraNode] = []
         self.nodes.extend(GaleraNode(self, i) for i in (1, 2, 3))
 
+    JOIN_ATTEMPTS = 2  # a joiner that times out on a loaded machine is started once more
+
     def start(self) -> GaleraCluster:
         """Bootstrap node 1, then join nodes 2 and 3 (concurrently; Galera queues the SSTs)."""
         try:
             self.nodes[0].start()
-            for error in start_all(*self.nodes[1:]):
+            for error in start_all(*(GaleraJoin(n, self.JOIN_ATTEMPTS) for n in self.nodes[1:])):
                 if error is not None:
                     raise error
         except BaseException:
@@ -250,3 +250,22 @@ class GaleraCluster:
         """Stop every node and remove their folders."""
         close_all(*reversed(self.nodes))
 
+
+
+class GaleraJoin:
+    """Join one node, retrying a failed join (``start_all`` runs these concurrently)."""
+
+    def __init__(self, node: GaleraNode, attempts: int) -> None:
+        self.node, self.attempts = node, attempts
+
+    def start(self) -> None:
+        for attempt in range(self.attempts):
+            try:
+                self.node.start()
+                return
+            except RuntimeError:
+                if attempt + 1 == self.attempts:
+                    raise
+
+    def close(self) -> None:
+        self.node.close()

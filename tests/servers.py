@@ -700,7 +700,7 @@ class MariaDBServer(_Managed):
         root_opts = (["--user=root", "--auth-root-authentication-method=socket"] if _is_root()
                      else ["--auth-root-authentication-method=normal"])
         _run([self._bin["mariadb-install-db"], "--no-defaults", f"--datadir={base / 'data'}",
-              *root_opts, "--skip-test-db", "--skip-name-resolve"], cwd=base)
+              *root_opts, "--skip-test-db", "--skip-name-resolve", f"--tmpdir={base}"], cwd=base)
 
     def _command(self) -> list[str]:
         """The mariadbd command line (``extra_args`` last)."""
