@@ -203,9 +203,11 @@ class MySQLBackend(Backend):
             cur = conn.execute("SHOW SLAVE STATUS")
             rows = cur.fetchall()
             names = [d[0] for d in cur.description or ()]
-        except errors.DatabaseError:  # no privilege: the position is all it can say
-            return f"; replica?, GTID {slave_pos}, lag unknown (SHOW SLAVE STATUS refused)" \
-                if slave_pos else (f"; GTID {binlog_pos}" if binlog_pos else "")
+        except errors.DatabaseError:  # no privilege: the positions are all it can say
+            if slave_pos:
+                return (f"; replica, GTID {slave_pos}, lag unknown (SHOW SLAVE STATUS needs "
+                        f"the SLAVE MONITOR privilege)")
+            return f"; primary, GTID {binlog_pos}" if binlog_pos else ""
         if not rows:
             return f"; primary, GTID {binlog_pos}" if binlog_pos else ""
         lag = dict(zip(names, rows[0])).get("Seconds_Behind_Master")

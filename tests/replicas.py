@@ -115,6 +115,8 @@ class GtidPair:
         self.primary.create_database(name)
         self.wait_caught_up()
         self.replica.create_database(name)  # IF NOT EXISTS: only the grant is new
+        # SHOW SLAVE STATUS (``qplan check``'s lag) needs SLAVE MONITOR
+        self.replica.query(f"GRANT SLAVE MONITOR ON *.* TO '{self.replica.user}'@'{HOST}'")
 
     def close(self) -> None:
         """Stop both servers and remove their folders."""

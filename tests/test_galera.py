@@ -127,3 +127,12 @@ def test_a_sigkilled_node_fails_over_without_errors(router, cluster):
     time.sleep(0.35)  # the back-off
     Author.objects.create(name="after")
     assert Author.objects.filter(name="after").count() == 1
+
+
+def test_check_shows_each_node_state_gtid_and_queue(router, cluster):
+    Author.objects.create(name="x")
+    for alias in NODES:
+        conn = qplan.connections[alias]
+        _, details = conn.backend.probe(conn)
+        assert "; galera node Synced (Primary), cluster size 3, GTID 1-" in details
+        assert details.endswith("write sets queued")

@@ -166,3 +166,13 @@ def test_every_domain_must_be_reached_and_routing_does_no_io(router, monkeypatch
     assert router.observed("replica", "0-1-900") is False  # domain 7 missing
     assert router.observed("replica", "0-1-50,7-5-3,9-1-1") is True
     assert router.db_for_read(plan) == "replica"
+
+
+def test_check_shows_gtid_positions_and_lag(router, pair):
+    Author.objects.create(name="x")
+    pair.wait_caught_up()
+    position = pair.position()
+    _, primary = qplan.connections["primary"].backend.probe(qplan.connections["primary"])
+    _, replica = qplan.connections["replica"].backend.probe(qplan.connections["replica"])
+    assert primary.endswith(f"; primary, GTID {position}")
+    assert replica.endswith(f"; replica, GTID {position}, lag 0 s")

@@ -138,3 +138,24 @@ def test_a_server_that_is_down_is_named_and_a_restart_needs_no_new_process(mysql
     mariadb.stop(kill=True)  # a crash while idle: the next read reconnects by itself
     mariadb.start()
     assert list(Tag.objects.values_list("code", flat=True)) == ["before"]
+
+
+# --- GTID positions (read-your-writes) ------------------------------------------------------------
+
+
+def test_gtid_positions_are_compared_in_every_domain():
+    pos = backend.parse_position
+    assert pos("").seqs == {}
+    assert pos("0-1-10,\n1-2-5").seqs == {0: 10, 1: 5}
+    assert backend.reached(pos("0-1-10,1-2-5"), pos("0-9-10"))  # the server id does not matter
+    assert backend.reached(pos("0-1-10,1-2-5"), pos(""))
+    assert not backend.reached(pos("0-1-10"), pos("0-1-10,1-2-1"))  # a domain missing
+    assert not backend.reached(pos("0-1-10,1-2-5"), pos("0-1-11,1-2-5"))
+    assert not backend.reached(pos(""), pos("0-1-1"))  # a replica that replicated nothing
+
+
+@pytest.mark.parametrize("text", ["0-1", "0-1-2-3", "x-1-2", "0-1-2,0-1-3", "0-1--2", "0-1-+2",
+                                  "4294967296-1-1", "0-1-18446744073709551616", "٣-1-2"])
+def test_malformed_gtid_positions_are_refused(text):
+    with pytest.raises(ValueError):
+        backend.parse_position(text)
