@@ -144,6 +144,18 @@ def galera() -> Iterator[GaleraCluster]:
 
 
 @pytest.fixture(scope="session")
+def galera_server(galera: GaleraCluster) -> Any:
+    """The Galera node ``galera_settings`` points at (node 1)."""
+    return galera.nodes[0]
+
+
+@pytest.fixture(scope="session")
+def mysql_server(mariadb: MariaDBServer) -> MariaDBServer:
+    """The server ``mysql_settings`` points at."""
+    return mariadb
+
+
+@pytest.fixture(scope="session")
 def galera_settings(galera: GaleraCluster) -> dict[str, Any]:
     """qplan settings for a database of the qplan tests on Galera node 1."""
     galera.create_database("qplan_tests")
@@ -206,7 +218,18 @@ def pg_db(databases: Any) -> str:
     return databases(default="postgresql")[0]
 
 
+# The MariaDB family: every backend speaking MariaDB's SQL (mysql, galera).
+MARIADB_FAMILY = [v for v in VENDORS if qplan.backends.get(v).dialect == "mysql"]
+
+
+@pytest.fixture(params=MARIADB_FAMILY)
+def mysql_db(request: pytest.FixtureRequest, databases: Any) -> str:
+    """``default`` on each MariaDB-family server in turn (MariaDB, a Galera node), with the
+    test-model tables."""
+    return databases(default=request.param)[0]
+
+
 @pytest.fixture
-def mysql_db(databases: Any) -> str:
-    """``default`` on MariaDB, with the test-model tables."""
-    return databases(default="mysql")[0]
+def mysql_db_server(request: pytest.FixtureRequest, mysql_db: str) -> Any:
+    """The server behind ``mysql_db`` (``<vendor>_server``): stop, kill and start it."""
+    return request.getfixturevalue(f"{request.node.callspec.params['mysql_db']}_server")
