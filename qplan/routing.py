@@ -500,16 +500,13 @@ class PrimaryReplica:
     def observed(self, replica: str, replayed: str | None) -> bool:
         """Execution read ``replica``'s replayed position (None: not a standby, so it has
         everything); True when it has caught up with this context's writes."""
-        if replayed is None:
-            have: Any = NOT_A_STANDBY
-        else:
-            backend = get_backend(settings.database(replica)["ENGINE"])
-            have = _parsed(backend, replayed)
+        backend = get_backend(settings.database(replica)["ENGINE"])
+        have = NOT_A_STANDBY if replayed is None else _parsed(backend, replayed)
         with self._lock:
             old = self._replayed.get(replica)
             # keep the newer of the two (observations of two threads may arrive out of order)
-            if old is None or (old is not NOT_A_STANDBY and (have is NOT_A_STANDBY or
-                                                              not backend.reached(old, have))):
+            if old is None or (old is not NOT_A_STANDBY and (
+                    have is NOT_A_STANDBY or not backend.reached(old, have))):
                 self._replayed[replica] = have
         return self._caught_up(replica)
 
