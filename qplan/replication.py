@@ -8,13 +8,15 @@ need to know about how far they have replayed, and tells the routers; a replica 
 cannot be reached is marked down. Routers then choose from that state alone.
 
 When no replica has caught up yet, ``refresh`` gives the first one that can serve a
-bounded chance, ``CATCH_UP_WAIT`` seconds at most per read: the backend's wait
+bounded chance, ``CATCH_UP_WAIT`` seconds at most: the backend's wait
 (``MASTER_GTID_WAIT``) where it has one, else re-reading the position every
-``POLL_INTERVAL``. A replica further behind leaves the read to the primary.
+``POLL_INTERVAL``. A replica further behind leaves the read to the primary, and the
+context's next reads do not wait for it again until the context writes again.
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import Any, Callable
 
@@ -24,6 +26,10 @@ from .errors import ConnectionFailure, OperationalError
 
 CATCH_UP_WAIT = 0.05  # seconds one read may wait for a replica to catch up, at most
 POLL_INTERVAL = 0.002  # seconds between two reads of a position, without a server-side wait
+
+# replica -> the position this context last waited for in vain (replaced, never mutated)
+_waited: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "qplan_waited", default={})
 
 
 def record_write(conn: Connection) -> None:
@@ -50,32 +56,36 @@ def refresh(plan: Any) -> None:
             return
         reachable.append((router, replica, position))
     if reachable and CATCH_UP_WAIT > 0:
-        _catch_up(*reachable[0])
+        router, replica, position = reachable[0]
+        waited = _waited.get()
+        if waited.get(replica) != position and not _catch_up(router, replica, position):
+            _waited.set({**waited, replica: position})
 
 
 def _replayed(conn: Connection) -> Any:
     return conn.fetchall(conn.backend.REPLAY_POSITION_SQL)[0][0]
 
 
-def _catch_up(router: Any, replica: str, position: str) -> None:
+def _catch_up(router: Any, replica: str, position: str) -> bool:
     """Give ``replica`` up to ``CATCH_UP_WAIT`` seconds to replay ``position``, telling
-    ``router`` what it then has; a replica that fails is marked down."""
+    ``router`` what it then has; True when it caught up. A replica that fails is marked
+    down."""
     conn = connections[replica]
     wait_sql = conn.backend.WAIT_POSITION_SQL
     deadline = time.monotonic() + CATCH_UP_WAIT
     try:
         if wait_sql is not None:  # one server-side wait, then the position it reached
             conn.fetchall(wait_sql, (position, CATCH_UP_WAIT))
-            router.observed(replica, _replayed(conn))
-            return
+            return bool(router.observed(replica, _replayed(conn)))
         while time.monotonic() < deadline:
             time.sleep(POLL_INTERVAL)
             if router.observed(replica, _replayed(conn)):
-                return
+                return True
     except ConnectionFailure:
         router.mark_down(replica)
     except OperationalError:  # the wait itself failed (a timeout): the read goes elsewhere
         pass
+    return False
 
 
 def with_failover(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Connection], Any],

@@ -92,6 +92,9 @@ def test_a_delayed_replica_serves_no_stale_read(router, pair):
         Author.objects.create(name="slow")
         time.sleep(2.1)  # the case: the read 2.1 s after the write
         assert Author.objects.get(name="slow")._db == "primary"
+        start = time.monotonic()  # the replica had its chance: the next reads do not wait
+        assert {Author.objects.get(name="slow")._db for _ in range(10)} == {"primary"}
+        assert time.monotonic() - start < replication.CATCH_UP_WAIT
         # a context without these writes reads the delayed replica, which lacks them
         assert in_fresh_context(lambda: Author.objects.filter(name="slow").exists()) is False
         assert in_fresh_context(lambda: Author.objects.get(name="old")._db) == "replica"
