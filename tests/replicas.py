@@ -155,7 +155,8 @@ class GaleraNode(ReplicatedMariaDB):
         user = _galera_user()
         self._find_binaries()
         base = self._register(f"qplan-galera{self.index}-",
-                              [("mysqld.pid", "mariadbd", int(signal.SIGKILL))])
+                              [("mysqld.pid", "mariadbd", int(signal.SIGKILL)),
+                               ("data/rsync_sst.pid", "rsync", int(signal.SIGKILL))])
         base.chmod(0o755)
         if user:
             shutil.chown(base, user, user)

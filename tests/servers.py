@@ -218,8 +218,12 @@ for pidfile, comm, sig in spec["kill"]:
 deadline = time.monotonic() + 20
 while any(alive(p) for p in pids) and time.monotonic() < deadline:
     time.sleep(0.05)
-for d in spec["remove"]:
-    shutil.rmtree(d, ignore_errors=True)
+for attempt in range(5):  # helpers of a dead server (an rsync state transfer) may still write
+    for d in spec["remove"]:
+        shutil.rmtree(d, ignore_errors=True)
+    if not any(os.path.exists(d) for d in spec["remove"]):
+        break
+    time.sleep(1)
 """
 
 
