@@ -253,6 +253,7 @@ class GaleraCluster:
         self.nodes[0].create_database(name)
 
     def endpoints(self) -> list[Endpoint]:
+        """Each node's ``appdb`` as an :class:`Endpoint`, node 1 first."""
         return [n.endpoint for n in self.nodes]
 
     def close(self) -> None:
