@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from . import routing
 from .connections import Connection, connections
-from .errors import ConnectionFailure, OperationalError
+from .errors import ConnectionFailure, DatabaseError, OperationalError
 
 CATCH_UP_WAIT = 0.05  # seconds one read may wait for a replica to catch up, at most
 POLL_INTERVAL = 0.002  # seconds between two reads of a position, without a server-side wait
@@ -33,11 +33,19 @@ _waited: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
 
 
 def record_write(conn: Connection) -> None:
-    """Record this context's write on ``conn`` (after the statement, or after COMMIT)."""
+    """Record this context's write on ``conn`` (after the statement, or after COMMIT).
+
+    The write is done by then: a position the server cannot give (a server without GTIDs,
+    a connection lost just after COMMIT) is recorded as unknown, so routing reads from the
+    primary for its ``lag_window``, and the caller sees no error.
+    """
     if conn.in_atomic or not routing.tracks(conn.alias):
         return
     sql = conn.backend.WRITE_POSITION_SQL
-    position = None if sql is None else conn.fetchall(sql)[0][0]
+    try:
+        position = None if sql is None else conn.fetchall(sql)[0][0]
+    except DatabaseError:
+        position = None
     routing.remember_write(conn.alias, position)
 
 

@@ -181,3 +181,18 @@ def test_check_shows_gtid_positions_and_lag(router, pair):
     _, replica = qplan.connections["replica"].backend.probe(qplan.connections["replica"])
     assert primary.endswith(f"; primary, GTID {position}")
     assert replica.endswith(f"; replica, GTID {position}, lag 0 s")
+
+
+def test_a_primary_that_cannot_give_its_position_falls_back_to_the_lag_window(router, pair,
+                                                                             monkeypatch):
+    """MySQL 8 has no @@gtid_binlog_pos: the write still succeeds, and reads wait out
+    ``lag_window`` on the primary."""
+    monkeypatch.setattr(qplan.backends.get("mysql"), "WRITE_POSITION_SQL",
+                        "SELECT @@no_such_variable")
+    router.lag_window = 0.3
+    Author.objects.create(name="unknown position")
+    assert json.loads(routing.token())["primary"][0] is None
+    assert Author.objects.get(name="unknown position")._db == "primary"
+    pair.wait_caught_up()
+    time.sleep(0.3)
+    assert Author.objects.get(name="unknown position")._db == "replica"
