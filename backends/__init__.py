@@ -1,7 +1,7 @@
 """The open registry of database backends: ``register``, ``get``, ``names``.
 
 A backend is one module holding one ``Backend`` subclass (see ``base``); every fact
-about its database lives there. The three built-in ones are registered here; others
+about its database lives there. The built-in ones are registered here; others
 register with ``qplan.backends.register(name, BackendClass)`` or through the entry
 point group ``qplan.backends`` (``name = "package.module:BackendClass"``), loaded the
 first time a name is not found. DuckDB (``duckdb``, whose driver is the optional extra
@@ -26,6 +26,7 @@ BUILTIN = {
     "sqlite": "qplan.backends.sqlite:SQLiteBackend",
     "postgresql": "qplan.backends.postgresql:PostgreSQLBackend",
     "mysql": "qplan.backends.mysql:MySQLBackend",
+    "galera": "qplan.backends.galera:GaleraBackend",
 }
 
 _lock = threading.RLock()

@@ -105,6 +105,9 @@ class Backend:
     # MySQL). qplan's documented order is that one; the compiler spells it out (NULLS
     # FIRST/LAST) through sqlglot for the others (PostgreSQL).
     null_order_small = True
+    # Auto-increment keys of one connection's inserts are consecutive (False: they step, as on
+    # a Galera cluster, where each node hands out every n-th value).
+    DENSE_AUTO_IDS = True
     # The LIMIT a database needs before an OFFSET when the plan has none ("no limit" spelled
     # its way); None: OFFSET may stand alone.
     LIMIT_FOR_OFFSET: str | None = None
@@ -381,10 +384,20 @@ class Backend:
     # so routing falls back to a time window.
     WRITE_POSITION_SQL: str | None = None
     REPLAY_POSITION_SQL: str | None = None
+    # SQL that waits on a standby until it has replayed a position, at most some seconds
+    # (parameters: the position's text, the seconds); None: execution cannot wait, it only
+    # reads REPLAY_POSITION_SQL.
+    WAIT_POSITION_SQL: str | None = None
 
-    def position(self, text: str) -> int:
-        """A position the two statements above return, as a comparable integer."""
+    def parse_position(self, text: str) -> Any:
+        """A position the statements above return, as a value ``reached`` compares;
+        ``ValueError`` when ``text`` is not one."""
         raise NotImplementedError
+
+    def reached(self, replayed: Any, wanted: Any) -> bool:
+        """Whether a standby that has replayed ``replayed`` holds everything up to ``wanted``
+        (both from ``parse_position``); a total order compares with ``>=``."""
+        return bool(replayed >= wanted)
 
     def is_disconnect(self, exc: BaseException, raw: Any) -> bool:
         """Whether ``exc`` says the connection itself is gone (a read may then be retried)."""

@@ -22,6 +22,54 @@ from .base import UTC, Backend
 
 # pymysql.constants.CR: the connection is gone (server restarted, killed, timed out).
 _GONE = {2006, 2013, 2055}
+# Server error codes with a more precise qplan error than their PEP 249 class gives:
+# 1213 ER_LOCK_DEADLOCK (a deadlock, or a Galera certification conflict).
+_TYPED_ERRORS: dict[int, type[errors.DatabaseError]] = {1213: errors.SerializationFailure}
+
+_UINT32, _UINT64 = (1 << 32) - 1, (1 << 64) - 1
+
+
+class GtidPosition:
+    """A MariaDB GTID position (``'0-1-10,1-101-7'``): per replication domain, the highest
+    sequence number. Sequence numbers grow within a domain, whichever server wrote them, so
+    a position has reached another when it has, in every domain of the other, a sequence
+    number at least as high (a partial order: two domains may each be ahead)."""
+
+    __slots__ = ("seqs",)
+
+    def __init__(self, seqs: dict[int, int]) -> None:
+        self.seqs = seqs  # domain id -> sequence number
+
+    @classmethod
+    def parse(cls, text: str) -> GtidPosition:
+        """``domain-server-seqno`` GTIDs separated by commas (``''``: nothing replicated);
+        ``ValueError`` for anything else, also a domain named twice."""
+        if not isinstance(text, str):
+            raise ValueError(f"not a GTID position: {text!r:.80}")
+        seqs: dict[int, int] = {}
+        for gtid in filter(None, (part.strip() for part in text.split(","))):
+            pieces = gtid.split("-")
+            if len(pieces) != 3 or not all(p.isascii() and p.isdigit() for p in pieces):
+                raise ValueError(f"not a GTID: {gtid!r:.80}")
+            domain, server, seqno = map(int, pieces)
+            if domain > _UINT32 or server > _UINT32 or seqno > _UINT64 or domain in seqs:
+                raise ValueError(f"not a GTID position: {text!r:.80}")
+            seqs[domain] = seqno
+        return cls(seqs)
+
+    def reached(self, wanted: GtidPosition) -> bool:
+        """Whether this position holds everything ``wanted`` holds, in every domain."""
+        mine = self.seqs
+        return all(mine.get(domain, -1) >= seqno for domain, seqno in wanted.seqs.items())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GtidPosition) and self.seqs == other.seqs
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.seqs.items()))
+
+    def __repr__(self) -> str:
+        return f"GtidPosition({self.seqs!r})"
 
 
 def _naive_utc(value: _dt.datetime) -> _dt.datetime:
@@ -138,23 +186,44 @@ class MySQLBackend(Backend):
             cur.execute("SET time_zone = '+00:00'")
         return raw
 
+    # --- replication positions (read-your-writes): MariaDB GTIDs, every domain ------------------
+
+    WRITE_POSITION_SQL = "SELECT @@gtid_binlog_pos"  # the primary, after this session's commit
+    REPLAY_POSITION_SQL = "SELECT @@gtid_slave_pos"  # a replica: what its SQL thread committed
+    WAIT_POSITION_SQL = "SELECT MASTER_GTID_WAIT(%s, %s) = 0"
+
+    def parse_position(self, text: str) -> GtidPosition:
+        return GtidPosition.parse(text)
+
+    def reached(self, replayed: GtidPosition, wanted: GtidPosition) -> bool:
+        return replayed.reached(wanted)
+
     def probe_details(self, conn: Any) -> str:
-        """The replica's lag from ``SHOW SLAVE STATUS`` (nothing without the privilege)."""
+        """A replica's GTID position and lag (``SHOW SLAVE STATUS``; without the
+        REPLICA MONITOR privilege, the position alone); a primary's binlog position."""
+        slave_pos, binlog_pos = conn.fetchall("SELECT @@gtid_slave_pos, @@gtid_binlog_pos")[0]
         try:
             cur = conn.execute("SHOW SLAVE STATUS")
             rows = cur.fetchall()
             names = [d[0] for d in cur.description or ()]
-        except errors.DatabaseError:
-            return ""
+        except errors.DatabaseError:  # no privilege: the positions are all it can say
+            if slave_pos:
+                return (f"; replica, GTID {slave_pos}, lag unknown (SHOW SLAVE STATUS needs "
+                        f"the SLAVE MONITOR privilege)")
+            return f"; primary, GTID {binlog_pos}" if binlog_pos else ""
         if not rows:
-            return ""
+            return f"; primary, GTID {binlog_pos}" if binlog_pos else ""
         lag = dict(zip(names, rows[0])).get("Seconds_Behind_Master")
-        return f"; replica, lag {lag if lag is not None else 'unknown (not replicating)'} s"
+        return (f"; replica, GTID {slave_pos or '(none)'}, lag "
+                f"{lag if lag is not None else 'unknown (not replicating)'} s")
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
         import pymysql
 
         return (pymysql.err.MySQLError,)
+
+    # Server error codes that mean the connection (or the server behind it) cannot serve.
+    GONE = _GONE
 
     def is_disconnect(self, exc: BaseException, raw: Any) -> bool:
         import pymysql
@@ -162,7 +231,16 @@ class MySQLBackend(Backend):
         if isinstance(exc, pymysql.err.InterfaceError):
             return True
         return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and \
-            exc.args[0] in _GONE
+            exc.args[0] in self.GONE
+
+    def map_error(self, exc: BaseException, where: str) -> errors.Error:
+        """PEP 249's mapping, except the server errors in ``_TYPED_ERRORS`` (1213:
+        ``SerializationFailure``)."""
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        typed = _TYPED_ERRORS.get(code) if code is not None else None
+        if typed is not None:
+            return typed(f"{where}: {str(exc).strip()}")
+        return super().map_error(exc, where)
 
 
 backend = MySQLBackend()

@@ -87,9 +87,11 @@ class PostgreSQLBackend(Backend):
     WRITE_POSITION_SQL = "SELECT pg_current_wal_lsn()::text"
     REPLAY_POSITION_SQL = "SELECT pg_last_wal_replay_lsn()::text"
 
-    def position(self, text: str) -> int:
-        """A WAL location ``'16/B374D848'`` as an integer."""
-        high, _, low = text.partition("/")
+    def parse_position(self, text: str) -> int:
+        """A WAL location ``'16/B374D848'`` as an integer (LSNs are totally ordered)."""
+        high, sep, low = text.partition("/")
+        if not sep:
+            raise ValueError(f"not a WAL location: {text!r}")
         return (int(high, 16) << 32) + int(low, 16)
 
     # --- dialect hooks ----------------------------------------------------------------------

@@ -10,8 +10,8 @@ from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
                      IntegrityError, InterfaceError, InternalError, MultipleObjectsReturned,
                      NotSupportedError, ObjectDoesNotExist, OperationalError, PlanError,
-                     PoolTimeout, ProgrammingError, ReadOnlyError, RoutingError, TransactionManagementError,
-                     UnsafePayload)
+                     PoolTimeout, ProgrammingError, ReadOnlyError, RoutingError,
+                     SerializationFailure, TransactionManagementError, UnsafePayload)
 from .schema import create_tables, drop_tables
 from .expressions import Avg, Count, F, Max, Min, Q, Sum
 from .jsonplan import from_json
@@ -33,7 +33,7 @@ __all__ = [
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
     "Plan", "PlanError", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
     "RoundRobin",
-    "RoutingError", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
+    "RoutingError", "SerializationFailure", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
     "backends", "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
     "loads", "partial_results", "remove_database", "reset",

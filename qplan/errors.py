@@ -79,6 +79,12 @@ class PoolTimeout(OperationalError):
     """
 
 
+class SerializationFailure(OperationalError):
+    """The database aborted a transaction because it conflicted with another one (a deadlock,
+    a Galera certification conflict: MariaDB error 1213). Nothing of it was committed; qplan
+    never retries it (a write may be retried only by the caller, who knows it is safe)."""
+
+
 class ReadOnlyError(DatabaseError):
     """A write was refused before it reached a read-only alias (``READ_ONLY`` or a replica)."""
 

@@ -1,41 +1,99 @@
 """Replicas seen from execution: read-your-writes positions and failover of reads.
 
 After a write (or the commit of an ``atomic`` block) on a primary some router reads
-around, ``record_write`` asks the primary its position (PostgreSQL: the WAL location)
+around, ``record_write`` asks the primary its position (PostgreSQL: the WAL location;
+MariaDB: the GTID position of every domain; Galera: the session's last written GTID)
 and hands it to routing. Before a read, ``refresh`` asks the replicas the routers
 need to know about how far they have replayed, and tells the routers; a replica that
 cannot be reached is marked down. Routers then choose from that state alone.
+
+When no replica has caught up yet, ``refresh`` gives the first one that can serve a
+bounded chance, ``CATCH_UP_WAIT`` seconds at most: the backend's wait
+(``MASTER_GTID_WAIT``) where it has one, else re-reading the position every
+``POLL_INTERVAL``. A replica further behind leaves the read to the primary, and the
+context's next reads do not wait for it again until the context writes again.
 """
 
 from __future__ import annotations
 
+import contextvars
+import time
 from typing import Any, Callable
 
 from . import routing
 from .connections import Connection, connections
-from .errors import ConnectionFailure
+from .errors import ConnectionFailure, DatabaseError, OperationalError
+
+CATCH_UP_WAIT = 0.05  # seconds one read may wait for a replica to catch up, at most
+POLL_INTERVAL = 0.002  # seconds between two reads of a position, without a server-side wait
+
+# replica -> the position this context last waited for in vain (replaced, never mutated)
+_waited: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "qplan_waited", default={})
 
 
 def record_write(conn: Connection) -> None:
-    """Record this context's write on ``conn`` (after the statement, or after COMMIT)."""
+    """Record this context's write on ``conn`` (after the statement, or after COMMIT).
+
+    The write is done by then: a position the server cannot give (a server without GTIDs,
+    a connection lost just after COMMIT) is recorded as unknown, so routing reads from the
+    primary for its ``lag_window``, and the caller sees no error.
+    """
     if conn.in_atomic or not routing.tracks(conn.alias):
         return
     sql = conn.backend.WRITE_POSITION_SQL
-    position = None if sql is None else conn.fetchall(sql)[0][0]
+    try:
+        position = None if sql is None else conn.fetchall(sql)[0][0]
+    except DatabaseError:
+        position = None
     routing.remember_write(conn.alias, position)
 
 
 def refresh(plan: Any) -> None:
-    """Read the replay positions the routers of ``plan`` need, until one replica will do."""
-    for router, replica, _ in routing.positions_wanted(plan):
-        conn = connections[replica]
+    """Read the replay positions the routers of ``plan`` need, until one replica will do;
+    when none will, wait for the first reachable one, ``CATCH_UP_WAIT`` at most."""
+    wanted = routing.positions_wanted(plan)
+    reachable = []
+    for router, replica, position in wanted:
         try:
-            replayed = conn.fetchall(conn.backend.REPLAY_POSITION_SQL)[0][0]
+            replayed = _replayed(connections[replica])
         except ConnectionFailure:
             router.mark_down(replica)
             continue
         if router.observed(replica, replayed):
             return
+        reachable.append((router, replica, position))
+    if reachable and CATCH_UP_WAIT > 0:
+        router, replica, position = reachable[0]
+        waited = _waited.get()
+        if waited.get(replica) != position and not _catch_up(router, replica, position):
+            _waited.set({**waited, replica: position})
+
+
+def _replayed(conn: Connection) -> Any:
+    return conn.fetchall(conn.backend.REPLAY_POSITION_SQL)[0][0]
+
+
+def _catch_up(router: Any, replica: str, position: str) -> bool:
+    """Give ``replica`` up to ``CATCH_UP_WAIT`` seconds to replay ``position``, telling
+    ``router`` what it then has; True when it caught up. A replica that fails is marked
+    down."""
+    conn = connections[replica]
+    wait_sql = conn.backend.WAIT_POSITION_SQL
+    deadline = time.monotonic() + CATCH_UP_WAIT
+    try:
+        if wait_sql is not None:  # one server-side wait, then the position it reached
+            conn.fetchall(wait_sql, (position, CATCH_UP_WAIT))
+            return bool(router.observed(replica, _replayed(conn)))
+        while time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL)
+            if router.observed(replica, _replayed(conn)):
+                return True
+    except ConnectionFailure:
+        router.mark_down(replica)
+    except OperationalError:  # the wait itself failed (a timeout): the read goes elsewhere
+        pass
+    return False
 
 
 def with_failover(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Connection], Any],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import itertools
 import json
 import random
@@ -222,9 +223,10 @@ def transaction_aliases() -> set[str]:
     return _blocks.aliases
 
 
-def positions_wanted(plan: Any) -> list[tuple[Any, str, int]]:
+def positions_wanted(plan: Any) -> list[tuple[Any, str, str]]:
     """``(router, replica, position)`` for each replica whose replayed position the routers
-    of ``plan`` need to know before deciding; execution fetches them (``observed``)."""
+    of ``plan`` need to know before deciding (``position``: the text the replica must have
+    replayed); execution fetches them (``observed``)."""
     out = []
     for router in chain(plan):
         wanted = getattr(router, "positions_wanted", None)
@@ -240,6 +242,7 @@ def token() -> str:
 
 
 MAX_TOKEN = 65_536  # characters: a token holds one short entry per primary
+MAX_POSITION = 4_096  # characters of one position (a GTID position names every domain)
 
 
 @contextlib.contextmanager
@@ -289,9 +292,9 @@ def _check_position(alias: str, position: Any) -> None:
     if position is None:
         return
     try:
-        if type(position) is not str or len(position) > 64:
+        if type(position) is not str or len(position) > MAX_POSITION:
             raise ValueError
-        get_backend(settings.database(alias)["ENGINE"]).position(position)
+        get_backend(settings.database(alias)["ENGINE"]).parse_position(position)
     except (ValueError, TypeError, NotImplementedError):
         raise ConfigurationError(
             f"read-your-writes token: {position!r:.80} is not a replication position of "
@@ -358,8 +361,9 @@ class PrimaryReplica:
 
     - Inside ``atomic()`` on the primary, reads go to the primary.
     - After a write, a replica serves this context's reads only once it has replayed
-      the primary's position at that write (PostgreSQL LSNs); backends without
-      positions read from the primary for ``lag_window`` seconds.
+      the primary's position at that write (PostgreSQL LSNs, MariaDB and Galera GTIDs in
+      every domain, compared by the backend's ``reached``); backends without positions
+      read from the primary for ``lag_window`` seconds.
     - A context keeps reading from one replica (a count and the page after it agree).
     - A replica that fails is marked down for ``backoff`` seconds; reads move on to
       another replica, then the primary. After the back-off the next read tries it again
@@ -377,7 +381,7 @@ class PrimaryReplica:
         self.backoff = backoff
         self.lag_window = lag_window
         self._down: dict[str, float] = {}
-        self._replayed: dict[str, int] = {}  # replica -> highest position seen replayed
+        self._replayed: dict[str, Any] = {}  # replica -> latest position seen replayed
         self._lock = threading.Lock()
         self._next = itertools.count()
         self._id = id(self)  # this router's key in the per-context sticky-replica map
@@ -452,15 +456,23 @@ class PrimaryReplica:
 
     # --- read-your-writes: decided from positions execution observed ----------------------------
 
-    def _wanted(self, replica: str) -> int | None:
-        """The position ``replica`` must have replayed for this context; None: no wait."""
+    def _wanted(self, replica: str) -> tuple[Any, Any] | None:
+        """``(backend, position)``: what ``replica`` must have replayed for this context, as
+        its backend parses it; None: no wait."""
         pending = _writes.get().get(self.primary)
         if pending is None or pending[0] is None:
             return None
         backend = get_backend(settings.database(replica)["ENGINE"])
         if backend.REPLAY_POSITION_SQL is None:
             return None
-        return backend.position(pending[0])
+        return backend, _parsed(backend, pending[0])
+
+    def _has(self, replica: str, wanted: tuple[Any, Any]) -> bool:
+        """Whether ``replica``'s last observed position has reached ``wanted``."""
+        have = self._replayed.get(replica)
+        if have is None:
+            return False
+        return have is NOT_A_STANDBY or wanted[0].reached(have, wanted[1])
 
     def _caught_up(self, replica: str) -> bool:
         pending = _writes.get().get(self.primary)
@@ -469,30 +481,40 @@ class PrimaryReplica:
         wanted = self._wanted(replica)
         if wanted is None:  # positions unknown: wait out the lag window
             return time.monotonic() - pending[1] >= self.lag_window
-        return self._replayed.get(replica, -1) >= wanted
+        return self._has(replica, wanted)
 
-    def positions_wanted(self, plan: Any) -> list[tuple[Any, str, int]]:
+    def positions_wanted(self, plan: Any) -> list[tuple[Any, str, str]]:
         """The replicas (in the order reads would try them) whose replayed position must be
         known before ``db_for_read`` can send this context's reads there."""
         if self.primary in _blocks.aliases or self.primary not in _writes.get():
             return []
+        position = _writes.get()[self.primary][0]
         out = []
         for replica in self._order(_sticky.get().get(self._id)):
             wanted = self._wanted(replica)
             if wanted is not None and not self.is_down(replica) and \
-                    self._replayed.get(replica, -1) < wanted:
-                out.append((self, replica, wanted))
+                    not self._has(replica, wanted):
+                out.append((self, replica, position))
         return out
 
     def observed(self, replica: str, replayed: str | None) -> bool:
         """Execution read ``replica``'s replayed position (None: not a standby, so it has
         everything); True when it has caught up with this context's writes."""
-        have = NOT_A_STANDBY if replayed is None else \
-            get_backend(settings.database(replica)["ENGINE"]).position(replayed)
+        backend = get_backend(settings.database(replica)["ENGINE"])
+        have = NOT_A_STANDBY if replayed is None else _parsed(backend, replayed)
         with self._lock:
-            if have > self._replayed.get(replica, -1):
+            old = self._replayed.get(replica)
+            # keep the newer of the two (observations of two threads may arrive out of order)
+            if old is None or (old is not NOT_A_STANDBY and (
+                    have is NOT_A_STANDBY or not backend.reached(old, have))):
                 self._replayed[replica] = have
         return self._caught_up(replica)
 
 
-NOT_A_STANDBY = float("inf")  # a "replica" that is not replaying: it has every position
+@functools.lru_cache(maxsize=1024)
+def _parsed(backend: Any, text: str) -> Any:
+    """``backend.parse_position(text)``, memoised (a context re-checks one position often)."""
+    return backend.parse_position(text)
+
+
+NOT_A_STANDBY = object()  # a "replica" that is not replaying: it has every position

@@ -1,6 +1,7 @@
 """Shared fixtures: hypothesis profiles, the opt-in slow flag, SQLite databases, and the
-throwaway PostgreSQL (primary + hot standby) and MariaDB servers, started once per session
-on first use (tests/servers.py) and stopped at its end."""
+throwaway PostgreSQL (primary + hot standby) and MariaDB servers (tests/servers.py), the
+MariaDB GTID pair and Galera cluster (tests/replicas.py), each started once per session on
+first use and stopped at its end."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, settings
 
 import qplan
 import testmodels
+from replicas import GaleraCluster, GtidPair
 from servers import MariaDBServer, PostgresCluster, ServerUnavailable, close_all, start_all
 
 # With QPLAN_REQUIRE_SERVERS=1 (scripts/test, CI) a server that cannot start is an error,
@@ -159,6 +161,51 @@ def mysql_settings(mariadb: MariaDBServer) -> dict[str, Any]:
                                         " innodb_lock_wait_timeout = 20"}}
 
 
+def _started(server: Any) -> Iterator[Any]:
+    """Start a replicated server set (tests/replicas.py), yield it, always close it."""
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        if REQUIRE_SERVERS:
+            raise
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def gtid_pair() -> Iterator[GtidPair]:
+    """A MariaDB primary and its GTID replica, started on first use."""
+    yield from _started(GtidPair())
+
+
+@pytest.fixture(scope="session")
+def galera() -> Iterator[GaleraCluster]:
+    """A 3-node Galera cluster, started on first use (about 10-15 s)."""
+    yield from _started(GaleraCluster())
+
+
+@pytest.fixture(scope="session")
+def galera_server(galera: GaleraCluster) -> Any:
+    """The Galera node ``galera_settings`` points at (node 1)."""
+    return galera.nodes[0]
+
+
+@pytest.fixture(scope="session")
+def mysql_server(mariadb: MariaDBServer) -> MariaDBServer:
+    """The server ``mysql_settings`` points at."""
+    return mariadb
+
+
+@pytest.fixture(scope="session")
+def galera_settings(galera: GaleraCluster) -> dict[str, Any]:
+    """qplan settings for a database of the qplan tests on Galera node 1."""
+    galera.create_database("qplan_tests")
+    return galera.nodes[0].settings("qplan_tests")
+
+
 _sqlite_files = itertools.count()
 
 
@@ -216,10 +263,21 @@ def pg_db(databases: Any) -> str:
     return databases(default="postgresql")[0]
 
 
+# The MariaDB family: every backend speaking MariaDB's SQL (mysql, galera).
+MARIADB_FAMILY = [v for v in VENDORS if qplan.backends.get(v).dialect == "mysql"]
+
+
+@pytest.fixture(params=MARIADB_FAMILY)
+def mysql_db(request: pytest.FixtureRequest, databases: Any) -> str:
+    """``default`` on each MariaDB-family server in turn (MariaDB, a Galera node), with the
+    test-model tables."""
+    return databases(default=request.param)[0]
+
+
 @pytest.fixture
-def mysql_db(databases: Any) -> str:
-    """``default`` on MariaDB, with the test-model tables."""
-    return databases(default="mysql")[0]
+def mysql_db_server(request: pytest.FixtureRequest, mysql_db: str) -> Any:
+    """The server behind ``mysql_db`` (``<vendor>_server``): stop, kill and start it."""
+    return request.getfixturevalue(f"{request.node.callspec.params['mysql_db']}_server")
 
 
 # --- backends without savepoints ---------------------------------------------------------------

@@ -218,8 +218,12 @@ for pidfile, comm, sig in spec["kill"]:
 deadline = time.monotonic() + 20
 while any(alive(p) for p in pids) and time.monotonic() < deadline:
     time.sleep(0.05)
-for d in spec["remove"]:
-    shutil.rmtree(d, ignore_errors=True)
+for attempt in range(5):  # helpers of a dead server (an rsync state transfer) may still write
+    for d in spec["remove"]:
+        shutil.rmtree(d, ignore_errors=True)
+    if not any(os.path.exists(d) for d in spec["remove"]):
+        break
+    time.sleep(1)
 """
 
 
@@ -604,7 +608,8 @@ class MariaDBServer(_Managed):
     reuses the same data folder and port.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+        self.extra_args = tuple(extra_args)  # more mariadbd options (replication, Galera)
         self.host = HOST
         self.port = free_port()
         self.user = "app"
@@ -699,24 +704,30 @@ class MariaDBServer(_Managed):
         root_opts = (["--user=root", "--auth-root-authentication-method=socket"] if _is_root()
                      else ["--auth-root-authentication-method=normal"])
         _run([self._bin["mariadb-install-db"], "--no-defaults", f"--datadir={base / 'data'}",
-              *root_opts, "--skip-test-db", "--skip-name-resolve"], cwd=base)
+              *root_opts, "--skip-test-db", "--skip-name-resolve", f"--tmpdir={base}"], cwd=base)
 
-    def _launch(self) -> None:
+    def _command(self) -> list[str]:
+        """The mariadbd command line (``extra_args`` last)."""
+        assert self.base is not None
+        base = self.base
+        return [self._bin["mariadbd"], "--no-defaults", *(["--user=root"] if _is_root() else []),
+                f"--datadir={base / 'data'}", f"--bind-address={self.host}", f"--port={self.port}",
+                f"--socket={self.socket_path}", f"--pid-file={base / 'mysqld.pid'}",
+                f"--log-error={base / 'error.log'}", f"--tmpdir={base}", "--skip-name-resolve",
+                "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+                # 2 = write the log at each commit, no fsync: survives a crash of mariadbd itself
+                "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=64M",
+                *self.extra_args]
+
+    def _launch(self, timeout: float = 60) -> None:
         assert self.base is not None
         base, log = self.base, self.base / "error.log"
-        cmd = [self._bin["mariadbd"], "--no-defaults", *(["--user=root"] if _is_root() else []),
-               f"--datadir={base / 'data'}", f"--bind-address={self.host}", f"--port={self.port}",
-               f"--socket={self.socket_path}", f"--pid-file={base / 'mysqld.pid'}",
-               f"--log-error={log}", f"--tmpdir={base}", "--skip-name-resolve",
-               "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
-               # 2 = write the log at each commit, no fsync: survives a crash of mariadbd itself
-               "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=64M"]
-        self.proc = subprocess.Popen(cmd, cwd=base, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self._command(), cwd=base, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         ping = [self._bin["mariadb-admin"], "--no-defaults", f"--socket={self.socket_path}",
                 "-uroot", "--connect-timeout=2", "ping"]
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             code = self.proc.poll()
             if code is not None:
@@ -726,7 +737,7 @@ class MariaDBServer(_Managed):
                               stderr=subprocess.DEVNULL).returncode == 0:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mariadbd did not answer within 60s\n{_tail(log)}")
+                raise RuntimeError(f"mariadbd did not answer within {timeout}s\n{_tail(log)}")
             time.sleep(0.02)
 
     def _shutdown(self) -> None:

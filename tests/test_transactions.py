@@ -156,9 +156,9 @@ def test_an_inner_block_that_catches_its_failure_rolls_back_to_its_savepoint_and
     assert names() == ["a", "d", "first"]
 
 
-# How a server ends another session: (SQL, the driver connection's session id).
+# How a server ends another session, by SQL dialect: (SQL, the driver connection's session id).
 KILL_SESSION = {
-    "postgresql": ("SELECT pg_terminate_backend(%s)", lambda raw: raw.get_backend_pid()),
+    "postgres": ("SELECT pg_terminate_backend(%s)", lambda raw: raw.get_backend_pid()),
     "mysql": ("KILL %s", lambda raw: raw.thread_id()),
 }
 
@@ -169,7 +169,7 @@ def _drop_connection(alias: str = "default") -> None:
     if conn.backend.FILE_DATABASE:
         conn.raw.close()
         return
-    sql, session = KILL_SESSION[conn.vendor]
+    sql, session = KILL_SESSION[conn.backend.dialect]
     qplan.add_database("killer", dict(qplan.settings.database(alias)))
     try:
         qplan.connections["killer"].execute(sql, (session(conn.raw),))

@@ -1,0 +1,249 @@
+"""Read-your-writes and failover of ``PrimaryReplica`` on real replicated servers.
+
+Run from the repository root (as root, or as a user who may start the servers)::
+
+    python benchmarks/bench_replication.py [--loops 1000]
+
+It starts, concurrently and on loopback ports from temporary folders, a PostgreSQL 15
+primary with a streaming hot standby (``tests/servers.py``), a MariaDB primary with a GTID
+replica and a 3-node Galera cluster (``tests/replicas.py``), and always stops them. For
+each of the three, ``PrimaryReplica(primary, replicas)`` and:
+
+1. ``--loops`` x (create a row through the router, read it back at once): reads that did
+   not find the row (stale), and the share of reads a replica served;
+2. the same with the replica held behind (PostgreSQL: WAL replay paused; MariaDB:
+   ``MASTER_DELAY=3``; Galera has no delayed node), 100 times: stale reads;
+3. failover: with this context's reads on a replica, the replica is killed (PostgreSQL:
+   ``pg_ctl stop -m immediate``; MariaDB and Galera: SIGKILL of mariadbd) and the next
+   reads are timed: the first one (it finds the connection dead and moves), the median of
+   the 20 after it (the replica is marked down), and the median before the kill; errors
+   the caller saw are counted (the target is 0).
+
+The table it prints is Markdown, one column per system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # servers.py, replicas.py
+
+import qplan  # noqa: E402
+from qplan import Model, PrimaryReplica, fields, routing  # noqa: E402
+from replicas import GaleraCluster, GtidPair  # noqa: E402
+from servers import PostgresCluster, close_all, start_all  # noqa: E402
+
+DB = "bench_repl"
+SYSTEMS = ("PostgreSQL", "MariaDB", "Galera")
+BEHIND_LOOPS = 100
+FAILOVER_READS = 20
+PRIMARIES = {"primary", "g1"}  # the primaries' aliases below
+
+
+class Item(Model):
+    name = fields.CharField(max_length=40)
+
+    class Meta:
+        db_table = "bench_repl_item"
+        key = "benchmarks.bench_replication.Item"
+
+
+class System:
+    """One replicated system: its qplan aliases and how to hold back, kill and revive a replica."""
+
+    def __init__(self, title: str, databases: dict[str, dict], primary: str,
+                 replicas: list[str], catch_up: Callable[[], None]) -> None:
+        self.title, self.databases = title, databases
+        self.primary, self.replicas = primary, replicas
+        self.catch_up = catch_up
+        self.hold_back: Callable[[], None] | None = None
+        self.release: Callable[[], None] = lambda: None
+        self.kill: Callable[[str], None] = lambda alias: None
+        self.revive: Callable[[str], None] = lambda alias: None
+
+    def configure(self) -> PrimaryReplica:
+        router = PrimaryReplica(self.primary, self.replicas, backoff=30.0)
+        qplan.configure(databases=self.databases, routers=[router])
+        qplan.drop_tables([Item], missing_ok=True)
+        qplan.create_tables([Item])
+        self.catch_up()
+        routing.forget_writes()
+        return router
+
+
+def postgresql(pg: PostgresCluster) -> System:
+    pg.create_database(DB)
+
+    def spec(endpoint: Any) -> dict:
+        return {"ENGINE": "postgresql", "HOST": endpoint.host, "PORT": endpoint.port,
+                "USER": endpoint.user, "PASSWORD": endpoint.password, "NAME": DB}
+
+    system = System("PostgreSQL", {"primary": spec(pg.primary), "replica": spec(pg.replica)},
+                    "primary", ["replica"], pg.wait_replica_caught_up)
+
+    def replay(what: str) -> None:
+        qplan.connections["replica"].fetchall(f"SELECT pg_wal_replay_{what}()")
+
+    system.hold_back = lambda: replay("pause")
+    system.release = lambda: replay("resume")
+    system.kill = lambda alias: pg.stop_replica(mode="immediate")
+    system.revive = lambda alias: pg.start_replica()
+    return system
+
+
+def mariadb(pair: GtidPair) -> System:
+    pair.create_database(DB)
+    system = System("MariaDB", {"primary": pair.primary.settings(DB),
+                                "replica": pair.replica.settings(DB)},
+                    "primary", ["replica"], pair.wait_caught_up)
+    system.hold_back = lambda: pair.attach(delay=3)
+    system.release = lambda: pair.attach(delay=0)
+    system.kill = lambda alias: pair.replica.kill()
+    system.revive = lambda alias: (pair.replica.start(), pair.wait_caught_up())
+    return system
+
+
+def galera(cluster: GaleraCluster) -> System:
+    cluster.create_database(DB)
+    aliases = ["g1", "g2", "g3"]
+    system = System("Galera", {a: n.settings(DB) for a, n in zip(aliases, cluster.nodes)},
+                    "g1", aliases[1:], lambda: None)
+    system.kill = lambda alias: cluster.nodes[aliases.index(alias)].kill()
+    system.revive = lambda alias: cluster.nodes[aliases.index(alias)].restart()
+    return system
+
+
+def write_then_read(n: int, prefix: str) -> tuple[int, int, float]:
+    """``n`` x (create, read back at once): (stale reads, reads on a replica, µs per pair)."""
+    stale = on_replica = 0
+    start = time.perf_counter()
+    for i in range(n):
+        name = f"{prefix}{i}"
+        Item.objects.create(name=name)
+        got = Item.objects.filter(name=name).first()
+        if got is None:
+            stale += 1
+        elif got._db not in PRIMARIES:
+            on_replica += 1
+    return stale, on_replica, (time.perf_counter() - start) / n * 1e6
+
+
+
+def timed_read(name: str) -> tuple[float, str | None]:
+    """One read of ``name``: (ms, the alias that served it, None when it raised)."""
+    start = time.perf_counter()
+    try:
+        alias = Item.objects.get(name=name)._db
+    except qplan.Error:
+        alias = None
+    return (time.perf_counter() - start) * 1e3, alias
+
+
+def failover(system: System, router: PrimaryReplica) -> dict[str, Any]:
+    Item.objects.create(name="kept")
+    system.catch_up()
+    routing.forget_writes()
+    before = [timed_read("kept") for _ in range(FAILOVER_READS)]
+    victim = before[-1][1]
+    assert victim in system.replicas, f"reads are on {victim}, not a replica"
+    system.kill(victim)
+    first = timed_read("kept")
+    after = [timed_read("kept") for _ in range(FAILOVER_READS)]
+    errors = sum(alias is None for _, alias in [first, *after])
+    out = {"before": statistics.median(ms for ms, _ in before), "first": first[0],
+           "after": statistics.median(ms for ms, _ in after), "errors": errors,
+           "moved to": first[1], "down": router.is_down(victim)}
+    start = time.perf_counter()
+    system.revive(victim)
+    out["revive"] = time.perf_counter() - start
+    return out
+
+
+def measure(system: System, loops: int) -> dict[str, Any]:
+    router = system.configure()
+    try:
+        stale, on_replica, us = write_then_read(loops, "rw")
+        result: dict[str, Any] = {"loops": loops, "stale": stale, "replica": on_replica,
+                                  "us": us}
+        if system.hold_back is not None:
+            system.hold_back()
+            try:
+                time.sleep(0.2)
+                result["behind"] = write_then_read(BEHIND_LOOPS, "late")
+            finally:
+                system.release()
+            system.catch_up()
+        routing.forget_writes()
+        result["failover"] = failover(system, router)
+        return result
+    finally:
+        routing.forget_writes()
+        qplan.connections.close_all()
+        qplan.configure(databases={}, routers=[])
+
+
+def table(results: dict[str, dict[str, Any]], loops: int) -> str:
+    def row(label: str, fn: Callable[[dict[str, Any]], str]) -> str:
+        return "| " + label + " | " + " | ".join(
+            fn(results[s]) if s in results else "n/a" for s in SYSTEMS) + " |"
+
+    def behind(r: dict[str, Any]) -> str:
+        if "behind" not in r:
+            return "— (no delayed node)"
+        stale, on_replica, us = r["behind"]
+        return f"{stale} of {BEHIND_LOOPS} ({on_replica} on the replica)"
+
+    f = lambda key: (lambda r: r["failover"][key])  # noqa: E731
+    lines = [
+        "| measure | " + " | ".join(SYSTEMS) + " |",
+        "|---|" + "---|" * len(SYSTEMS),
+        row(f"stale reads, {loops:,} x (write, read at once)",
+            lambda r: f"{r['stale']} of {r['loops']:,}"),
+        row("reads served by a replica", lambda r: f"{r['replica'] / r['loops']:.1%}"),
+        row("write + read, µs per pair", lambda r: f"{r['us']:,.0f}"),
+        row("stale reads, replica held behind", behind),
+        row("read before the kill, median ms", lambda r: f"{f('before')(r):.2f}"),
+        row("first read after the replica is killed, ms",
+            lambda r: f"{f('first')(r):.2f} (to {f('moved to')(r)})"),
+        row(f"next {FAILOVER_READS} reads, median ms", lambda r: f"{f('after')(r):.2f}"),
+        row("errors seen by the caller", lambda r: str(f("errors")(r))),
+        row("killed replica back in service, s", lambda r: f"{f('revive')(r):.1f}"),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loops", type=int, default=1000)
+    args = parser.parse_args(argv)
+    pg, pair, cluster = PostgresCluster(replica=True), GtidPair(), GaleraCluster()
+    start = time.perf_counter()
+    try:
+        errors = start_all(pg, pair, cluster)  # concurrently
+        print(f"servers up in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        builders = {"PostgreSQL": (pg, postgresql), "MariaDB": (pair, mariadb),
+                    "Galera": (cluster, galera)}
+        results = {}
+        for (title, (server, build)), error in zip(builders.items(), errors):
+            if error is not None:
+                print(f"{title}: not started: {error}", file=sys.stderr)
+                continue
+            results[title] = measure(build(server), args.loops)
+            print(f"{title}: {results[title]}", file=sys.stderr)
+        print(table(results, args.loops))
+    finally:
+        close_all(pg)
+        pair.close()
+        cluster.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
