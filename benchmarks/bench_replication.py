@@ -17,7 +17,14 @@ each of the three, ``PrimaryReplica(primary, replicas)`` and:
    ``pg_ctl stop -m immediate``; MariaDB and Galera: SIGKILL of mariadbd) and the next
    reads are timed: the first one (it finds the connection dead and moves), the median of
    the 20 after it (the replica is marked down), and the median before the kill; errors
-   the caller saw are counted (the target is 0).
+   the caller saw are counted (the target is 0);
+4. a frozen replica: the same with the replica's processes stopped by SIGSTOP (a hung
+   server or a dead link: its kernel still accepts TCP) under ``READ_TIMEOUT = 1`` s, and
+   continued afterwards;
+5. pool stress: 200 threads x 4 aliases (all on the primary, ``POOL max_size = 20`` each)
+   read at once; errors, the peak of the server's connections for the database (sampled
+   every few milliseconds from a connection of its own) and those left open once the
+   pools are closed.
 
 The table it prints is Markdown, one column per system.
 """
@@ -28,6 +35,7 @@ import argparse
 import os
 import statistics
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -38,12 +46,14 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))  # servers.py, replicas.py
 import qplan  # noqa: E402
 from qplan import Model, PrimaryReplica, fields, routing  # noqa: E402
 from replicas import GaleraCluster, GtidPair  # noqa: E402
-from servers import PostgresCluster, close_all, start_all  # noqa: E402
+from servers import PostgresCluster, close_all, frozen, postgres_pids, start_all  # noqa: E402
 
 DB = "bench_repl"
 SYSTEMS = ("PostgreSQL", "MariaDB", "Galera")
 BEHIND_LOOPS = 100
 FAILOVER_READS = 20
+READ_TIMEOUT = 1.0  # for the frozen replica
+STRESS_THREADS, STRESS_ALIASES, STRESS_POOL = 200, 4, 20
 PRIMARIES = {"primary", "g1"}  # the primaries' aliases below
 
 
@@ -67,10 +77,15 @@ class System:
         self.release: Callable[[], None] = lambda: None
         self.kill: Callable[[str], None] = lambda alias: None
         self.revive: Callable[[str], None] = lambda alias: None
+        self.pids: Callable[[str], list[int]] = lambda alias: []
+        # SQL counting the other connections to the benchmark's database
+        self.count_sql = ""
 
-    def configure(self) -> PrimaryReplica:
+    def configure(self, read_timeout: float | None = None) -> PrimaryReplica:
         router = PrimaryReplica(self.primary, self.replicas, backoff=30.0)
-        qplan.configure(databases=self.databases, routers=[router])
+        databases = {a: {**spec, "READ_TIMEOUT": read_timeout or spec.get("READ_TIMEOUT", 30)}
+                     for a, spec in self.databases.items()}
+        qplan.configure(databases=databases, routers=[router])
         qplan.drop_tables([Item], missing_ok=True)
         qplan.create_tables([Item])
         self.catch_up()
@@ -95,6 +110,9 @@ def postgresql(pg: PostgresCluster) -> System:
     system.release = lambda: replay("resume")
     system.kill = lambda alias: pg.stop_replica(mode="immediate")
     system.revive = lambda alias: pg.start_replica()
+    system.pids = lambda alias: postgres_pids(pg, "replica")
+    system.count_sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")
     return system
 
 
@@ -107,6 +125,8 @@ def mariadb(pair: GtidPair) -> System:
     system.release = lambda: pair.attach(delay=0)
     system.kill = lambda alias: pair.replica.kill()
     system.revive = lambda alias: (pair.replica.start(), pair.wait_caught_up())
+    system.pids = lambda alias: [pair.replica.proc.pid]
+    system.count_sql = MARIADB_COUNT
     return system
 
 
@@ -117,7 +137,13 @@ def galera(cluster: GaleraCluster) -> System:
                     "g1", aliases[1:], lambda: None)
     system.kill = lambda alias: cluster.nodes[aliases.index(alias)].kill()
     system.revive = lambda alias: cluster.nodes[aliases.index(alias)].restart()
+    system.pids = lambda alias: [cluster.nodes[aliases.index(alias)].proc.pid]
+    system.count_sql = MARIADB_COUNT
     return system
+
+
+MARIADB_COUNT = ("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
+                 " AND ID <> CONNECTION_ID()")
 
 
 def write_then_read(n: int, prefix: str) -> tuple[int, int, float]:
@@ -166,6 +192,75 @@ def failover(system: System, router: PrimaryReplica) -> dict[str, Any]:
     return out
 
 
+def frozen_failover(system: System) -> dict[str, Any]:
+    """Reads on a replica whose server is frozen (SIGSTOP) under ``READ_TIMEOUT``."""
+    router = system.configure(read_timeout=READ_TIMEOUT)
+    Item.objects.create(name="kept")
+    system.catch_up()
+    routing.forget_writes()
+    before = [timed_read("kept") for _ in range(FAILOVER_READS)]
+    victim = before[-1][1]
+    assert victim in system.replicas, f"reads are on {victim}, not a replica"
+    with frozen(system.pids(victim)):
+        first = timed_read("kept")
+        after = [timed_read("kept") for _ in range(FAILOVER_READS)]
+    errors = sum(alias is None for _, alias in [first, *after])
+    return {"first": first[0], "moved to": first[1], "errors": errors,
+            "after": statistics.median(ms for ms, _ in after), "down": router.is_down(victim)}
+
+
+def pool_stress(system: System) -> dict[str, Any]:
+    """200 threads x 4 pooled aliases on the primary, at once: errors and server connections."""
+    spec = system.databases[system.primary]
+    aliases = [f"pool{i}" for i in range(STRESS_ALIASES)]
+    databases = {a: {**spec, "POOL": {"max_size": STRESS_POOL, "timeout": 30}} for a in aliases}
+    databases["monitor"] = {**spec, "POOL": None}
+    qplan.configure(databases=databases, routers=[])
+    qplan.drop_tables([Item], using=aliases[0], missing_ok=True)
+    qplan.create_tables([Item], using=aliases[0])
+    monitor = qplan.connections["monitor"]
+
+    def count() -> int:
+        return int(monitor.fetchall(system.count_sql)[0][0])
+
+    peak, errors, done = [0], [0], threading.Event()
+    lock = threading.Lock()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], count())
+            time.sleep(0.003)
+
+    start = threading.Barrier(STRESS_THREADS)
+
+    def work() -> None:
+        start.wait()
+        for alias in aliases:
+            try:
+                list(Item.objects.using(alias).filter(name="nobody"))
+            except qplan.Error:
+                with lock:
+                    errors[0] += 1
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    threads = [threading.Thread(target=work) for _ in range(STRESS_THREADS)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - began
+    done.set()
+    sampler.join()
+    pooled = count()
+    qplan.configure(databases={"monitor": databases["monitor"]})  # closes the pools
+    left = count()
+    qplan.configure(databases={})
+    return {"statements": STRESS_THREADS * STRESS_ALIASES, "errors": errors[0], "peak": peak[0],
+            "pooled": pooled, "left": left, "seconds": seconds}
+
+
 def measure(system: System, loops: int) -> dict[str, Any]:
     router = system.configure()
     try:
@@ -182,6 +277,9 @@ def measure(system: System, loops: int) -> dict[str, Any]:
             system.catch_up()
         routing.forget_writes()
         result["failover"] = failover(system, router)
+        result["frozen"] = frozen_failover(system)
+        routing.forget_writes()
+        result["stress"] = pool_stress(system)
         return result
     finally:
         routing.forget_writes()
@@ -215,6 +313,18 @@ def table(results: dict[str, dict[str, Any]], loops: int) -> str:
         row(f"next {FAILOVER_READS} reads, median ms", lambda r: f"{f('after')(r):.2f}"),
         row("errors seen by the caller", lambda r: str(f("errors")(r))),
         row("killed replica back in service, s", lambda r: f"{f('revive')(r):.1f}"),
+        row(f"first read on a frozen replica (READ_TIMEOUT {READ_TIMEOUT:g} s), ms",
+            lambda r: f"{r['frozen']['first']:.0f} (to {r['frozen']['moved to']})"),
+        row(f"next {FAILOVER_READS} reads while it is frozen, median ms",
+            lambda r: f"{r['frozen']['after']:.2f}"),
+        row("errors seen by the caller (frozen)", lambda r: str(r["frozen"]["errors"])),
+        row(f"pool stress: {STRESS_THREADS} threads x {STRESS_ALIASES} aliases, max_size "
+            f"{STRESS_POOL}: errors", lambda r: f"{r['stress']['errors']} of "
+                                                f"{r['stress']['statements']}"),
+        row("pool stress: peak server connections (limit "
+            f"{STRESS_ALIASES * STRESS_POOL})", lambda r: str(r["stress"]["peak"])),
+        row("pool stress: open after the pools close",
+            lambda r: f"{r['stress']['left']} (pooled before: {r['stress']['pooled']})"),
     ]
     return "\n".join(lines)
 

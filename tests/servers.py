@@ -39,6 +39,8 @@ __all__ = [
     "ServerUnavailable",
     "close_all",
     "free_port",
+    "frozen",
+    "postgres_pids",
     "running_servers",
     "start_all",
 ]
@@ -744,3 +746,39 @@ class MariaDBServer(_Managed):
         # The data is about to be discarded (or start failed): no need for a clean shutdown.
         with contextlib.suppress(Exception):
             self.stop(kill=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# freezing servers (SIGSTOP), for tests and benchmarks of hung servers
+
+
+def process_children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+    return found
+
+
+def postgres_pids(pg: PostgresCluster, which: str) -> list[int]:
+    """The postmaster of ``which`` and its children (each session is a process of its own)."""
+    assert pg.base is not None
+    pid = int((Path(pg.base) / which / "postmaster.pid").read_text().split("\n", 1)[0])
+    return [pid, *process_children(pid)]
+
+
+@contextlib.contextmanager
+def frozen(pids: list[int]) -> Iterator[None]:
+    """SIGSTOP ``pids`` for the block; SIGCONT them whatever happens."""
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

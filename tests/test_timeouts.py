@@ -8,53 +8,18 @@ undone (SIGCONT) in a ``finally``.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 import qplan
 from qplan import PrimaryReplica, routing, settings, watchdog
-from servers import MariaDBServer, PostgresCluster
+from servers import MariaDBServer, PostgresCluster, frozen, postgres_pids
 from testmodels import Author
 
 READ_TIMEOUT = 1.0
 BOUND = READ_TIMEOUT + 1.0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-    return found
-
-
-def postgres_pids(pg: PostgresCluster, which: str) -> list[int]:
-    """The postmaster of ``which`` and its children (each session is a process of its own)."""
-    assert pg.base is not None
-    pid = int((Path(pg.base) / which / "postmaster.pid").read_text().split("\n", 1)[0])
-    return [pid, *_children(pid)]
-
-
-@contextlib.contextmanager
-def frozen(pids: list[int]) -> Iterator[None]:
-    """SIGSTOP ``pids`` for the block; SIGCONT them whatever happens."""
-    try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        yield
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 def timed(fn: Any) -> tuple[Any, float]:
