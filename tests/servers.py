@@ -688,8 +688,13 @@ class MariaDBServer(_Managed):
                 f"GRANT ALL PRIVILEGES ON `{name}`.* TO {users};")
 
     def _sql(self, sql: str) -> None:
-        _run([self._bin["mariadb"], "--no-defaults", f"--socket={self.socket_path}", "-uroot",
-              "-e", sql], timeout=60)
+        self.superuser_sql(sql)
+
+    def superuser_sql(self, sql: str) -> list[str]:
+        """Run statements as root through the private socket; the output's lines (no headers)."""
+        proc = _run([self._bin["mariadb"], "--no-defaults", f"--socket={self.socket_path}",
+                     "-uroot", "-N", "-B", "-e", sql], timeout=60)
+        return proc.stdout.splitlines()
 
     def _find_binaries(self) -> None:
         for name in ("mariadbd", "mariadb-install-db", "mariadb-admin", "mariadb"):

@@ -206,8 +206,10 @@ def test_raw_access_keeps_the_connection_until_close(pg_db):
 THREADS, STATEMENTS = 40, 15
 
 
-def test_many_threads_on_four_aliases_stay_within_the_pools(pg, stress_db):
-    qplan.configure(databases={alias: pooled(stress_db) for alias in ALIASES})
+def run_stress(base: dict[str, Any], server_count: Any) -> None:
+    """THREADS threads x STATEMENTS statements over four pooled aliases on one database:
+    no error, never more server connections than the pools' total, all returned after."""
+    qplan.configure(databases={alias: pooled(base) for alias in ALIASES})
     for alias in ALIASES:
         qplan.drop_tables(ALL, using=alias, missing_ok=True)
     qplan.create_tables(ALL, using="a1")  # the four aliases share one database
@@ -217,7 +219,7 @@ def test_many_threads_on_four_aliases_stay_within_the_pools(pg, stress_db):
 
     def watch() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], server_connections(pg))
+            peak[0] = max(peak[0], server_count())
 
     def worker(n: int) -> None:
         try:
@@ -247,11 +249,36 @@ def test_many_threads_on_four_aliases_stay_within_the_pools(pg, stress_db):
     assert 0 < peak[0] <= limit
     stats = [pools.stats(alias) for alias in ALIASES]
     assert all(s["in_use"] == 0 for s in stats)  # all returned after the threads end
-    assert server_connections(pg) == sum(s["open"] for s in stats) <= limit
+    assert server_count() == sum(s["open"] for s in stats) <= limit
     assert Author.objects.using("a2").count() == THREADS * STATEMENTS // 5
     qplan.drop_tables(ALL, using="a1")
     qplan.configure(databases={})  # closes the pools
-    assert wait_for(lambda: server_connections(pg) == 0)
+    assert wait_for(lambda: server_count() == 0)
+
+
+def test_many_threads_on_four_aliases_stay_within_the_pools(pg, stress_db):
+    run_stress(stress_db, lambda: server_connections(pg))
+
+
+@pytest.fixture(scope="module")
+def mariadb_stress_db(mariadb: Any) -> dict[str, Any]:
+    """A MariaDB database and a user that may hold at most ``4 * MAX_SIZE`` connections."""
+    limit = len(ALIASES) * MAX_SIZE
+    mariadb.create_database(DB)
+    mariadb.superuser_sql(
+        f"CREATE USER IF NOT EXISTS '{ROLE}'@'{mariadb.host}' IDENTIFIED BY 'stresspw' "
+        f"WITH MAX_USER_CONNECTIONS {limit}; GRANT ALL ON `{DB}`.* TO '{ROLE}'@'{mariadb.host}'")
+    return {"ENGINE": "mysql", "HOST": mariadb.host, "PORT": mariadb.port, "USER": ROLE,
+            "PASSWORD": "stresspw", "NAME": DB}
+
+
+def test_many_threads_on_four_mariadb_aliases_stay_within_the_pools(mariadb, mariadb_stress_db):
+    def count() -> int:
+        rows = mariadb.superuser_sql(
+            f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{ROLE}'")
+        return int(rows[-1])
+
+    run_stress(mariadb_stress_db, count)
 
 
 def test_shard_fan_out_borrows_from_the_same_pools(pg, stress_db):

@@ -198,3 +198,17 @@ def test_a_query_cancelled_on_the_standby_is_raised_not_failed_over(router, clus
     else:
         pytest.fail("the standby answered within 1 ms 20 times: the cancel was failed over")
     assert not router.is_down("replica")
+
+
+def test_a_thousand_writes_read_back_at_once_are_never_stale(router, cluster):
+    """Issue 11's loop on PostgreSQL: write through the router, read it back at once."""
+    stale = on_replica = 0
+    for i in range(1000):
+        Author.objects.create(name=f"w{i}")
+        got = Author.objects.filter(name=f"w{i}").first()
+        if got is None:
+            stale += 1
+        elif got._db == "replica":
+            on_replica += 1
+    assert stale == 0
+    assert on_replica >= 500  # the replica catches up within the bounded wait
