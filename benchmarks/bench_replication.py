@@ -32,6 +32,7 @@ The table it prints is Markdown, one column per system.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -172,41 +173,44 @@ def timed_read(name: str) -> tuple[float, str | None]:
     return (time.perf_counter() - start) * 1e3, alias
 
 
-def failover(system: System, router: PrimaryReplica) -> dict[str, Any]:
+def reads_while(system: System, router: PrimaryReplica, disabled: Any) -> dict[str, Any]:
+    """Reads of one row while the replica serving them is ``disabled`` (a context manager
+    given its alias): the first read's time and where it went, the median of the next ones,
+    the median before, and the errors the caller saw (the target is 0)."""
     Item.objects.create(name="kept")
     system.catch_up()
     routing.forget_writes()
     before = [timed_read("kept") for _ in range(FAILOVER_READS)]
     victim = before[-1][1]
     assert victim in system.replicas, f"reads are on {victim}, not a replica"
-    system.kill(victim)
-    first = timed_read("kept")
-    after = [timed_read("kept") for _ in range(FAILOVER_READS)]
-    errors = sum(alias is None for _, alias in [first, *after])
-    out = {"before": statistics.median(ms for ms, _ in before), "first": first[0],
-           "after": statistics.median(ms for ms, _ in after), "errors": errors,
-           "moved to": first[1], "down": router.is_down(victim)}
-    start = time.perf_counter()
-    system.revive(victim)
-    out["revive"] = time.perf_counter() - start
-    return out
-
-
-def frozen_failover(system: System) -> dict[str, Any]:
-    """Reads on a replica whose server is frozen (SIGSTOP) under ``READ_TIMEOUT``."""
-    router = system.configure(read_timeout=READ_TIMEOUT)
-    Item.objects.create(name="kept")
-    system.catch_up()
-    routing.forget_writes()
-    before = [timed_read("kept") for _ in range(FAILOVER_READS)]
-    victim = before[-1][1]
-    assert victim in system.replicas, f"reads are on {victim}, not a replica"
-    with frozen(system.pids(victim)):
+    out: dict[str, Any] = {}
+    with disabled(victim, out):
         first = timed_read("kept")
         after = [timed_read("kept") for _ in range(FAILOVER_READS)]
     errors = sum(alias is None for _, alias in [first, *after])
-    return {"first": first[0], "moved to": first[1], "errors": errors,
-            "after": statistics.median(ms for ms, _ in after), "down": router.is_down(victim)}
+    out.update({"before": statistics.median(ms for ms, _ in before), "first": first[0],
+                "after": statistics.median(ms for ms, _ in after), "errors": errors,
+                "moved to": first[1], "down": router.is_down(victim)})
+    return out
+
+
+def failover(system: System, router: PrimaryReplica) -> dict[str, Any]:
+    """The replica is killed; afterwards it is revived (timed)."""
+    @contextlib.contextmanager
+    def killed(victim: str, out: dict[str, Any]) -> Any:
+        system.kill(victim)
+        yield
+        start = time.perf_counter()
+        system.revive(victim)
+        out["revive"] = time.perf_counter() - start
+
+    return reads_while(system, router, killed)
+
+
+def frozen_failover(system: System) -> dict[str, Any]:
+    """The replica's server is frozen (SIGSTOP) under ``READ_TIMEOUT``, then continued."""
+    router = system.configure(read_timeout=READ_TIMEOUT)
+    return reads_while(system, router, lambda victim, out: frozen(system.pids(victim)))
 
 
 def pool_stress(system: System) -> dict[str, Any]:

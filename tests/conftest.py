@@ -5,6 +5,7 @@ first use and stopped at its end."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from typing import Any, Iterator
@@ -299,3 +300,25 @@ def assert_nesting_refused(alias: str = "default") -> None:
             with qplan.atomic(using=alias):
                 pytest.fail("an inner block opened without a savepoint")
     assert not testmodels.Author.objects.using(alias).filter(name="outer").exists()
+
+
+@contextlib.contextmanager
+def replicated(databases: dict[str, Any], primary: str, replicas: list[str],
+               caught_up: Any = lambda: None) -> Iterator[qplan.PrimaryReplica]:
+    """A ``PrimaryReplica`` over ``databases`` with fresh test tables (made on the primary,
+    replicated), and everything dropped and closed afterwards."""
+    router = qplan.PrimaryReplica(primary, replicas, backoff=0.3)
+    qplan.configure(databases=databases, routers=[router])
+    tables = [testmodels.Author, testmodels.Book]
+    qplan.drop_tables(tables, missing_ok=True)
+    qplan.create_tables(tables)  # on the primary: the write alias
+    caught_up()
+    qplan.routing.forget_writes()
+    try:
+        yield router
+    finally:
+        qplan.routing.forget_writes()
+        qplan.connections.close_all()
+        qplan.drop_tables(tables, missing_ok=True)
+        qplan.connections.close_all()
+        qplan.configure(databases={}, routers=[])

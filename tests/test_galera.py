@@ -11,9 +11,10 @@ import pymysql
 import pytest
 
 import qplan
+from conftest import replicated
 from qplan import PrimaryReplica, routing
 from replicas import GaleraCluster
-from testmodels import Author, Book
+from testmodels import Author
 
 DB = "qplan_galera"
 NODES = ("g1", "g2", "g3")
@@ -27,18 +28,10 @@ def cluster(galera: GaleraCluster) -> GaleraCluster:
 
 @pytest.fixture
 def router(cluster: GaleraCluster) -> Iterator[PrimaryReplica]:
-    router = PrimaryReplica("g1", ["g2", "g3"], backoff=0.3)
-    qplan.configure(databases={alias: node.settings(DB) for alias, node in
-                               zip(NODES, cluster.nodes)}, routers=[router])
-    qplan.drop_tables([Author, Book], missing_ok=True)
-    qplan.create_tables([Author, Book])  # on g1; DDL replicates in total order
-    routing.forget_writes()
-    yield router
-    routing.forget_writes()
-    qplan.connections.close_all()
-    qplan.drop_tables([Author, Book], missing_ok=True)
-    qplan.connections.close_all()
-    qplan.configure(databases={}, routers=[])
+    # DDL on g1 replicates in total order
+    with replicated({alias: node.settings(DB) for alias, node in zip(NODES, cluster.nodes)},
+                    "g1", ["g2", "g3"]) as router:
+        yield router
 
 
 def raw(node, **kwargs) -> pymysql.connections.Connection:

@@ -10,9 +10,10 @@ import psycopg2
 import pytest
 
 import qplan
+from conftest import replicated
 from qplan import PrimaryReplica, routing
 from servers import PostgresCluster
-from testmodels import Author, Book
+from testmodels import Author
 
 DB = "qplan_repl"
 
@@ -30,19 +31,9 @@ def _settings(endpoint) -> dict:
 
 @pytest.fixture
 def router(cluster: PostgresCluster) -> Iterator[PrimaryReplica]:
-    router = PrimaryReplica("primary", ["replica"], backoff=0.3)
-    qplan.configure(databases={"primary": _settings(cluster.primary), "replica": _settings(cluster.replica)},
-                    routers=[router])
-    qplan.drop_tables([Author, Book], missing_ok=True)
-    qplan.create_tables([Author, Book])  # on the primary: the write alias
-    cluster.wait_replica_caught_up()
-    routing.forget_writes()
-    yield router
-    routing.forget_writes()
-    qplan.connections.close_all()
-    qplan.drop_tables([Author, Book], missing_ok=True)
-    qplan.connections.close_all()
-    qplan.configure(databases={}, routers=[])
+    with replicated({"primary": _settings(cluster.primary), "replica": _settings(cluster.replica)},
+                    "primary", ["replica"], cluster.wait_replica_caught_up) as router:
+        yield router
 
 
 def replica_sql(cluster: PostgresCluster, sql: str) -> None:

@@ -11,9 +11,10 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import qplan
+from conftest import replicated
 from qplan import PrimaryReplica, replication, routing
 from replicas import GtidPair
-from testmodels import Author, Book
+from testmodels import Author
 
 DB = "qplan_repl_md"
 
@@ -26,19 +27,9 @@ def pair(gtid_pair: GtidPair) -> GtidPair:
 
 @pytest.fixture
 def router(pair: GtidPair) -> Iterator[PrimaryReplica]:
-    router = PrimaryReplica("primary", ["replica"], backoff=0.3)
-    qplan.configure(databases={"primary": pair.primary.settings(DB),
-                               "replica": pair.replica.settings(DB)}, routers=[router])
-    qplan.drop_tables([Author, Book], missing_ok=True)
-    qplan.create_tables([Author, Book])  # on the primary: the write alias
-    pair.wait_caught_up()
-    routing.forget_writes()
-    yield router
-    routing.forget_writes()
-    qplan.connections.close_all()
-    qplan.drop_tables([Author, Book], missing_ok=True)
-    qplan.connections.close_all()
-    qplan.configure(databases={}, routers=[])
+    with replicated({"primary": pair.primary.settings(DB), "replica": pair.replica.settings(DB)},
+                    "primary", ["replica"], pair.wait_caught_up) as router:
+        yield router
 
 
 def in_fresh_context(fn: Callable[[], Any], timeout: float = 30) -> Any:
