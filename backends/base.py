@@ -250,6 +250,10 @@ class Backend:
                 sql.append(self.create_index(index, table, self.index_column(f), exist_ok))
         return sql
 
+    # Whether foreign keys carry out their ON DELETE action (CASCADE, SET NULL); where not,
+    # a referenced row cannot be deleted (and delete() counts no cascaded rows).
+    ON_DELETE_IN_DATABASE = True
+
     def on_delete(self, field: Any) -> str:
         """The ON DELETE clause of a foreign key (``field.on_delete`` is spelled as SQL)."""
         return f" ON DELETE {field.on_delete}"

@@ -274,6 +274,9 @@ class DuckDBBackend(Backend):
                     f"{self.AUTO_PK.format(sequence=sequence.sql(dialect=self.dialect))}")
         return super().column_sql(field)
 
+    ON_DELETE_IN_DATABASE = False  # DuckDB refuses even a cascade qplan would do itself
+    # (it checks foreign keys against rows deleted earlier in the same transaction)
+
     def on_delete(self, field: Any) -> str:
         return ""  # DuckDB's foreign keys take no action: a referenced row cannot be deleted
 

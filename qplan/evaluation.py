@@ -74,8 +74,9 @@ class Evaluation:
     def update(self, **kwargs: Any) -> int:
         return engine().execute(self.update_plan(**kwargs), None)
 
-    def delete(self) -> int:
-        return engine().execute(self.delete_plan(), None)
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete the rows: Django's ``(total, {label: count})``, cascaded rows included."""
+        return engine().delete(self)
 
     def create(self, **kwargs: Any) -> Any:
         obj = self.model(**kwargs)

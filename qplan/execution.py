@@ -9,12 +9,13 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import settings, sharding
+from . import deletion, settings, sharding
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
 from .connections import Connection, connections
-from .errors import PlanError, RoutingError
+from .errors import DatabaseError, FieldError, PlanError, RoutingError
+from .fields import NOT_PROVIDED
 from .models import Model
 from .plan import Compiled, Plan
 from .replication import record_write, refresh, with_failover
@@ -218,9 +219,12 @@ class Engine:
             obj._adding = False
             obj._db = conn.alias
 
-    def save_instance(self, obj: Model, using: str | None, force_insert: bool = False) -> None:
-        """Update the instance's row where ``db_for_write`` sends it (the instance is the
-        routers' hint, as in Django); insert it when it is new or the update matched no row.
+    def save_instance(self, obj: Model, using: str | None, force_insert: bool = False,
+                      force_update: bool = False, update_fields: Any = None) -> None:
+        """Save as Django does: with a primary key, UPDATE the row where ``db_for_write``
+        sends it (the instance is the routers' hint), then INSERT when no row matched; without
+        one (or ``force_insert``), INSERT. ``force_update`` and ``update_fields`` only update,
+        and raise ``DatabaseError`` when no row matched.
 
         Fields that place a row (a shard key, ``routing.placement_keys``) are part of the
         update's filter, so a row whose key changed is refused instead of copied.
@@ -228,31 +232,81 @@ class Engine:
         model = type(obj)
         root: Plan = model.objects
         meta = model._meta
+        if force_insert and (force_update or update_fields is not None):
+            raise PlanError("cannot force both insert and updating in model saving")
+        names = None if update_fields is None else _update_fields(meta, update_fields)
+        if names == ():
+            return  # Django: an empty update_fields saves nothing
+        only_update = force_update or names is not None
+        if (obj._adding and not only_update and meta.pk.default is not NOT_PROVIDED) \
+                or obj.pk is None:
+            force_insert = True  # a new row whose key comes from its default: no UPDATE first
+        if only_update and force_insert:
+            raise PlanError(f"cannot update a {model.__name__} without a primary key")
         alias = using or db_for_write(root, obj)
-        if not force_insert and not obj._adding and obj.pk is not None:
-            updates = {f.name: obj.__dict__.get(f.attname) for f in meta.fields if not f.primary_key}
-            if not updates:
-                return
-            pins = {name: obj.__dict__.get(meta.get_field(name).attname)
-                    for name in placement_keys(root)}
-            if self.execute(root.filter(pk=obj.pk, **pins).update_plan(**updates), alias):
-                obj._db = alias
-                return
-            if pins and self.execute(root.filter(pk=obj.pk)._add(("exists",)), alias):
-                raise RoutingError(
-                    f"{model.__name__} {obj.pk!r}: cannot change the shard key "
-                    f"{', '.join(map(repr, pins))} of an existing row (it decides which database "
-                    f"holds the row); delete it and create it again")
+        if not force_insert and self._update(obj, root, alias, names):
+            obj._adding = False
+            obj._db = alias
+            return
+        if only_update:
+            what = "save with update_fields" if names is not None else "forced update"
+            raise DatabaseError(f"{model.__name__} {obj.pk!r}: {what} did not affect any rows")
         pks = self.execute(root.bulk_create_plan([obj]), alias)
         obj.pk = pks[0]
         obj._adding = False
         obj._db = alias
 
-    def delete_instance(self, obj: Model, using: str | None) -> int:
-        """Delete one row where the routers send writes of it (never simply where it was read)."""
+    def _update(self, obj: Model, root: Plan, alias: str, names: tuple | None) -> bool:
+        """UPDATE ``obj``'s row (its fields, or ``names``); whether a row matched."""
+        meta = type(obj)._meta
+        fields = [f for f in meta.fields if not f.primary_key and (names is None or f.name in names)]
+        pins = {name: obj.__dict__.get(meta.get_field(name).attname)
+                for name in placement_keys(root)}
+        match = root.filter(pk=obj.pk, **pins)
+        if not fields:  # nothing but the key: the row exists, or it does not
+            return bool(self.execute(match._add(("exists",)), alias))
+        updates = {f.name: obj.__dict__.get(f.attname) for f in fields}
+        if self.execute(match.update_plan(**updates), alias):
+            return True
+        if pins and not obj._adding and self.execute(root.filter(pk=obj.pk)._add(("exists",)),
+                                                     alias):
+            raise RoutingError(
+                f"{type(obj).__name__} {obj.pk!r}: cannot change the shard key "
+                f"{', '.join(map(repr, pins))} of an existing row (it decides which database "
+                f"holds the row); delete it and create it again")
+        return False
+
+    def delete_instance(self, obj: Model, using: str | None) -> tuple[int, dict[str, int]]:
+        """Delete one row where the routers send writes of it (never simply where it was
+        read): Django's ``(total, {label: count})``, cascaded rows included."""
         root = type(obj).objects
         alias = using or db_for_write(root, obj)
-        return self.execute(root.filter(pk=obj.pk).delete_plan(), alias)
+        return self.delete(root.filter(pk=obj.pk), alias)
+
+    def delete(self, plan: Plan, using: str | None = None) -> tuple[int, dict[str, int]]:
+        """Delete ``plan``'s rows: ``(total, {label: count})`` as Django returns it, counting
+        the rows the database deletes by cascade too (``qplan.deletion``)."""
+        target = using or route(plan.delete_plan(), "write")
+        cascades = not isinstance(target, str) or connections[target].backend.ON_DELETE_IN_DATABASE
+        counts = deletion.cascaded(plan, using) if cascades else {}
+        n = self.execute(plan.delete_plan(), using)
+        if n:
+            counts[plan.model._meta.label] = counts.get(plan.model._meta.label, 0) + n
+        return sum(counts.values()), counts
+
+
+def _update_fields(meta: Any, names: Any) -> tuple[str, ...]:
+    """``update_fields`` as field names; ``FieldError`` naming any that is not a field."""
+    if isinstance(names, str):
+        names = (names,)
+    out = []
+    for name in names:
+        field = meta.get_field(name)
+        if field.primary_key:
+            raise FieldError(f"{meta.model.__name__}.{name}: update_fields cannot name the "
+                             f"primary key")
+        out.append(field.name)
+    return tuple(out)
 
 
 def _resolve_read(plan: Plan) -> tuple[Any, Any]:

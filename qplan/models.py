@@ -39,6 +39,7 @@ class Options:
         self.path_cache: dict[Any, Any] = {}  # field names, and values()/order_by() name lists
         self.plain_context: Any = None  # the normalising context of a plan with no annotations
         self.root_plan: Any = None
+        self.label = self.key  # what delete() counts rows under, as Django's "app.Model"
 
     def get_field(self, name: str) -> Field:
         """The field called ``name`` (or with attname ``name``); ``FieldError`` otherwise."""
@@ -190,18 +191,20 @@ class Model(metaclass=ModelBase):
     def pk(self, value: Any) -> None:
         self.__dict__[self._meta.pk.attname] = value
 
-    def save(self, using: str | None = None) -> None:
-        """Insert the row, or update it if it was loaded or saved before."""
-        runner.engine().save_instance(self, using)
+    def save(self, using: str | None = None, *, force_insert: bool = False,
+             force_update: bool = False, update_fields: Any = None) -> None:
+        """Save as Django does: with a primary key UPDATE, then INSERT if no row matched;
+        ``force_insert``, ``force_update`` and ``update_fields`` as in Django."""
+        runner.engine().save_instance(self, using, force_insert, force_update, update_fields)
 
-    def delete(self, using: str | None = None) -> int:
-        """Delete this row; returns the number of rows deleted."""
+    def delete(self, using: str | None = None) -> tuple[int, dict[str, int]]:
+        """Delete this row: Django's ``(total, {label: count})``, cascaded rows included."""
         if self.pk is None:
             raise FieldError(f"{type(self).__name__} instance has no primary key; save it first")
-        count = runner.engine().delete_instance(self, using)
+        result = runner.engine().delete_instance(self, using)
         self.pk = None if self._meta.pk.auto else self.pk
         self._adding = True
-        return count
+        return result
 
     def refresh_from_db(self, using: str | None = None) -> None:
         fresh = type(self).objects.using(using or self._db).get(pk=self.pk)

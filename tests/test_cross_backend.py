@@ -306,7 +306,7 @@ def test_updates_and_deletes_through_joins(any_db):
     Book.objects.bulk_create([Book(title="a", author=ann, pages=1), Book(title="b", pages=2)])
     assert Book.objects.filter(author__name="ann").update(pages=F("pages") + 10) == 1
     assert list(Book.objects.order_by("title").values_list("pages", flat=True)) == [11, 2]
-    assert Book.objects.filter(author__name__startswith="a").delete() == 1
+    assert Book.objects.filter(author__name__startswith="a").delete() == (1, {"testmodels.Book": 1})
     assert titles(Book.objects.all()) == ["b"]
 
 
@@ -524,7 +524,7 @@ def run(spec: Any, alias: str) -> Any:
             return plan.exists()
         if kind == "write":
             op, changes = aggs
-            count = plan.update(**changes) if op == "update" else plan.delete()
+            count = plan.update(**changes) if op == "update" else plan.delete()[0]
             return count, list(Book.objects.using(alias).order_by("id").values_list())
         return plan.aggregate(**aggs)
     rows = list(spec.using(alias))

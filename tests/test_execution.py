@@ -228,9 +228,9 @@ def test_update_and_delete_return_counts(library):
     assert Book.objects.filter(is_active=False).count() == 3
     assert Book.objects.filter(author__name="bob").update(pages=1) == 2  # through a join
     assert sorted(Book.objects.filter(pages=1).values_list("title", flat=True)) == ["Gamma 50%", "epsilon"]
-    assert Book.objects.filter(author__name="Ann").delete() == 2
+    assert Book.objects.filter(author__name="Ann").delete() == (2, {"testmodels.Book": 2})
     assert Book.objects.count() == 3
-    assert Book.objects.filter(pk=-1).delete() == 0
+    assert Book.objects.filter(pk=-1).delete() == (0, {})  # as Django returns it
 
 
 def test_write_plans_are_held_and_executed_later(library):
@@ -256,7 +256,7 @@ def test_instance_save_and_delete(library):
     b.save()
     assert Book.objects.get(pk=b.pk).pages == 4
     assert Book.objects.count() == 6
-    assert b.delete() == 1
+    assert b.delete() == (1, {"testmodels.Book": 1})
     assert Book.objects.count() == 5
 
 
@@ -281,7 +281,8 @@ def test_integrity_errors_are_mapped_and_chained(library):
 
 
 def test_cascading_delete_through_foreign_key(library):
-    assert library["ann"].delete() == 1
+    # Django counts the rows the cascade deletes too
+    assert library["ann"].delete() == (3, {"testmodels.Author": 1, "testmodels.Book": 2})
     assert Book.objects.filter(title__in=["Alpha", "beta"]).count() == 0
 
 
@@ -393,3 +394,54 @@ def test_one_evaluation_resolves_its_alias_once(tmp_path):
     finally:
         qplan.connections.close_all()
         qplan.configure(databases={}, routers=[])
+
+
+# --- save() and delete() as Django does them -----------------------------------------------------
+
+
+def test_save_with_a_primary_key_updates_then_inserts(any_db):
+    a = Author.objects.create(name="a")
+    Author(id=a.pk, name="renamed").save()  # an existing key: UPDATE, no IntegrityError
+    assert Author.objects.get(pk=a.pk).name == "renamed" and Author.objects.count() == 1
+    new = Author(id=a.pk + 100, name="explicit")
+    new.save()  # no row matched: INSERT with that key
+    assert Author.objects.get(pk=a.pk + 100).name == "explicit" and not new._adding
+    Tag.objects.create(code="py", label="Python")
+    Tag(code="py", label="Py").save()  # a natural key: the same rule
+    assert list(Tag.objects.values_list("code", "label")) == [("py", "Py")]
+
+
+def test_force_insert_force_update_and_update_fields(any_db):
+    a = Author.objects.create(name="a", email="a@x")
+    with pytest.raises(qplan.IntegrityError):
+        Author(id=a.pk, name="dup").save(force_insert=True)
+    with pytest.raises(qplan.DatabaseError, match="forced update did not affect any rows"):
+        Author(id=a.pk + 50, name="ghost").save(force_update=True)
+    with pytest.raises(qplan.PlanError, match="cannot force both"):
+        a.save(force_insert=True, force_update=True)
+    a.name, a.email = "new name", "new@x"
+    a.save(update_fields=["name"])  # only name is written
+    assert Author.objects.values_list("name", "email").get(pk=a.pk) == ("new name", "a@x")
+    a.save(update_fields=[])  # Django: nothing at all
+    with pytest.raises(qplan.FieldError, match="no field 'nmae'"):
+        a.save(update_fields=["nmae"])
+    with pytest.raises(qplan.DatabaseError, match="update_fields did not affect any rows"):
+        Author(id=a.pk + 60, name="ghost").save(update_fields=["name"])
+    assert Author.objects.count() == 1
+
+
+def test_delete_returns_djangos_counts_with_cascades(any_db):
+    ann, bob = Author.objects.create(name="ann"), Author.objects.create(name="bob")
+    Book.objects.bulk_create([Book(title="a1", author=ann), Book(title="a2", author=ann),
+                              Book(title="b1", author=bob), Book(title="none")])
+    if not qplan.connections["default"].backend.ON_DELETE_IN_DATABASE:
+        with pytest.raises(qplan.IntegrityError):  # no cascade: a referenced row stays
+            ann.delete()
+        Book.objects.exclude(title="none").delete()
+        assert Author.objects.delete() == (2, {"testmodels.Author": 2})
+        return
+    assert Author.objects.filter(name="ann").delete() == (
+        3, {"testmodels.Author": 1, "testmodels.Book": 2})
+    assert bob.delete() == (2, {"testmodels.Author": 1, "testmodels.Book": 1})
+    assert Book.objects.delete() == (1, {"testmodels.Book": 1})
+    assert Author.objects.delete() == (0, {})
