@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding
+from . import binding, kinds
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
@@ -34,6 +34,7 @@ class Builder:
         self.distinct = False
         self.values: tuple | None = None  # ("values", names) / ("values_list", names, flat, named)
         self.group_values = False  # values() came before an aggregate annotate()
+        self.group_keys: list[exp.Expression] | None = None  # kept by a later values()
         self.late: list[str] = []  # annotations made after values(): selected too
         self.allow_joins = True
         self.order_refs: list[Ref] = []  # the references order_by() resolved to
@@ -138,11 +139,8 @@ class Builder:
             inner = exp.Distinct(expressions=[inner])
         sql = self.backend.aggregate(fn, inner, kind)
         decode_kind = self.backend.DECODE_KIND
-        if fn == "count":
-            decode, kind = decode_kind["int"], "int"
-        elif fn == "avg":
-            decode, kind = decode_kind["float"], "float"
-        elif field is not None and fn in ("min", "max"):
+        kind = kinds.of_aggregate(fn, kind)  # Sum of booleans is a number, Avg a float...
+        if field is not None and fn in ("min", "max"):
             decode = self.backend.DECODE.get(field.internal_type)
         else:
             decode = decode_kind.get(kind or "")
@@ -223,7 +221,10 @@ class Builder:
             elif op == "distinct":
                 self.distinct = True
             elif op in ("values", "values_list"):
-                self.values = record
+                if self.group_values and self.group_keys is None:
+                    # values() after values().annotate(aggregate): the groups stay (Django)
+                    self.group_keys = [r.sql for _, r in self.selection()[0] if not r.aggregate]
+                self.values, self.late = record, []
             elif op == "annotate":
                 for name, node in record[1]:
                     ref = self.expr(node)
@@ -245,16 +246,20 @@ class Builder:
             pairs += list(self.annotations.items())
             return pairs, "models"
         names = self.values[1] + tuple(n for n in self.late if n not in self.values[1])
-        pairs = []
-        for name in names:
-            path = name
-            field = self.meta.by_attname.get(name)
-            if field is not None and field.is_relation:
-                path = field.name
-            pairs.append((name, self.column(path)))
+        pairs = [(name, self.column(self.value_path(name))) for name in names]
         if self.values[0] == "values":
             return pairs, "dicts"
         return pairs, "flat" if self.values[2] else ("named" if self.values[3] else "tuples")
+
+    def value_path(self, name: str) -> str:
+        """The canonical path of a name given to values(): ``pk``, ``author_id`` and
+        ``author__id`` name local columns; the row keeps the name as written."""
+        if name in self.annotations:
+            return name
+        field = self.meta.by_attname.get(name)
+        if field is not None and field.is_relation:
+            return field.name
+        return R.resolve_path(self.meta, name.split(R.SEP), self.meta.model.__name__)[0]
 
     def from_(self, select: exp.Select) -> exp.Select:
         select = select.from_(exp.Table(this=ident(self.table)), copy=False)
@@ -286,7 +291,8 @@ class Builder:
         if not self.grouped():
             return select
         if self.group_values:
-            keys = [ref.sql for _, ref in pairs if not ref.aggregate]
+            keys = list(self.group_keys or ())  # then what is selected, as Django groups
+            keys += [ref.sql for _, ref in pairs if not ref.aggregate and ref.sql not in keys]
             for ref in self.order_refs:
                 if not ref.aggregate and ref.sql not in keys:
                     raise NotSupportedError(

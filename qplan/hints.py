@@ -32,11 +32,15 @@ def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
     seen: dict[Any, None] = {}
     for path in _paths(records):
         current = meta
-        for part in path.split(SEP)[:-1]:
+        parts = path.split(SEP)
+        for i, part in enumerate(parts[:-1]):
             field = current.by_name.get(part)
             if field is None or not field.is_relation:
                 break
-            current = field.target._meta
+            target = field.target._meta
+            if i == len(parts) - 2 and parts[-1] in ("pk", target.pk.name):
+                break  # fk__id (as values() keeps it) is the local column: no join
+            current = target
             seen[current.model] = None
     seen.pop(meta.model, None)
     return tuple(seen)

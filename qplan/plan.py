@@ -317,15 +317,12 @@ class Plan(Evaluation):
                 return found
         if not names:
             return tuple(f.attname for f in self._meta.fields) + tuple(ctx.annotations)
-        out = []
         for name in names:
             if not isinstance(name, str):
                 raise FieldError(f"{ctx.who}: values() takes field names, got {name!r}")
-            path, field = ctx.path(name)
-            if field is not None and SEP not in path and field.is_relation and name == field.attname:
-                path = field.attname
-            out.append(path)
-        result = tuple(out)
+            if name not in self._meta.by_attname:
+                ctx.path(name)  # checked here; kept as written: the rows' keys are these names
+        result = tuple(names)
         if cache is not None:
             cache[key] = result
         return result

@@ -12,6 +12,7 @@ from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .. import records as R
+from ..kinds import of_aggregate
 from ..sqlparts import FIELD_KIND
 from ..errors import Error, NotSupportedError
 from ..fields import DecimalField
@@ -39,11 +40,7 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
             return _kind(meta, annotations, annotations[node[1]])
         return FIELD_KIND.get(_field(meta, node[1]).internal_type)
     if tag == "agg":
-        if node[1] == "count":
-            return "int"
-        if node[1] == "avg":
-            return "float"
-        return _kind(meta, annotations, node[2])
+        return of_aggregate(node[1], _kind(meta, annotations, node[2]))
     lhs, rhs = _kind(meta, annotations, node[1]), _kind(meta, annotations, node[2])
     kinds = {lhs, rhs}
     for k in ("float", "decimal"):
@@ -200,8 +197,8 @@ class _Merge:
             return lambda env, parts: (None if not parts[count] or parts[total] is None
                                        else float(parts[total]) / parts[count])
         slot = self.partial(fn, arg)
-        if fn == "sum" and kind == "bool":
-            return lambda env, parts: None if parts[slot] is None else bool(parts[slot])
+        if fn == "sum" and kind == "bool":  # the count of true values, a number
+            return lambda env, parts: None if parts[slot] is None else int(parts[slot])
         field = _decimal_field(self.meta, arg)
         if field is not None and fn != "count":
             return lambda env, parts: None if parts[slot] is None else field.quantize(parts[slot])

@@ -1,0 +1,75 @@
+"""Django 5.2's meaning for queries a Django user writes (issue 12): each test runs on
+every backend through ``any_db`` and pins what Django returns on the same rows."""
+
+from __future__ import annotations
+
+import pytest
+
+import qplan
+from qplan import Count, F, Q, Sum
+from testmodels import Author, Book
+
+
+@pytest.fixture
+def shelf(any_db):
+    """Two authors; five books: titles repeat, ann has an inactive one, one has no author."""
+    ann, bob = Author.objects.bulk_create([Author(id=1, name="ann"), Author(id=2, name="bob")])
+    Book.objects.bulk_create([
+        Book(id=1, title="x", author=ann, pages=10, is_active=True),
+        Book(id=2, title="x", author=ann, pages=20, is_active=False),
+        Book(id=3, title="y", author=ann, pages=30, is_active=True),
+        Book(id=4, title="y", author=bob, pages=40, is_active=True),
+        Book(id=5, title="z", author=None, pages=50, is_active=True),
+    ])
+    return ann, bob
+
+
+# --- a second values() keeps the grouping of values().annotate() ---------------------------------
+
+
+def test_values_after_a_grouped_annotate_keeps_the_groups(shelf):
+    per_title = Book.objects.values("title").annotate(n=Count("id")).values("n")
+    assert sorted(r["n"] for r in per_title) == [1, 2, 2]
+    per_author = Book.objects.values("author").annotate(n=Count("id"))
+    assert sorted(per_author.values_list("n", flat=True)) == [1, 1, 3]
+    assert per_author.values_list("n", flat=True).count() == 3
+
+
+def test_values_after_grouping_by_two_keys_selects_only_what_it_names(shelf):
+    rows = Book.objects.values("author", "is_active").annotate(n=Count("id")).values("author")
+    assert sorted(rows, key=lambda r: (r["author"] is None, r["author"] or 0)) == \
+        [{"author": 1}, {"author": 1}, {"author": 2}, {"author": None}]  # grouped by both keys
+
+
+def test_values_after_grouping_with_order_by_runs(shelf):
+    plan = Book.objects.values("title").annotate(n=Count("id"))
+    assert list(plan.order_by().values("n").order_by("n")) == [{"n": 1}, {"n": 2}, {"n": 2}]
+    assert list(plan.order_by("title").values("n")) == [{"n": 2}, {"n": 2}, {"n": 1}]
+    assert list(plan.order_by("-title").values_list("title", "n")) == \
+        [("z", 1), ("y", 2), ("x", 2)]
+
+
+# --- an aggregate's type follows the aggregate ----------------------------------------------------
+
+
+def test_sum_of_booleans_is_the_number_of_true_values(shelf):
+    got = Book.objects.aggregate(x=Sum("is_active"))
+    assert got == {"x": 4} and type(got["x"]) is int
+    rows = Book.objects.values("title").annotate(x=Sum("is_active")).order_by("title")
+    assert [(r["title"], r["x"], type(r["x"])) for r in rows] == \
+        [("x", 1, int), ("y", 2, int), ("z", 1, int)]
+
+
+# --- keys are the names the user wrote ------------------------------------------------------------
+
+
+def test_values_keys_are_the_names_written(shelf):
+    plan = Book.objects.filter(pk=1)
+    assert list(plan.values("pk")) == [{"pk": 1}]
+    assert list(plan.values("author__id")) == [{"author__id": 1}]
+    assert list(plan.values("author", "author__id", "author_id")) == \
+        [{"author": 1, "author__id": 1, "author_id": 1}]
+    row = plan.values_list("pk", "author__id", named=True).get()
+    assert row._fields == ("pk", "author__id") and tuple(row) == (1, 1)
+    assert Book.objects.values("pk") != Book.objects.values("id")  # different keys, different plans
+    assert qplan.loads(qplan.dumps(plan.values("pk"))) == plan.values("pk")
