@@ -101,6 +101,10 @@ class Builder:
             return self.column(node[1])
         if tag == "agg":
             return self.aggregate(node)
+        if tag == "as":  # ExpressionWrapper: the SQL as is, read as the field it names
+            ref, kind = self.expr(node[2]), FIELD_KIND[node[1]]
+            decode = self.backend.DECODE.get(node[1]) or self.backend.DECODE_KIND.get(kind)
+            return Ref(ref.sql, kind, decode, ref.nullable, aggregate=ref.aggregate)
         lhs, rhs = self.expr(node[1]), self.expr(node[2])
         kinds = {lhs.kind, rhs.kind}
         kind = next((k for k in ("float", "decimal") if k in kinds), None) or (  # float wins

@@ -35,6 +35,10 @@ class Combinable:
     def __mod__(self, other: Any) -> "Combined":
         return self._combine("%", other)
 
+    def __neg__(self) -> "Combined":
+        """``-F('pages')``: ``F('pages') * -1``, as Django spells it."""
+        return self._combine("*", -1)
+
     def __radd__(self, other: Any) -> "Combined":
         return self._combine("+", other, True)
 
@@ -75,6 +79,21 @@ class Combined(Combinable):
 
     def __repr__(self) -> str:
         return f"({self.lhs!r} {self.op} {self.rhs!r})"
+
+
+class ExpressionWrapper(Combinable):
+    """``expression`` with the type its result has: ``ExpressionWrapper(F('a') + 1,
+    output_field=fields.IntegerField())``. Only the field's ``internal_type`` is kept (a
+    plan holds plain values); it may be given as that name too."""
+
+    __slots__ = ("expression", "output_type")
+
+    def __init__(self, expression: Any, output_field: Any) -> None:
+        self.expression = expression
+        self.output_type = getattr(output_field, "internal_type", output_field)
+
+    def __repr__(self) -> str:
+        return f"ExpressionWrapper({self.expression!r}, output_field={self.output_type})"
 
 
 class Aggregate(Combinable):

@@ -22,7 +22,10 @@ FIELD_KIND = {
 }
 
 # A kind's field, for messages ("a DateField plus an IntegerField").
-KIND_FIELD = {kind: name for name, kind in reversed(list(FIELD_KIND.items()))}
+KIND_FIELD = {"int": "IntegerField", "float": "FloatField", "decimal": "DecimalField",
+              "text": "CharField", "bool": "BooleanField", "date": "DateField",
+              "datetime": "DateTimeField", "time": "TimeField", "bytes": "BinaryField",
+              "json": "JSONField"}
 
 PY_KIND = {int: "int", float: "float", decimal.Decimal: "decimal", str: "text", bool: "bool",
            bytes: "bytes", _dt.date: "date", _dt.datetime: "datetime", _dt.time: "time"}

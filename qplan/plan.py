@@ -15,7 +15,7 @@ from . import records as R
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
-from .expressions import Aggregate, Combined, F, Q
+from .expressions import Aggregate, Combined, ExpressionWrapper, F, Q
 from .models import Model, get_model
 
 FORMAT_VERSION = 1
@@ -24,7 +24,7 @@ FORMAT_VERSION = 1
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 WRITES = frozenset({"update", "delete", "insert"})
 
-EXPRESSIONS = (F, Combined, Aggregate)
+EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
 
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((

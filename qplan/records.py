@@ -9,6 +9,7 @@ Record grammar (everything is a tuple of plain values):
     rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
     expression := ("=", value) | ("F", path) | (op, expression, expression)
                 | ("agg", function, expression | "*", distinct)
+                | ("as", internal_type, expression)   ExpressionWrapper(output_field=)
 
 A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
 field or lookup name, so the shape of a plan is its records with every value node
@@ -24,7 +25,8 @@ import re
 from typing import Any, Iterable
 
 from .errors import FieldError, RoutingError, suggest
-from .expressions import ARITHMETIC, Aggregate, Combined, F, Q
+from . import kinds
+from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
 
 SEP = "__"
@@ -91,6 +93,13 @@ class Context:
     @property
     def who(self) -> str:
         return self.meta.model.__name__
+
+    def kind(self, name: str) -> str | None:
+        """The kind (``qplan.kinds``) of the field or annotation ``name``."""
+        if name in self.annotations:
+            return kinds.of_record(self.annotations[name], self.kind)
+        field = self.path(name)[1]
+        return kinds.FIELD_KIND.get(field.internal_type) if field is not None else None
 
     def path(self, name: str) -> tuple[str, Field | None]:
         """Canonical path and field of ``name``; annotations give ``(name, None)``."""
@@ -194,16 +203,33 @@ def _nested(ctx: Context, depth: int) -> int:
     return depth + 1
 
 
-def expression(ctx: Context, value: Any, field: Field | None = None, depth: int = 0) -> tuple:
-    """An expression record for ``F``/arithmetic/aggregate/plain ``value``."""
+def expression(ctx: Context, value: Any, field: Field | None = None, depth: int = 0,
+               typed: bool = False) -> tuple:
+    """An expression record for ``F``/arithmetic/aggregate/plain ``value``.
+
+    Arithmetic must be on numbers (``qplan.kinds``), else ``FieldError``, unless it is
+    ``typed``: the arithmetic an ``ExpressionWrapper`` gives an ``output_field``.
+    """
     if isinstance(value, F):
         return ("F", ctx.path(value.name)[0])
     if isinstance(value, Combined):
         if value.op not in ARITHMETIC:
             raise FieldError(f"{ctx.who}: unknown operator {value.op!r}")
         depth = _nested(ctx, depth)
-        return (value.op, expression(ctx, value.lhs, depth=depth),
-                expression(ctx, value.rhs, depth=depth))
+        node = (value.op, expression(ctx, value.lhs, depth=depth, typed=typed),
+                expression(ctx, value.rhs, depth=depth, typed=typed))
+        if not typed:
+            try:
+                kinds.of_record(node, ctx.kind)
+            except ValueError as exc:
+                raise FieldError(f"{ctx.who}: {exc}") from None
+        return node
+    if isinstance(value, ExpressionWrapper):
+        if value.output_type not in kinds.FIELD_KIND:
+            raise FieldError(f"{ctx.who}: output_field must be a field, got {value.output_type!r:.80}"
+                             + suggest(str(value.output_type), kinds.FIELD_KIND))
+        inner = expression(ctx, value.expression, depth=_nested(ctx, depth), typed=True)
+        return ("as", value.output_type, inner)
     if isinstance(value, Aggregate):
         arg = "*" if value.expr == "*" else expression(ctx, value.expr, depth=_nested(ctx, depth))
         if arg == "*" and value.function != "count":
@@ -234,7 +260,7 @@ def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str)
         if lookup == "exact" and isinstance(field, BooleanField):
             return cleaned  # structural: compiles to a bare column, which indexes well
         return (VALUE, cleaned)
-    if isinstance(value, (F, Combined, Aggregate)):
+    if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper)):
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")
         return expression(ctx, value)

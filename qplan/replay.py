@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from . import records as R
 from .errors import PlanError
-from .expressions import ARITHMETIC, Avg, Combined, Count, F, Max, Min, Q, Sum
+from .expressions import ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q, Sum
 from .plan import SLICE_LIMIT, Plan
 
 AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
@@ -91,6 +91,8 @@ def expression(node: Any) -> Any:
     if tag == "agg" and len(node) == 4 and node[1] in AGGREGATES:
         arg = node[2] if node[2] == "*" else expression(node[2])
         return AGGREGATES[node[1]](arg, distinct=_flag(node[3], "an aggregate's distinct"))
+    if tag == "as" and len(node) == 3 and type(node[1]) is str:
+        return ExpressionWrapper(expression(node[2]), output_field=node[1])
     if tag in ARITHMETIC and len(node) == 3:
         return Combined(tag, expression(node[1]), expression(node[2]))
     raise PlanError(f"not an expression: {node!r:.80}")

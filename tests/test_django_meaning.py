@@ -3,11 +3,15 @@ every backend through ``any_db`` and pins what Django returns on the same rows."
 
 from __future__ import annotations
 
+import decimal
+
 import pytest
 
 import qplan
-from qplan import Count, F, Q, Sum
+from qplan import Count, ExpressionWrapper, F, Min, Q, Sum, fields
 from testmodels import Author, Book
+
+D = decimal.Decimal
 
 
 @pytest.fixture
@@ -73,3 +77,38 @@ def test_values_keys_are_the_names_written(shelf):
     assert row._fields == ("pk", "author__id") and tuple(row) == (1, 1)
     assert Book.objects.values("pk") != Book.objects.values("id")  # different keys, different plans
     assert qplan.loads(qplan.dumps(plan.values("pk"))) == plan.values("pk")
+
+
+# --- arithmetic is type-checked when the plan is built --------------------------------------------
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Book.objects.aggregate_plan(a=Min("published") + 1),
+    lambda: Book.objects.annotate(x=F("title") + 1),
+    lambda: Book.objects.filter(pages__gt=F("published") - 1),
+    lambda: Book.objects.update_plan(pages=F("is_active") * 2),
+    lambda: Book.objects.annotate(d=F("published")).annotate(x=F("d") + F("pages")),
+])
+def test_arithmetic_on_non_numbers_fails_when_built(build):
+    with pytest.raises(qplan.FieldError, match="output_field"):
+        build()
+
+
+def test_output_field_says_what_arithmetic_is(shelf, any_db):
+    wrapped = ExpressionWrapper(F("title") + 1, output_field=fields.IntegerField())
+    plan = Book.objects.annotate(x=wrapped)
+    for dialect in qplan.backends.names():
+        plan.compile(dialect)  # builds and compiles offline everywhere
+    assert qplan.loads(qplan.dumps(plan)) == plan
+    as_float = Book.objects.filter(pk=1).annotate(
+        x=ExpressionWrapper(F("pages") + 1, output_field=fields.FloatField())).values_list("x", flat=True)
+    assert [(v, type(v)) for v in as_float] == [(11.0, float)]
+    got = Book.objects.aggregate(
+        a=ExpressionWrapper(Sum("pages") * 2, output_field=fields.DecimalField(max_digits=9, decimal_places=0)))
+    assert got == {"a": D(300)} and type(got["a"]) is D
+
+
+def test_negation_and_mixed_numbers(shelf):
+    rows = Book.objects.order_by("pages").annotate(n=-F("pages"), m=F("pages") * 0.5)
+    assert [(b.n, b.m) for b in rows][:2] == [(-10, 5.0), (-20, 10.0)]
+    assert Book.objects.filter(pages__lt=-F("pages") + 30).count() == 1

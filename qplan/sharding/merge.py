@@ -41,6 +41,8 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
         return FIELD_KIND.get(_field(meta, node[1]).internal_type)
     if tag == "agg":
         return of_aggregate(node[1], _kind(meta, annotations, node[2]))
+    if tag == "as":
+        return FIELD_KIND[node[1]]
     lhs, rhs = _kind(meta, annotations, node[1]), _kind(meta, annotations, node[2])
     kinds = {lhs, rhs}
     for k in ("float", "decimal"):
@@ -179,6 +181,8 @@ class _Merge:
             return self.column(node[1])
         if tag == "agg":
             return self.aggregate(node)
+        if tag == "as":
+            raise self.refuse(f"ExpressionWrapper(output_field={node[1]}) over aggregates")
         op = tag
         lhs, rhs = self.expr(node[1]), self.expr(node[2])
         kind = _kind(self.meta, self.annotations, node)
