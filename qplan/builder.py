@@ -160,6 +160,16 @@ class Builder:
         if tag == "!":
             inner, agg = self.condition(node[1], not negated)
             return exp.Not(this=exp.Paren(this=inner)), agg
+        if tag == "^":  # an odd number true; UNKNOWN counts as false, so NOT stays two-valued
+            parts = [self.condition(c, False) for c in node[1]]
+            ones = [exp.Case(ifs=[exp.If(this=p[0], true=exp.Literal.number(1))],
+                             default=exp.Literal.number(0)) for p in parts]
+            total = ones[0]
+            for one in ones[1:]:
+                total = exp.Add(this=total, expression=one)
+            odd = exp.EQ(this=exp.Mod(this=exp.Paren(this=total), expression=exp.Literal.number(2)),
+                         expression=exp.Literal.number(1))
+            return exp.Paren(this=odd), any(p[1] for p in parts)
         if tag in ("&", "|"):
             parts = [self.condition(c, negated) for c in node[1]]
             joined = exp.and_(*[p[0] for p in parts], copy=False) if tag == "&" else \

@@ -29,7 +29,7 @@ def _condition(node: tuple, top: bool = False) -> str:
     tag = node[0]
     if tag == "!":
         return f"~{_condition(node[1])}"
-    if tag in ("&", "|"):
+    if tag in ("&", "|", "^"):
         if top and tag == "&" and all(c[0] not in ("&", "|", "!") for c in node[1]):
             return ", ".join(_condition(c, True) for c in node[1])
         return "(" + f" {tag} ".join(_condition(c) for c in node[1]) + ")"

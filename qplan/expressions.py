@@ -152,6 +152,7 @@ class Q:
 
     AND = "&"
     OR = "|"
+    XOR = "^"
 
     def __init__(self, *args: "Q", _connector: str = "&", _negated: bool = False, **kwargs: Any):
         for arg in args:
@@ -166,6 +167,8 @@ class Q:
         with it is flattened in (as Django does), so ``q = q | Q(...)`` in a loop stays flat."""
         if not isinstance(other, Q):
             return NotImplemented
+        if not other.children or not self.children:  # an empty side drops out (Django)
+            return (other if not self.children else self)._copy()
         parts = []
         for side in (self, other):
             flat = side.connector == connector and not side.negated and len(side.children) > 1
@@ -174,8 +177,17 @@ class Q:
         joined.children = tuple(parts)
         return joined
 
+    def _copy(self) -> "Q":
+        q = Q(_connector=self.connector, _negated=self.negated)
+        q.children = self.children
+        return q
+
     def __and__(self, other: "Q") -> "Q":
         return self._join(other, self.AND)
+
+    def __xor__(self, other: "Q") -> "Q":
+        """True when an odd number of the operands are (Django 4.2+)."""
+        return self._join(other, self.XOR)
 
     def __or__(self, other: "Q") -> "Q":
         return self._join(other, self.OR)

@@ -49,7 +49,7 @@ def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
 def _pinned(node: tuple, path: str) -> set | None:
     """Values a condition pins ``path`` to (None: any value can match)."""
     tag = node[0]
-    if tag == "!":
+    if tag == "!" or tag == "^":
         return None
     if tag in ("&", "|"):
         parts = [_pinned(child, path) for child in node[1]]

@@ -5,6 +5,7 @@ Record grammar (everything is a tuple of plain values):
     condition  := (path, lookup, rhs)            a leaf; path is "field" or "fk__field"
                 | ("&", (condition, ...))        all of
                 | ("|", (condition, ...))        any of
+                | ("^", (condition, ...))        an odd number of (XOR, as Django 4.2+)
                 | ("!", condition)               not
     rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
     expression := ("=", value) | ("F", path) | (op, expression, expression)
@@ -347,22 +348,36 @@ def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     for arg in args:
         if not isinstance(arg, Q):
             raise FieldError(f"{ctx.who}: filter() takes Q objects and keyword lookups, got {arg!r}")
-    children = [q_record(ctx, q) for q in args]
+    children = [node for node in (q_record(ctx, q) for q in args) if node is not None]
     for k, v in sorted(kwargs.items()):
         children.append(leaf(ctx, k, v))
+    if not children:
+        return None  # filter(Q()): no condition
     if len(children) == 1:
         return children[0]
     return ("&", tuple(children))
 
 
-def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple:
+def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple | None:
+    """A ``Q`` as a condition record; None for an empty ``Q``, which matches every row
+    (Django): it drops out of an AND, makes an OR match everything and flips an XOR."""
     if not isinstance(q, Q):
         raise FieldError(f"{ctx.who}: expected a Q object, got {q!r}")
     depth = _nested(ctx, depth)
-    children = tuple(
-        q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1]) for c in q.children
-    )
-    node = children[0] if len(children) == 1 else (q.connector, children)
+    children, flips = [], 0
+    for c in q.children:
+        node = q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1])
+        if node is None and q.connector == "|":
+            return None
+        if node is None:
+            flips += 1
+        else:
+            children.append(node)
+    if not children:
+        return None
+    node = children[0] if len(children) == 1 else (q.connector, tuple(children))
+    if q.connector == "^" and flips % 2:
+        node = ("!", node)
     return ("!", node) if q.negated else node
 
 
@@ -406,7 +421,7 @@ def _unchanged(record: tuple, values: list[Any]) -> tuple:
 
 def _condition_shape(node: tuple, values: list[Any]) -> tuple:
     tag = node[0]
-    if tag == "&" or tag == "|":
+    if tag == "&" or tag == "|" or tag == "^":
         return (tag, tuple([_condition_shape(c, values) for c in node[1]]))
     if tag == "!":
         return ("!", _condition_shape(node[1], values))

@@ -103,7 +103,7 @@ def _q(node: Any) -> Q:
     q = Q()
     if type(node) is tuple and len(node) == 2 and node[0] == "!":
         q.children, q.negated = (_child(node[1]),), True
-    elif type(node) is tuple and len(node) == 2 and node[0] in ("&", "|") and type(node[1]) is tuple:
+    elif type(node) is tuple and len(node) == 2 and node[0] in ("&", "|", "^") and type(node[1]) is tuple:
         q.children, q.connector = tuple(_child(c) for c in node[1]), node[0]
     else:
         q.children = (_child(node),)
@@ -114,7 +114,7 @@ def _child(node: Any) -> Any:
     """A Q child: a ``(lookup key, value)`` pair for a leaf, a ``Q`` otherwise."""
     if type(node) is not tuple or not node:
         raise PlanError(f"not a condition: {node!r:.80}")
-    if node[0] in ("!", "&", "|"):
+    if node[0] in ("!", "&", "|", "^"):
         return _q(node)
     if len(node) != 3 or type(node[0]) is not str or type(node[1]) is not str:
         raise PlanError(f"not a condition: {node!r:.80}")

@@ -112,3 +112,49 @@ def test_negation_and_mixed_numbers(shelf):
     rows = Book.objects.order_by("pages").annotate(n=-F("pages"), m=F("pages") * 0.5)
     assert [(b.n, b.m) for b in rows][:2] == [(-10, 5.0), (-20, 10.0)]
     assert Book.objects.filter(pages__lt=-F("pages") + 30).count() == 1
+
+
+# --- valid input that used to crash -----------------------------------------------------------------
+
+
+def test_an_empty_q_matches_every_row(shelf):
+    assert Book.objects.filter(Q()).count() == 5
+    assert Book.objects.filter(Q()) == Book.objects.all()
+    assert Book.objects.filter(~Q(), Q(Q(), pages=10)).count() == 1
+    assert Book.objects.exclude(Q()).count() == 5
+    assert Book.objects.filter(Q() | Q(pages=10)).count() == 1  # the empty side drops out
+    assert Book.objects.filter(Q(pages=10) & Q()).count() == 1
+    assert Book.objects.filter(Q(Q(), Q(pages=10), _connector="|")).count() == 5
+
+
+def test_aggregate_expressions_over_a_slice_or_distinct_rows(shelf):
+    assert Book.objects.order_by("id")[0:2].aggregate(a=Sum("pages") + 1) == {"a": 31}
+    assert Book.objects.values("title").distinct().aggregate(n=Count("*") * 2) == {"n": 6}
+    got = Book.objects.values("is_active").distinct().aggregate(s=Sum("is_active") - 1)
+    assert got == {"s": 0}
+    assert Book.objects.all()[0:5].aggregate(a=Sum("pages") + 1, b=Count("*")) == {"a": 151, "b": 5}
+
+
+def test_aggregate_of_nothing_is_an_empty_dict(shelf):
+    assert Book.objects.aggregate() == {}
+    assert Book.objects.filter(pages__gt=1000).aggregate() == {}
+
+
+def test_xor_is_true_for_an_odd_number_of_operands(shelf):
+    def ids(plan):
+        return sorted(plan.values_list("id", flat=True))
+
+    x = Q(title="x") ^ Q(pages__gte=20)
+    assert ids(Book.objects.filter(x)) == [1, 3, 4, 5]  # 2 is both
+    assert ids(Book.objects.exclude(x)) == [2]
+    three = Q(title="y") ^ Q(pages__gte=20) ^ Q(is_active=True)
+    assert three.connector == "^" and len(three.children) == 3
+    assert ids(Book.objects.filter(three)) == [1, 2, 3, 4]  # 5 has two
+    # NULL counts as false on every backend: books without an author have author__name NULL
+    nullable = Q(author__name="ann") ^ Q(pages__gte=40)
+    assert ids(Book.objects.filter(nullable)) == [1, 2, 3, 4, 5]
+    assert ids(Book.objects.filter(~nullable)) == []
+    assert ids(Book.objects.filter(Q(author__name="bob") ^ Q(pages__gte=40))) == [5]
+    assert ids(Book.objects.filter(Q() ^ Q(pages=10))) == [1]
+    plan = Book.objects.filter(x)
+    assert qplan.loads(qplan.dumps(plan)) == plan and "^" in repr(plan)

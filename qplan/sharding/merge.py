@@ -67,7 +67,7 @@ def _cond_is_agg(node: tuple, agg: set[str]) -> bool:
     tag = node[0]
     if tag == "!":
         return _cond_is_agg(node[1], agg)
-    if tag in ("&", "|"):
+    if tag in ("&", "|", "^"):
         return any(_cond_is_agg(child, agg) for child in node[1])
     path, lookup, rhs = node
     if path in agg:
@@ -216,10 +216,12 @@ class _Merge:
         if tag == "!":
             inner = self.condition(node[1])
             return lambda env, parts: not inner(env, parts)
-        if tag in ("&", "|"):
+        if tag in ("&", "|", "^"):
             tests = [self.condition(child) for child in node[1]]
             if tag == "&":
                 return lambda env, parts: all(t(env, parts) for t in tests)
+            if tag == "^":
+                return lambda env, parts: sum(bool(t(env, parts)) for t in tests) % 2 == 1
             return lambda env, parts: any(t(env, parts) for t in tests)
         return self._leaf(node)
 
