@@ -11,6 +11,7 @@ from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
 from .fields import DecimalField, Field, ForeignKey
+from .models import get_model
 from .sqlparts import (ARITHMETIC, COMPARISONS, FIELD_KIND, LIKE_PATTERNS, Ref, Slot, col, ident,
                        like_pattern)
 
@@ -38,6 +39,7 @@ class Builder:
         self.late: list[str] = []  # annotations made after values(): selected too
         self.allow_joins = True
         self.order_refs: list[Ref] = []  # the references order_by() resolved to
+        self.subqueries = False  # a field__in=plan subquery: other models are read
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -195,6 +197,8 @@ class Builder:
                 rhs_ref = self.expr(rhs)
                 value = like_pattern(rhs_ref.sql, lookup)
             sql = self.backend.like(target, value, insensitive)
+        elif lookup == "in" and type(rhs) is tuple:  # ("query", key, records)
+            sql = exp.In(this=target, query=exp.Subquery(this=self.subquery(rhs[1], rhs[2])))
         elif lookup == "in":
             if rhs.count == 0:
                 return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(0)), False
@@ -360,7 +364,28 @@ class Builder:
             select = self.paged(select)
         return select
 
-    def subquery(self, inner: exp.Select) -> exp.Select:
+    def subquery(self, key: str, records: tuple) -> exp.Select:
+        """The one-column SELECT of a plan in ``field__in=plan``, numbered with this
+        statement's placeholders; a sliced one, or one reading the outer table, inside a
+        derived table (MariaDB has no LIMIT in an IN subquery, nor reads the table an
+        UPDATE or DELETE writes)."""
+        meta = get_model(key)._meta
+        inner = Builder(meta, self.backend)
+        inner.binds = self.binds
+        if inner.apply(records):
+            raise PlanError("a subquery plan cannot end in a terminal command")
+        if inner.values is None:
+            pairs = [(meta.pk.attname, inner.field_ref(meta.pk, inner.table, False))]
+        else:
+            pairs = inner.selection()[0]
+        self.subqueries = True
+        select = inner.select(pairs, with_order=inner.sliced)
+        if not inner.sliced and meta.db_table != self.table:
+            return select
+        return exp.Select(expressions=[col(pairs[0][0], "sub")]).from_(
+            exp.Subquery(this=select, alias=exp.TableAlias(this=ident("sub"))), copy=False)
+
+    def derived(self, inner: exp.Select) -> exp.Select:
         return exp.Select().from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("sub"))),
                                   copy=False)
 

@@ -20,6 +20,8 @@ def _value(node: Any) -> str:
         arg = "'*'" if node[2] == "*" else _value(node[2]).replace("F(", "", 1)[:-1]
         flag = ", distinct=True" if node[3] else ""
         return f"{node[1].capitalize()}({arg}{flag})"
+    if tag == "query":
+        return node[1].rsplit(".", 1)[-1] + ".objects" + "".join(describe(r) for r in node[2])
     if tag == "as":
         return f"ExpressionWrapper({_value(node[2])}, output_field={node[1]})"
     return f"({_value(node[1])} {tag} {_value(node[2])})"

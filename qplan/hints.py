@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .records import SEP, VALUE
+from .registry import get_model
 
 
 def constraints(records: tuple, path: str) -> tuple | None:
@@ -30,6 +31,10 @@ def constraints(records: tuple, path: str) -> tuple | None:
 def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
     """The other models ``records`` reach through foreign keys from ``meta``'s model."""
     seen: dict[Any, None] = {}
+    for key, inner in _subqueries(records):  # field__in=plan reads that plan's models too
+        model = get_model(key)
+        seen[model] = None
+        seen.update(dict.fromkeys(related_models(model._meta, inner)))
     for path in _paths(records):
         current = meta
         parts = path.split(SEP)
@@ -67,6 +72,17 @@ def _pinned(node: tuple, path: str) -> set | None:
     return None
 
 
+def _subqueries(node: Any) -> Iterator[tuple[str, tuple]]:
+    """``(model key, records)`` of every ``("query", key, records)`` rhs in records."""
+    if type(node) is not tuple or not node or node[0] == VALUE:
+        return
+    if node[0] == "query" and len(node) == 3:
+        yield node[1], node[2]
+        return
+    for child in node:
+        yield from _subqueries(child)
+
+
 def _sort_key(value: Any) -> tuple:
     return (type(value).__name__, value)
 
@@ -76,7 +92,7 @@ def _paths(node: Any) -> Iterator[str]:
     if type(node) is not tuple or not node:
         return
     head = node[0]
-    if head == VALUE:
+    if head == VALUE or head == "query":  # a subquery's paths are its own model's
         return
     if head == "F" and len(node) == 2:
         yield node[1]

@@ -409,6 +409,23 @@ class Plan(Evaluation):
             items.append((name, record))
         return self._add(("aggregate", tuple(items)))
 
+    def as_subquery(self) -> tuple:
+        """``("query", model key, records)``: the rhs record of ``field__in=plan``.
+
+        The plan must select one column (``values('id')``, ``values_list('id', flat=True)``;
+        a plan without ``values()`` selects its primary key), and it runs as part of the
+        outer plan, on the outer plan's alias: its own ``using()`` is not kept.
+        """
+        if self._records and self._records[-1][0] in TERMINAL:
+            raise PlanError(f"a plan ending in {self._records[-1][0]}() is not a subquery")
+        names = None
+        for record in self._records:
+            if record[0] in ("values", "values_list"):
+                names = record[1]
+        if names is not None and len(names) != 1:
+            raise PlanError(f"a subquery selects one column, this one selects {list(names)!r}")
+        return ("query", self._key, self._records)
+
     def to_json(self, key: str | bytes | None = None, *, indent: int | None = None) -> str:
         """The plan as tagged JSON, signed with ``key`` or the configured key (``qplan.jsonplan``)."""
         return jsonform.document(FORMAT_VERSION, self._key, self._alias, self._records, key,

@@ -8,6 +8,7 @@ Record grammar (everything is a tuple of plain values):
                 | ("^", (condition, ...))        an odd number of (XOR, as Django 4.2+)
                 | ("!", condition)               not
     rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
+                | ("query", model_key, records)  "in" a one-column plan: IN (SELECT ...)
     expression := ("=", value) | ("F", path) | (op, expression, expression)
                 | ("agg", function, expression | "*", distinct)
                 | ("as", internal_type, expression)   ExpressionWrapper(output_field=)
@@ -261,6 +262,11 @@ def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str)
         if lookup == "exact" and isinstance(field, BooleanField):
             return cleaned  # structural: compiles to a bare column, which indexes well
         return (VALUE, cleaned)
+    if hasattr(value, "as_subquery"):  # a plan: a plan is never a value, only a subquery
+        if lookup != "in":
+            raise FieldError(f"{ctx.who}.{key}: a plan is a subquery for 'in', not for {lookup!r}")
+        _same_database(ctx.meta, value.model._meta, f"{ctx.who}.{key}")
+        return value.as_subquery()
     if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper)):
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")

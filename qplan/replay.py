@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import records as R
 from .errors import PlanError
 from .expressions import ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q, Sum
+from .models import get_model
 from .plan import SLICE_LIMIT, Plan
 
 AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
@@ -121,6 +122,9 @@ def _child(node: Any) -> Any:
     path, lookup, rhs = node
     if type(rhs) is bool:  # isnull, or exact on a BooleanField
         value = rhs
+    elif type(rhs) is tuple and len(rhs) == 3 and rhs[0] == "query" and type(rhs[1]) is str \
+            and type(rhs[2]) is tuple:  # field__in=plan: that plan, replayed too
+        value = replay(get_model(rhs[1]), rhs[2], None)
     elif type(rhs) is tuple and len(rhs) == 2 and rhs[0] == R.VALUE:
         value = rhs[1]
     else:

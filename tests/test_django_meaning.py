@@ -158,3 +158,41 @@ def test_xor_is_true_for_an_odd_number_of_operands(shelf):
     assert ids(Book.objects.filter(Q() ^ Q(pages=10))) == [1]
     plan = Book.objects.filter(x)
     assert qplan.loads(qplan.dumps(plan)) == plan and "^" in repr(plan)
+
+
+def test_a_one_column_plan_is_a_subquery_for_in(shelf):
+    def ids(plan):
+        return sorted(plan.values_list("id", flat=True))
+
+    anns = Author.objects.filter(name__startswith="a")
+    assert ids(Book.objects.filter(author__in=anns.values("id"))) == [1, 2, 3]
+    assert ids(Book.objects.filter(author__in=anns.values_list("id", flat=True))) == [1, 2, 3]
+    assert ids(Book.objects.filter(author__in=anns)) == [1, 2, 3]  # a model plan: its pk
+    assert ids(Book.objects.exclude(author__in=anns.values("pk"))) == [4, 5]
+    long = Book.objects.filter(pages__gte=30).values("author_id")
+    assert ids(Author.objects.filter(id__in=long)) == [1, 2]
+    first = Book.objects.order_by("pages")[1:3].values_list("pages", flat=True)  # sliced
+    assert ids(Book.objects.filter(pages__in=first, title__in=["x", "y"])) == [2, 3]
+    assert Book.objects.filter(author__in=anns.values("id")).count() == 3
+    assert Book.objects.filter(author__in=anns.values("id")).update(pages=0) == 3
+    short = Book.objects.filter(pages=0).values("id")
+    assert Book.objects.filter(id__in=short).update(pages=1) == 3  # reads the table it writes
+    assert Book.objects.filter(id__in=short.filter(title="x")).delete() == 0
+    assert Book.objects.filter(id__in=Book.objects.filter(pages=1, title="x")).delete() == 2
+    # one plain record, replayed: the inner plan's model key and records; no alias of its own
+    plan = Book.objects.filter(author__in=anns.values("id"))
+    assert plan == Book.objects.filter(author__in=anns.using("elsewhere").values("id"))
+    assert qplan.loads(qplan.dumps(plan)) == plan and plan.related_models() == (Author,)
+    assert "Author.objects.filter(" in repr(plan)
+    for dialect in qplan.backends.names():
+        sql, params = plan.compile(dialect)
+        assert "IN (SELECT" in sql and params == ("a%",)
+
+
+@pytest.mark.parametrize("build, error", [
+    (lambda: Book.objects.filter(author__in=Author.objects.values("id", "name")), "one column"),
+    (lambda: Book.objects.filter(author__exact=Author.objects.values("id")), "subquery for 'in'"),
+])
+def test_what_is_not_a_subquery_fails_when_built(build, error):
+    with pytest.raises((qplan.PlanError, qplan.FieldError), match=error):
+        build()

@@ -53,7 +53,7 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
 
 def _is_agg(node: Any, agg: set[str] | frozenset[str]) -> bool:
     """Whether an expression record is aggregate-valued (directly or through an annotation)."""
-    if type(node) is not tuple or not node or node[0] == VALUE:
+    if type(node) is not tuple or not node or node[0] == VALUE or node[0] == "query":
         return False
     if node[0] == "agg":
         return True
