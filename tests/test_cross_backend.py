@@ -403,6 +403,10 @@ def leaves(draw: Any) -> Q:
     if kind == 4:
         lookup = draw(st.sampled_from(["exact", "gt", "lte", "iexact", "contains"]))
         return Q(**{f"title__{lookup}": F(draw(st.sampled_from(["notes", "author__name"])))})
+    if kind == 5:  # a subquery: IN (SELECT ...)
+        lookup = draw(st.sampled_from(["gt", "icontains", "exact"]))
+        inner = Author.objects.filter(**{f"name__{lookup}": draw(TEXT)})
+        return Q(author__in=inner.values("id") if draw(st.booleans()) else inner)
     field = draw(st.sampled_from(sorted(LEAVES)))
     lookups, values = LEAVES[field]
     return Q(**{f"{field}__{draw(st.sampled_from(lookups))}": draw(values)})
@@ -415,6 +419,8 @@ Q_TREES = st.recursive(
                                                     else qs[0] & qs[1] & qs[2]),
         st.lists(inner, min_size=2, max_size=3).map(lambda qs: qs[0] | qs[1] if len(qs) == 2
                                                     else qs[0] | qs[1] | qs[2]),
+        st.lists(inner, min_size=2, max_size=3).map(lambda qs: qs[0] ^ qs[1] if len(qs) == 2
+                                                    else qs[0] ^ qs[1] ^ qs[2]),
         inner.map(lambda q: ~q)),
     max_leaves=4)
 
