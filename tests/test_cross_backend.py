@@ -70,12 +70,13 @@ def test_datetime_filters_compare_instants(any_db):
     assert Book.objects.filter(created__lt=dt.datetime(2020, 1, 1, 11, 59, 59)).count() == 0
 
 
-def test_aggregates_of_booleans_are_booleans(any_db):
+def test_min_and_max_of_booleans_are_booleans_sum_and_avg_numbers(any_db):
     Book.objects.bulk_create([Book(title="a", is_active=True), Book(title="b", is_active=False)])
     got = Book.objects.aggregate(lo=Min("is_active"), hi=Max("is_active"), n=Sum("is_active"),
                                  avg=Avg("is_active"))
     assert got == {"lo": False, "hi": True, "n": 1, "avg": 0.5}
     assert type(got["lo"]) is bool and type(got["hi"]) is bool
+    assert type(got["n"]) is int and type(got["avg"]) is float  # Django: the count of True
 
 
 # --- text ------------------------------------------------------------------------------------
