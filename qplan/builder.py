@@ -6,11 +6,12 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding
+from . import binding, kinds
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
 from .fields import DecimalField, Field, ForeignKey
+from .models import get_model
 from .sqlparts import (ARITHMETIC, COMPARISONS, FIELD_KIND, LIKE_PATTERNS, Ref, Slot, col, ident,
                        like_pattern)
 
@@ -34,9 +35,11 @@ class Builder:
         self.distinct = False
         self.values: tuple | None = None  # ("values", names) / ("values_list", names, flat, named)
         self.group_values = False  # values() came before an aggregate annotate()
+        self.group_keys: list[exp.Expression] | None = None  # kept by a later values()
         self.late: list[str] = []  # annotations made after values(): selected too
         self.allow_joins = True
         self.order_refs: list[Ref] = []  # the references order_by() resolved to
+        self.subqueries = False  # a field__in=plan subquery: other models are read
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -100,6 +103,10 @@ class Builder:
             return self.column(node[1])
         if tag == "agg":
             return self.aggregate(node)
+        if tag == "as":  # ExpressionWrapper: the SQL as is, read as the field it names
+            ref, kind = self.expr(node[2]), FIELD_KIND[node[1]]
+            decode = self.backend.DECODE.get(node[1]) or self.backend.DECODE_KIND.get(kind)
+            return Ref(ref.sql, kind, decode, ref.nullable, aggregate=ref.aggregate)
         lhs, rhs = self.expr(node[1]), self.expr(node[2])
         kinds = {lhs.kind, rhs.kind}
         kind = next((k for k in ("float", "decimal") if k in kinds), None) or (  # float wins
@@ -138,11 +145,8 @@ class Builder:
             inner = exp.Distinct(expressions=[inner])
         sql = self.backend.aggregate(fn, inner, kind)
         decode_kind = self.backend.DECODE_KIND
-        if fn == "count":
-            decode, kind = decode_kind["int"], "int"
-        elif fn == "avg":
-            decode, kind = decode_kind["float"], "float"
-        elif field is not None and fn in ("min", "max"):
+        kind = kinds.of_aggregate(fn, kind)  # Sum of booleans is a number, Avg a float...
+        if field is not None and fn in ("min", "max"):
             decode = self.backend.DECODE.get(field.internal_type)
         else:
             decode = decode_kind.get(kind or "")
@@ -158,6 +162,16 @@ class Builder:
         if tag == "!":
             inner, agg = self.condition(node[1], not negated)
             return exp.Not(this=exp.Paren(this=inner)), agg
+        if tag == "^":  # an odd number true; UNKNOWN counts as false, so NOT stays two-valued
+            parts = [self.condition(c, False) for c in node[1]]
+            ones = [exp.Case(ifs=[exp.If(this=p[0], true=exp.Literal.number(1))],
+                             default=exp.Literal.number(0)) for p in parts]
+            total = ones[0]
+            for one in ones[1:]:
+                total = exp.Add(this=total, expression=one)
+            odd = exp.EQ(this=exp.Mod(this=exp.Paren(this=total), expression=exp.Literal.number(2)),
+                         expression=exp.Literal.number(1))
+            return exp.Paren(this=odd), any(p[1] for p in parts)
         if tag in ("&", "|"):
             parts = [self.condition(c, negated) for c in node[1]]
             joined = exp.and_(*[p[0] for p in parts], copy=False) if tag == "&" else \
@@ -183,6 +197,8 @@ class Builder:
                 rhs_ref = self.expr(rhs)
                 value = like_pattern(rhs_ref.sql, lookup)
             sql = self.backend.like(target, value, insensitive)
+        elif lookup == "in" and type(rhs) is tuple:  # ("query", key, records)
+            sql = exp.In(this=target, query=exp.Subquery(this=self.subquery(rhs[1], rhs[2])))
         elif lookup == "in":
             if rhs.count == 0:
                 return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(0)), False
@@ -223,7 +239,10 @@ class Builder:
             elif op == "distinct":
                 self.distinct = True
             elif op in ("values", "values_list"):
-                self.values = record
+                if self.group_values and self.group_keys is None:
+                    # values() after values().annotate(aggregate): the groups stay (Django)
+                    self.group_keys = [r.sql for _, r in self.selection()[0] if not r.aggregate]
+                self.values, self.late = record, []
             elif op == "annotate":
                 for name, node in record[1]:
                     ref = self.expr(node)
@@ -245,16 +264,20 @@ class Builder:
             pairs += list(self.annotations.items())
             return pairs, "models"
         names = self.values[1] + tuple(n for n in self.late if n not in self.values[1])
-        pairs = []
-        for name in names:
-            path = name
-            field = self.meta.by_attname.get(name)
-            if field is not None and field.is_relation:
-                path = field.name
-            pairs.append((name, self.column(path)))
+        pairs = [(name, self.column(self.value_path(name))) for name in names]
         if self.values[0] == "values":
             return pairs, "dicts"
         return pairs, "flat" if self.values[2] else ("named" if self.values[3] else "tuples")
+
+    def value_path(self, name: str) -> str:
+        """The canonical path of a name given to values(): ``pk``, ``author_id`` and
+        ``author__id`` name local columns; the row keeps the name as written."""
+        if name in self.annotations:
+            return name
+        field = self.meta.by_attname.get(name)
+        if field is not None and field.is_relation:
+            return field.name
+        return R.resolve_path(self.meta, name.split(R.SEP), self.meta.model.__name__)[0]
 
     def from_(self, select: exp.Select) -> exp.Select:
         select = select.from_(exp.Table(this=ident(self.table)), copy=False)
@@ -286,7 +309,8 @@ class Builder:
         if not self.grouped():
             return select
         if self.group_values:
-            keys = [ref.sql for _, ref in pairs if not ref.aggregate]
+            keys = list(self.group_keys or ())  # then what is selected, as Django groups
+            keys += [ref.sql for _, ref in pairs if not ref.aggregate and ref.sql not in keys]
             for ref in self.order_refs:
                 if not ref.aggregate and ref.sql not in keys:
                     raise NotSupportedError(
@@ -340,7 +364,28 @@ class Builder:
             select = self.paged(select)
         return select
 
-    def subquery(self, inner: exp.Select) -> exp.Select:
+    def subquery(self, key: str, records: tuple) -> exp.Select:
+        """The one-column SELECT of a plan in ``field__in=plan``, numbered with this
+        statement's placeholders; a sliced one, or one reading the outer table, inside a
+        derived table (MariaDB has no LIMIT in an IN subquery, nor reads the table an
+        UPDATE or DELETE writes)."""
+        meta = get_model(key)._meta
+        inner = Builder(meta, self.backend)
+        inner.binds = self.binds
+        if inner.apply(records):
+            raise PlanError("a subquery plan cannot end in a terminal command")
+        if inner.values is None:
+            pairs = [(meta.pk.attname, inner.field_ref(meta.pk, inner.table, False))]
+        else:
+            pairs = inner.selection()[0]
+        self.subqueries = True
+        select = inner.select(pairs, with_order=inner.sliced)
+        if not inner.sliced and meta.db_table != self.table:
+            return select
+        return exp.Select(expressions=[col(pairs[0][0], "sub")]).from_(
+            exp.Subquery(this=select, alias=exp.TableAlias(this=ident("sub"))), copy=False)
+
+    def derived(self, inner: exp.Select) -> exp.Select:
         return exp.Select().from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("sub"))),
                                   copy=False)
 

@@ -42,7 +42,7 @@ def build(meta: Any, shape: tuple, backend: Any) -> Template:
     if _width(binds) > backend.max_params:  # the values outside lists alone are too many
         raise _too_many(_width(binds), backend)
     template = Template(sql, binds, backend, result, columns, decoders)
-    template.related = bool(b.joins)
+    template.related = bool(b.joins) or b.subqueries
     return template
 
 
@@ -77,7 +77,7 @@ def _count(b: Builder, terminal: tuple) -> tuple:
     if _needs_subquery(b):
         pairs, _ = b.selection()
         inner = b.select(pairs, with_order=b.sliced)
-        outer = b.subquery(inner).select(exp.Count(this=exp.Star()), copy=False)
+        outer = b.derived(inner).select(exp.Count(this=exp.Star()), copy=False)
     else:
         outer = b.filtered(b.from_(exp.Select(expressions=[exp.Count(this=exp.Star())])))
     return outer, "count", (), ()
@@ -87,7 +87,7 @@ def _exists(b: Builder, terminal: tuple) -> tuple:
     one = exp.Alias(this=exp.Literal.number(1), alias=ident("a"))
     if _needs_subquery(b):
         pairs, _ = b.selection()
-        outer = b.subquery(b.select(pairs, with_order=b.sliced)).select(one, copy=False)
+        outer = b.derived(b.select(pairs, with_order=b.sliced)).select(one, copy=False)
     else:
         outer = b.filtered(b.from_(exp.Select(expressions=[one])))
     return outer.limit(exp.Literal.number(1), copy=False), "exists", (), ()
@@ -102,23 +102,29 @@ def _aggregate(b: Builder, terminal: tuple) -> tuple:
         if b.having:
             raise NotSupportedError("aggregate() over a filter on an aggregate needs values() first")
         return select, "aggregate", tuple(k for k, _ in pairs), _decoders(pairs)
-    # Aggregate over the plan's own rows: select each argument in a subquery first.
+    # Aggregate over the plan's own rows: select each aggregate's argument in a subquery
+    # first, then compute the expressions over its columns (one placeholder numbering).
     pairs, _ = b.selection()
     inner_pairs = list(pairs)
-    outer_pairs = []
-    for i, (name, node) in enumerate(items):
+    outer = Builder(b.meta, b.backend)
+    outer.binds = b.binds
+
+    def lift(node: Any) -> Any:
+        if type(node) is not tuple or not node:
+            return node
+        if node[0] != "agg":
+            return (node[0], *[lift(child) for child in node[1:]])
         _, fn, arg, distinct = node
         if arg == "*":
-            outer_pairs.append((name, b.aggregate(("agg", fn, "*", distinct))))
-            continue
-        ref = b.expr(arg)
-        key = f"__a{i}"
+            return node
+        ref, key = b.expr(arg), f"__a{len(inner_pairs) - len(pairs)}"
         inner_pairs.append((key, ref))
-        outer = Builder(b.meta, b.backend)
         outer.annotations[key] = Ref(col(key, "sub"), ref.kind, ref.decode, True, ref.field)
-        outer_pairs.append((name, outer.aggregate(("agg", fn, ("F", key), distinct))))
+        return ("agg", fn, ("F", key), distinct)
+
+    outer_pairs = [(name, outer.expr(lift(node))) for name, node in items]
     inner = b.select(inner_pairs, with_order=b.sliced)
-    select = b.subquery(inner).select(
+    select = b.derived(inner).select(
         *[exp.Alias(this=r.sql, alias=ident(k)) for k, r in outer_pairs], copy=False)
     return select, "aggregate", tuple(k for k, _ in outer_pairs), _decoders(outer_pairs)
 

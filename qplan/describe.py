@@ -20,6 +20,10 @@ def _value(node: Any) -> str:
         arg = "'*'" if node[2] == "*" else _value(node[2]).replace("F(", "", 1)[:-1]
         flag = ", distinct=True" if node[3] else ""
         return f"{node[1].capitalize()}({arg}{flag})"
+    if tag == "query":
+        return node[1].rsplit(".", 1)[-1] + ".objects" + "".join(describe(r) for r in node[2])
+    if tag == "as":
+        return f"ExpressionWrapper({_value(node[2])}, output_field={node[1]})"
     return f"({_value(node[1])} {tag} {_value(node[2])})"
 
 
@@ -27,7 +31,7 @@ def _condition(node: tuple, top: bool = False) -> str:
     tag = node[0]
     if tag == "!":
         return f"~{_condition(node[1])}"
-    if tag in ("&", "|"):
+    if tag in ("&", "|", "^"):
         if top and tag == "&" and all(c[0] not in ("&", "|", "!") for c in node[1]):
             return ", ".join(_condition(c, True) for c in node[1])
         return "(" + f" {tag} ".join(_condition(c) for c in node[1]) + ")"

@@ -56,6 +56,9 @@ class Evaluation:
         return engine().execute(self._add(("exists",)), None)
 
     def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        """The named aggregates over the plan's rows; ``{}`` for none, without a query (Django)."""
+        if not args and not kwargs:
+            return {}
         return engine().execute(self.aggregate_plan(*args, **kwargs), None)
 
     def get(self, *args: Q, **kwargs: Any) -> Any:

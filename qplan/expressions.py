@@ -35,6 +35,10 @@ class Combinable:
     def __mod__(self, other: Any) -> "Combined":
         return self._combine("%", other)
 
+    def __neg__(self) -> "Combined":
+        """``-F('pages')``: ``F('pages') * -1``, as Django spells it."""
+        return self._combine("*", -1)
+
     def __radd__(self, other: Any) -> "Combined":
         return self._combine("+", other, True)
 
@@ -75,6 +79,21 @@ class Combined(Combinable):
 
     def __repr__(self) -> str:
         return f"({self.lhs!r} {self.op} {self.rhs!r})"
+
+
+class ExpressionWrapper(Combinable):
+    """``expression`` with the type its result has: ``ExpressionWrapper(F('a') + 1,
+    output_field=fields.IntegerField())``. Only the field's ``internal_type`` is kept (a
+    plan holds plain values); it may be given as that name too."""
+
+    __slots__ = ("expression", "output_type")
+
+    def __init__(self, expression: Any, output_field: Any) -> None:
+        self.expression = expression
+        self.output_type = getattr(output_field, "internal_type", output_field)
+
+    def __repr__(self) -> str:
+        return f"ExpressionWrapper({self.expression!r}, output_field={self.output_type})"
 
 
 class Aggregate(Combinable):
@@ -133,6 +152,7 @@ class Q:
 
     AND = "&"
     OR = "|"
+    XOR = "^"
 
     def __init__(self, *args: "Q", _connector: str = "&", _negated: bool = False, **kwargs: Any):
         for arg in args:
@@ -147,6 +167,8 @@ class Q:
         with it is flattened in (as Django does), so ``q = q | Q(...)`` in a loop stays flat."""
         if not isinstance(other, Q):
             return NotImplemented
+        if not other.children or not self.children:  # an empty side drops out (Django)
+            return (other if not self.children else self)._copy()
         parts = []
         for side in (self, other):
             flat = side.connector == connector and not side.negated and len(side.children) > 1
@@ -155,8 +177,17 @@ class Q:
         joined.children = tuple(parts)
         return joined
 
+    def _copy(self) -> "Q":
+        q = Q(_connector=self.connector, _negated=self.negated)
+        q.children = self.children
+        return q
+
     def __and__(self, other: "Q") -> "Q":
         return self._join(other, self.AND)
+
+    def __xor__(self, other: "Q") -> "Q":
+        """True when an odd number of the operands are (Django 4.2+)."""
+        return self._join(other, self.XOR)
 
     def __or__(self, other: "Q") -> "Q":
         return self._join(other, self.OR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .records import SEP, VALUE
+from .registry import get_model
 
 
 def constraints(records: tuple, path: str) -> tuple | None:
@@ -30,13 +31,21 @@ def constraints(records: tuple, path: str) -> tuple | None:
 def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
     """The other models ``records`` reach through foreign keys from ``meta``'s model."""
     seen: dict[Any, None] = {}
+    for key, inner in _subqueries(records):  # field__in=plan reads that plan's models too
+        model = get_model(key)
+        seen[model] = None
+        seen.update(dict.fromkeys(related_models(model._meta, inner)))
     for path in _paths(records):
         current = meta
-        for part in path.split(SEP)[:-1]:
+        parts = path.split(SEP)
+        for i, part in enumerate(parts[:-1]):
             field = current.by_name.get(part)
             if field is None or not field.is_relation:
                 break
-            current = field.target._meta
+            target = field.target._meta
+            if i == len(parts) - 2 and parts[-1] in ("pk", target.pk.name):
+                break  # fk__id (as values() keeps it) is the local column: no join
+            current = target
             seen[current.model] = None
     seen.pop(meta.model, None)
     return tuple(seen)
@@ -45,7 +54,7 @@ def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
 def _pinned(node: tuple, path: str) -> set | None:
     """Values a condition pins ``path`` to (None: any value can match)."""
     tag = node[0]
-    if tag == "!":
+    if tag == "!" or tag == "^":
         return None
     if tag in ("&", "|"):
         parts = [_pinned(child, path) for child in node[1]]
@@ -63,6 +72,17 @@ def _pinned(node: tuple, path: str) -> set | None:
     return None
 
 
+def _subqueries(node: Any) -> Iterator[tuple[str, tuple]]:
+    """``(model key, records)`` of every ``("query", key, records)`` rhs in records."""
+    if type(node) is not tuple or not node or node[0] == VALUE:
+        return
+    if node[0] == "query" and len(node) == 3:
+        yield node[1], node[2]
+        return
+    for child in node:
+        yield from _subqueries(child)
+
+
 def _sort_key(value: Any) -> tuple:
     return (type(value).__name__, value)
 
@@ -72,7 +92,7 @@ def _paths(node: Any) -> Iterator[str]:
     if type(node) is not tuple or not node:
         return
     head = node[0]
-    if head == VALUE:
+    if head == VALUE or head == "query":  # a subquery's paths are its own model's
         return
     if head == "F" and len(node) == 2:
         yield node[1]

@@ -15,7 +15,7 @@ from . import records as R
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
-from .expressions import Aggregate, Combined, F, Q
+from .expressions import Aggregate, Combined, ExpressionWrapper, F, Q
 from .models import Model, get_model
 
 FORMAT_VERSION = 1
@@ -24,7 +24,7 @@ FORMAT_VERSION = 1
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 WRITES = frozenset({"update", "delete", "insert"})
 
-EXPRESSIONS = (F, Combined, Aggregate)
+EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
 
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((
@@ -216,7 +216,8 @@ class Plan(Evaluation):
             # list, sort and generator (about 0.8 µs of a 3 µs filter)
             [(key, value)] = kwargs.items()
             return self._add((op, R.leaf(self._ctx(), key, value)))
-        return self._add((op, R.condition(self._ctx(), args, kwargs)))
+        node = R.condition(self._ctx(), args, kwargs)
+        return self if node is None else self._add((op, node))
 
     def order_by(self, *names: str) -> "Plan":
         self._no_slice("reorder")
@@ -317,15 +318,12 @@ class Plan(Evaluation):
                 return found
         if not names:
             return tuple(f.attname for f in self._meta.fields) + tuple(ctx.annotations)
-        out = []
         for name in names:
             if not isinstance(name, str):
                 raise FieldError(f"{ctx.who}: values() takes field names, got {name!r}")
-            path, field = ctx.path(name)
-            if field is not None and SEP not in path and field.is_relation and name == field.attname:
-                path = field.attname
-            out.append(path)
-        result = tuple(out)
+            if name not in self._meta.by_attname:
+                ctx.path(name)  # checked here; kept as written: the rows' keys are these names
+        result = tuple(names)
         if cache is not None:
             cache[key] = result
         return result
@@ -410,6 +408,23 @@ class Plan(Evaluation):
                 raise FieldError(f"{ctx.who}: aggregate({name}=...) is not an aggregate: {agg!r}")
             items.append((name, record))
         return self._add(("aggregate", tuple(items)))
+
+    def as_subquery(self) -> tuple:
+        """``("query", model key, records)``: the rhs record of ``field__in=plan``.
+
+        The plan must select one column (``values('id')``, ``values_list('id', flat=True)``;
+        a plan without ``values()`` selects its primary key), and it runs as part of the
+        outer plan, on the outer plan's alias: its own ``using()`` is not kept.
+        """
+        if self._records and self._records[-1][0] in TERMINAL:
+            raise PlanError(f"a plan ending in {self._records[-1][0]}() is not a subquery")
+        names = None
+        for record in self._records:
+            if record[0] in ("values", "values_list"):
+                names = record[1]
+        if names is not None and len(names) != 1:
+            raise PlanError(f"a subquery selects one column, this one selects {list(names)!r}")
+        return ("query", self._key, self._records)
 
     def to_json(self, key: str | bytes | None = None, *, indent: int | None = None) -> str:
         """The plan as tagged JSON, signed with ``key`` or the configured key (``qplan.jsonplan``)."""

@@ -5,10 +5,13 @@ Record grammar (everything is a tuple of plain values):
     condition  := (path, lookup, rhs)            a leaf; path is "field" or "fk__field"
                 | ("&", (condition, ...))        all of
                 | ("|", (condition, ...))        any of
+                | ("^", (condition, ...))        an odd number of (XOR, as Django 4.2+)
                 | ("!", condition)               not
     rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
+                | ("query", model_key, records)  "in" a one-column plan: IN (SELECT ...)
     expression := ("=", value) | ("F", path) | (op, expression, expression)
                 | ("agg", function, expression | "*", distinct)
+                | ("as", internal_type, expression)   ExpressionWrapper(output_field=)
 
 A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
 field or lookup name, so the shape of a plan is its records with every value node
@@ -24,7 +27,8 @@ import re
 from typing import Any, Iterable
 
 from .errors import FieldError, RoutingError, suggest
-from .expressions import ARITHMETIC, Aggregate, Combined, F, Q
+from . import kinds
+from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
 
 SEP = "__"
@@ -91,6 +95,13 @@ class Context:
     @property
     def who(self) -> str:
         return self.meta.model.__name__
+
+    def kind(self, name: str) -> str | None:
+        """The kind (``qplan.kinds``) of the field or annotation ``name``."""
+        if name in self.annotations:
+            return kinds.of_record(self.annotations[name], self.kind)
+        field = self.path(name)[1]
+        return kinds.FIELD_KIND.get(field.internal_type) if field is not None else None
 
     def path(self, name: str) -> tuple[str, Field | None]:
         """Canonical path and field of ``name``; annotations give ``(name, None)``."""
@@ -194,16 +205,33 @@ def _nested(ctx: Context, depth: int) -> int:
     return depth + 1
 
 
-def expression(ctx: Context, value: Any, field: Field | None = None, depth: int = 0) -> tuple:
-    """An expression record for ``F``/arithmetic/aggregate/plain ``value``."""
+def expression(ctx: Context, value: Any, field: Field | None = None, depth: int = 0,
+               typed: bool = False) -> tuple:
+    """An expression record for ``F``/arithmetic/aggregate/plain ``value``.
+
+    Arithmetic must be on numbers (``qplan.kinds``), else ``FieldError``, unless it is
+    ``typed``: the arithmetic an ``ExpressionWrapper`` gives an ``output_field``.
+    """
     if isinstance(value, F):
         return ("F", ctx.path(value.name)[0])
     if isinstance(value, Combined):
         if value.op not in ARITHMETIC:
             raise FieldError(f"{ctx.who}: unknown operator {value.op!r}")
         depth = _nested(ctx, depth)
-        return (value.op, expression(ctx, value.lhs, depth=depth),
-                expression(ctx, value.rhs, depth=depth))
+        node = (value.op, expression(ctx, value.lhs, depth=depth, typed=typed),
+                expression(ctx, value.rhs, depth=depth, typed=typed))
+        if not typed:
+            try:
+                kinds.of_record(node, ctx.kind)
+            except ValueError as exc:
+                raise FieldError(f"{ctx.who}: {exc}") from None
+        return node
+    if isinstance(value, ExpressionWrapper):
+        if value.output_type not in kinds.FIELD_KIND:
+            raise FieldError(f"{ctx.who}: output_field must be a field, got {value.output_type!r:.80}"
+                             + suggest(str(value.output_type), kinds.FIELD_KIND))
+        inner = expression(ctx, value.expression, depth=_nested(ctx, depth), typed=True)
+        return ("as", value.output_type, inner)
     if isinstance(value, Aggregate):
         arg = "*" if value.expr == "*" else expression(ctx, value.expr, depth=_nested(ctx, depth))
         if arg == "*" and value.function != "count":
@@ -234,7 +262,12 @@ def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str)
         if lookup == "exact" and isinstance(field, BooleanField):
             return cleaned  # structural: compiles to a bare column, which indexes well
         return (VALUE, cleaned)
-    if isinstance(value, (F, Combined, Aggregate)):
+    if hasattr(value, "as_subquery"):  # a plan: a plan is never a value, only a subquery
+        if lookup != "in":
+            raise FieldError(f"{ctx.who}.{key}: a plan is a subquery for 'in', not for {lookup!r}")
+        _same_database(ctx.meta, value.model._meta, f"{ctx.who}.{key}")
+        return value.as_subquery()
+    if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper)):
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")
         return expression(ctx, value)
@@ -321,22 +354,36 @@ def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     for arg in args:
         if not isinstance(arg, Q):
             raise FieldError(f"{ctx.who}: filter() takes Q objects and keyword lookups, got {arg!r}")
-    children = [q_record(ctx, q) for q in args]
+    children = [node for node in (q_record(ctx, q) for q in args) if node is not None]
     for k, v in sorted(kwargs.items()):
         children.append(leaf(ctx, k, v))
+    if not children:
+        return None  # filter(Q()): no condition
     if len(children) == 1:
         return children[0]
     return ("&", tuple(children))
 
 
-def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple:
+def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple | None:
+    """A ``Q`` as a condition record; None for an empty ``Q``, which matches every row
+    (Django): it drops out of an AND, makes an OR match everything and flips an XOR."""
     if not isinstance(q, Q):
         raise FieldError(f"{ctx.who}: expected a Q object, got {q!r}")
     depth = _nested(ctx, depth)
-    children = tuple(
-        q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1]) for c in q.children
-    )
-    node = children[0] if len(children) == 1 else (q.connector, children)
+    children, flips = [], 0
+    for c in q.children:
+        node = q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1])
+        if node is None and q.connector == "|":
+            return None
+        if node is None:
+            flips += 1
+        else:
+            children.append(node)
+    if not children:
+        return None
+    node = children[0] if len(children) == 1 else (q.connector, tuple(children))
+    if q.connector == "^" and flips % 2:
+        node = ("!", node)
     return ("!", node) if q.negated else node
 
 
@@ -380,7 +427,7 @@ def _unchanged(record: tuple, values: list[Any]) -> tuple:
 
 def _condition_shape(node: tuple, values: list[Any]) -> tuple:
     tag = node[0]
-    if tag == "&" or tag == "|":
+    if tag == "&" or tag == "|" or tag == "^":
         return (tag, tuple([_condition_shape(c, values) for c in node[1]]))
     if tag == "!":
         return ("!", _condition_shape(node[1], values))

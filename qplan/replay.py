@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from . import records as R
 from .errors import PlanError
-from .expressions import ARITHMETIC, Avg, Combined, Count, F, Max, Min, Q, Sum
+from .expressions import ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q, Sum
+from .models import get_model
 from .plan import SLICE_LIMIT, Plan
 
 AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
@@ -91,6 +92,8 @@ def expression(node: Any) -> Any:
     if tag == "agg" and len(node) == 4 and node[1] in AGGREGATES:
         arg = node[2] if node[2] == "*" else expression(node[2])
         return AGGREGATES[node[1]](arg, distinct=_flag(node[3], "an aggregate's distinct"))
+    if tag == "as" and len(node) == 3 and type(node[1]) is str:
+        return ExpressionWrapper(expression(node[2]), output_field=node[1])
     if tag in ARITHMETIC and len(node) == 3:
         return Combined(tag, expression(node[1]), expression(node[2]))
     raise PlanError(f"not an expression: {node!r:.80}")
@@ -101,7 +104,7 @@ def _q(node: Any) -> Q:
     q = Q()
     if type(node) is tuple and len(node) == 2 and node[0] == "!":
         q.children, q.negated = (_child(node[1]),), True
-    elif type(node) is tuple and len(node) == 2 and node[0] in ("&", "|") and type(node[1]) is tuple:
+    elif type(node) is tuple and len(node) == 2 and node[0] in ("&", "|", "^") and type(node[1]) is tuple:
         q.children, q.connector = tuple(_child(c) for c in node[1]), node[0]
     else:
         q.children = (_child(node),)
@@ -112,13 +115,16 @@ def _child(node: Any) -> Any:
     """A Q child: a ``(lookup key, value)`` pair for a leaf, a ``Q`` otherwise."""
     if type(node) is not tuple or not node:
         raise PlanError(f"not a condition: {node!r:.80}")
-    if node[0] in ("!", "&", "|"):
+    if node[0] in ("!", "&", "|", "^"):
         return _q(node)
     if len(node) != 3 or type(node[0]) is not str or type(node[1]) is not str:
         raise PlanError(f"not a condition: {node!r:.80}")
     path, lookup, rhs = node
     if type(rhs) is bool:  # isnull, or exact on a BooleanField
         value = rhs
+    elif type(rhs) is tuple and len(rhs) == 3 and rhs[0] == "query" and type(rhs[1]) is str \
+            and type(rhs[2]) is tuple:  # field__in=plan: that plan, replayed too
+        value = replay(get_model(rhs[1]), rhs[2], None)
     elif type(rhs) is tuple and len(rhs) == 2 and rhs[0] == R.VALUE:
         value = rhs[1]
     else:

@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from . import records as R
 from .fields import Field
+from .kinds import FIELD_KIND  # noqa: F401 - the builder reads it from here
 
 # --- slots -------------------------------------------------------------------------------------
 
@@ -47,11 +48,6 @@ def number_slots(shape: Any, counter: list[int]) -> Any:
     return tuple(number_slots(s, counter) for s in shape)
 
 
-FIELD_KIND = {
-    "AutoField": "int", "IntegerField": "int", "BigIntegerField": "int", "FloatField": "float",
-    "DecimalField": "decimal", "CharField": "text", "TextField": "text", "BooleanField": "bool",
-    "DateField": "date", "DateTimeField": "datetime", "BinaryField": "bytes", "JSONField": "json",
-}
 NUMERIC = ("int", "float", "decimal")
 
 

@@ -70,12 +70,13 @@ def test_datetime_filters_compare_instants(any_db):
     assert Book.objects.filter(created__lt=dt.datetime(2020, 1, 1, 11, 59, 59)).count() == 0
 
 
-def test_aggregates_of_booleans_are_booleans(any_db):
+def test_min_and_max_of_booleans_are_booleans_sum_and_avg_numbers(any_db):
     Book.objects.bulk_create([Book(title="a", is_active=True), Book(title="b", is_active=False)])
     got = Book.objects.aggregate(lo=Min("is_active"), hi=Max("is_active"), n=Sum("is_active"),
                                  avg=Avg("is_active"))
     assert got == {"lo": False, "hi": True, "n": 1, "avg": 0.5}
     assert type(got["lo"]) is bool and type(got["hi"]) is bool
+    assert type(got["n"]) is int and type(got["avg"]) is float  # Django: the count of True
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -403,6 +404,10 @@ def leaves(draw: Any) -> Q:
     if kind == 4:
         lookup = draw(st.sampled_from(["exact", "gt", "lte", "iexact", "contains"]))
         return Q(**{f"title__{lookup}": F(draw(st.sampled_from(["notes", "author__name"])))})
+    if kind == 5:  # a subquery: IN (SELECT ...)
+        lookup = draw(st.sampled_from(["gt", "icontains", "exact"]))
+        inner = Author.objects.filter(**{f"name__{lookup}": draw(TEXT)})
+        return Q(author__in=inner.values("id") if draw(st.booleans()) else inner)
     field = draw(st.sampled_from(sorted(LEAVES)))
     lookups, values = LEAVES[field]
     return Q(**{f"{field}__{draw(st.sampled_from(lookups))}": draw(values)})
@@ -415,6 +420,8 @@ Q_TREES = st.recursive(
                                                     else qs[0] & qs[1] & qs[2]),
         st.lists(inner, min_size=2, max_size=3).map(lambda qs: qs[0] | qs[1] if len(qs) == 2
                                                     else qs[0] | qs[1] | qs[2]),
+        st.lists(inner, min_size=2, max_size=3).map(lambda qs: qs[0] ^ qs[1] if len(qs) == 2
+                                                    else qs[0] ^ qs[1] ^ qs[2]),
         inner.map(lambda q: ~q)),
     max_leaves=4)
 

@@ -192,3 +192,24 @@ def test_default_aggregate_aliases_stay_legal() -> None:
     plan = Book.objects.annotate(Count("id")).filter(id__count__gt=1)
     assert plan.records[0] == ("annotate", (("id__count", ("agg", "count", ("F", "id"), False)),))
     assert loads(dumps(plan)) == plan
+
+
+@pytest.mark.parametrize("rhs, match", [
+    (("query", "testmodels.Nope", ()), "Nope"),
+    (("query", "testmodels.Author", (("filter", ("nope", "exact", ("=", 1))),)), "nope"),
+    (("query", "testmodels.Author", (("values", ("id", "name")),)), "one column"),
+    (("query", "testmodels.Author", (("filter", ("name", "exact", ("=", 1))),)), "name"),
+    (("query", "testmodels.Author", (("count",),)), "count"),
+])
+def test_a_subquery_in_a_payload_is_replayed_too(rhs, match):
+    refused((("filter", ("author", "in", rhs)),), match)
+
+
+def test_subqueries_xor_and_output_fields_load():
+    from qplan import ExpressionWrapper, fields
+
+    plan = Book.objects.filter(Q(author__in=Author.objects.filter(name="a").values("id")) ^ Q(pages=1))
+    plan = plan.annotate(x=ExpressionWrapper(F("title") + 1, output_field=fields.IntegerField()))
+    assert loads(dumps(plan)) == plan
+    assert from_json(plan.to_json(key=b"k" * 32), key=b"k" * 32) == plan
+    assert replay(Book, plan.records, None) == plan

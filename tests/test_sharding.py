@@ -410,6 +410,7 @@ def break_shard(tmp_path, alias="s1"):
     (lambda p: p.filter(region__name="north").update(qty=1), "Region is not"),
     (lambda p: list(p.values("paid").annotate(a=Sum("amount") / Count("*"))), "decimal '/'"),
     (lambda p: p.order_by("id")[:5].aggregate(x=Sum("qty") * 2), "of an expression"),
+    (lambda p: list(p.values("paid").annotate(n=Count("*")).values("n")), "cannot merge by the new"),
 ])
 def test_what_cannot_be_merged_exactly_raises_before_any_query(cluster, tmp_path, build, message):
     break_shard(tmp_path)  # any query would fail with an OperationalError

@@ -12,6 +12,7 @@ from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .. import records as R
+from ..kinds import of_aggregate
 from ..sqlparts import FIELD_KIND
 from ..errors import Error, NotSupportedError
 from ..fields import DecimalField
@@ -39,11 +40,9 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
             return _kind(meta, annotations, annotations[node[1]])
         return FIELD_KIND.get(_field(meta, node[1]).internal_type)
     if tag == "agg":
-        if node[1] == "count":
-            return "int"
-        if node[1] == "avg":
-            return "float"
-        return _kind(meta, annotations, node[2])
+        return of_aggregate(node[1], _kind(meta, annotations, node[2]))
+    if tag == "as":
+        return FIELD_KIND[node[1]]
     lhs, rhs = _kind(meta, annotations, node[1]), _kind(meta, annotations, node[2])
     kinds = {lhs, rhs}
     for k in ("float", "decimal"):
@@ -54,7 +53,7 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
 
 def _is_agg(node: Any, agg: set[str] | frozenset[str]) -> bool:
     """Whether an expression record is aggregate-valued (directly or through an annotation)."""
-    if type(node) is not tuple or not node or node[0] == VALUE:
+    if type(node) is not tuple or not node or node[0] == VALUE or node[0] == "query":
         return False
     if node[0] == "agg":
         return True
@@ -68,7 +67,7 @@ def _cond_is_agg(node: tuple, agg: set[str]) -> bool:
     tag = node[0]
     if tag == "!":
         return _cond_is_agg(node[1], agg)
-    if tag in ("&", "|"):
+    if tag in ("&", "|", "^"):
         return any(_cond_is_agg(child, agg) for child in node[1])
     path, lookup, rhs = node
     if path in agg:
@@ -182,6 +181,8 @@ class _Merge:
             return self.column(node[1])
         if tag == "agg":
             return self.aggregate(node)
+        if tag == "as":
+            raise self.refuse(f"ExpressionWrapper(output_field={node[1]}) over aggregates")
         op = tag
         lhs, rhs = self.expr(node[1]), self.expr(node[2])
         kind = _kind(self.meta, self.annotations, node)
@@ -200,8 +201,8 @@ class _Merge:
             return lambda env, parts: (None if not parts[count] or parts[total] is None
                                        else float(parts[total]) / parts[count])
         slot = self.partial(fn, arg)
-        if fn == "sum" and kind == "bool":
-            return lambda env, parts: None if parts[slot] is None else bool(parts[slot])
+        if fn == "sum" and kind == "bool":  # the count of true values, a number
+            return lambda env, parts: None if parts[slot] is None else int(parts[slot])
         field = _decimal_field(self.meta, arg)
         if field is not None and fn != "count":
             return lambda env, parts: None if parts[slot] is None else field.quantize(parts[slot])
@@ -215,10 +216,12 @@ class _Merge:
         if tag == "!":
             inner = self.condition(node[1])
             return lambda env, parts: not inner(env, parts)
-        if tag in ("&", "|"):
+        if tag in ("&", "|", "^"):
             tests = [self.condition(child) for child in node[1]]
             if tag == "&":
                 return lambda env, parts: all(t(env, parts) for t in tests)
+            if tag == "^":
+                return lambda env, parts: sum(bool(t(env, parts)) for t in tests) % 2 == 1
             return lambda env, parts: any(t(env, parts) for t in tests)
         return self._leaf(node)
 

@@ -35,6 +35,7 @@ class _Info:
         self.annotations: dict[str, Any] = {}
         self.agg: set[str] = set()
         self.group_values = False
+        self.regrouped = False  # values() again after values().annotate(aggregate)
         self.first_values: int | None = None
         self.last_values: int | None = None
         self.order: tuple[str, ...] = ()
@@ -54,6 +55,7 @@ class _Info:
                     if self.first_values is not None and is_agg:
                         self.group_values = True
             elif op in ("values", "values_list"):
+                self.regrouped = self.regrouped or self.group_values
                 if self.first_values is None:
                     self.first_values = i
                 self.last_values = i
@@ -76,6 +78,9 @@ class _Read:
         self.meta = plan._meta
         self.who = f"{plan.model.__name__} over shards {list(shards.names)!r}"
         info = self.info = _Info(plan)
+        if info.regrouped:
+            raise NotSupportedError(f"{self.who}: values() after values().annotate(aggregate) "
+                                    f"keeps groups the shards cannot merge by the new keys")
         backend = get_backend(settings.database(shards[0].aliases[0])["ENGINE"])
         template, _ = engine.template(plan._derive(info.body, None), backend)  # checks the plan
         self.result, self.columns = template.result, tuple(template.columns)
