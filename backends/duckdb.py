@@ -197,6 +197,12 @@ class Session:
         self.con.execute("COMMIT")
 
 
+# Messages of errors DuckDB raises under another class that are integrity violations: a
+# unique key written by a concurrent transaction is found only at COMMIT, as a
+# TransactionException.
+_INTEGRITY_MESSAGES = ("constraint violation",)
+
+
 class DuckDBBackend(Backend):
     name = "duckdb"
     FILE_DATABASE = True
@@ -218,6 +224,14 @@ class DuckDBBackend(Backend):
     READ_ONLY_SQL = "BEGIN TRANSACTION READ ONLY"
     ADAPT = {_dt.datetime: _naive_utc, float: _unsigned_zero}
     DECODE_KIND = {**Backend.DECODE_KIND, "decimal": decimal_of_double}
+
+    def map_error(self, exc: BaseException, where: str) -> errors.Error:
+        """PEP 249's mapping, except a constraint violation found at COMMIT (a concurrent
+        transaction wrote the same unique key), which is an ``IntegrityError`` as elsewhere."""
+        message = str(exc).strip()
+        if any(m in message.lower() for m in _INTEGRITY_MESSAGES):
+            return errors.IntegrityError(f"{where}: {message}")
+        return super().map_error(exc, where)
 
     # --- dialect hooks ----------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from qplan import errors
+
 from .base import UTC, Backend, decimal_of_double
 
 _memory_ids = itertools.count(1)
@@ -84,6 +86,14 @@ class SQLiteBackend(Backend):
     max_params = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
     insert_returning = sqlite3.sqlite_version_info >= (3, 35)
     LIMIT_FOR_OFFSET = "-1"
+
+    def map_error(self, exc: BaseException, where: str) -> errors.Error:
+        """PEP 249's mapping, except "database is locked", a ``SerializationFailure``: two
+        transactions that read, then both write, cannot both go on (SQLite refuses the
+        second's write lock at once), and a transaction run again may succeed."""
+        if isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc):
+            return errors.SerializationFailure(f"{where}: {str(exc).strip()}")
+        return super().map_error(exc, where)
 
     DATA_TYPES = {
         **Backend.DATA_TYPES,

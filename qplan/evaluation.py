@@ -86,6 +86,19 @@ class Evaluation:
         engine().save_instance(obj, self._alias, force_insert=True)
         return obj
 
+    def get_or_create(self, defaults: dict[str, Any] | None = None, **kwargs: Any
+                      ) -> tuple[Any, bool]:
+        """``(obj, created)``: the row ``kwargs`` match, else one created from the ``kwargs``
+        without ``__`` and ``defaults``; a create lost to a concurrent one returns that row."""
+        return engine().get_or_create(self, defaults, kwargs)
+
+    def update_or_create(self, defaults: dict[str, Any] | None = None,
+                         create_defaults: dict[str, Any] | None = None, **kwargs: Any
+                         ) -> tuple[Any, bool]:
+        """``(obj, created)``: the row ``kwargs`` match updated with ``defaults``, else one
+        created with ``create_defaults`` (``defaults`` when None), in one ``atomic()`` block."""
+        return engine().update_or_create(self, defaults, create_defaults, kwargs)
+
     def bulk_create(self, objs: Any, batch_size: int | None = None) -> list[Any]:
         objs = list(objs)
         engine().bulk_create(self, objs, batch_size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import deletion, settings, sharding
+from . import deletion, settings, sharding, upserts
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
@@ -275,6 +275,15 @@ class Engine:
                 f"{', '.join(map(repr, pins))} of an existing row (it decides which database "
                 f"holds the row); delete it and create it again")
         return False
+
+    def get_or_create(self, plan: Plan, defaults: Any, lookups: dict[str, Any]) -> tuple[Any, bool]:
+        """Django's ``get_or_create`` on the plan's write alias (``qplan.upserts``)."""
+        return upserts.get_or_create(plan, defaults, lookups)
+
+    def update_or_create(self, plan: Plan, defaults: Any, create_defaults: Any,
+                         lookups: dict[str, Any]) -> tuple[Any, bool]:
+        """Django's ``update_or_create`` on the plan's write alias (``qplan.upserts``)."""
+        return upserts.update_or_create(plan, defaults, create_defaults, lookups)
 
     def delete_instance(self, obj: Model, using: str | None) -> tuple[int, dict[str, int]]:
         """Delete one row where the routers send writes of it (never simply where it was
