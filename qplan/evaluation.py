@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Iterator, NamedTuple
 
+from .errors import FieldError
 from .expressions import Aggregate, Q
 from .runner import engine
+
+
+# Keys per query of in_bulk(): under every backend's bind limit (SQLite's oldest is 999).
+IN_BULK_BATCH = 900
 
 
 class Compiled(NamedTuple):
@@ -98,6 +103,31 @@ class Evaluation:
         """``(obj, created)``: the row ``kwargs`` match updated with ``defaults``, else one
         created with ``create_defaults`` (``defaults`` when None), in one ``atomic()`` block."""
         return engine().update_or_create(self, defaults, create_defaults, kwargs)
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        """Write ``fields`` of ``objs`` to their rows in one transaction; the rows matched."""
+        return engine().bulk_update(self, objs, fields, batch_size)
+
+    def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> dict[Any, Any]:
+        """``{value of field_name: instance}`` for the rows whose ``field_name`` is in
+        ``id_list`` (all rows when None); ``field_name`` must be unique (``FieldError``)."""
+        meta = self._meta
+        field = meta.get_field(field_name)
+        if not field.unique:
+            raise FieldError(f"in_bulk()'s field_name must be a unique field but "
+                             f"{field_name!r} isn't.")
+        if self._has("slice"):
+            raise TypeError("Cannot use 'limit' or 'offset' with in_bulk().")
+        if self._has("values") or self._has("values_list"):
+            raise TypeError("in_bulk() cannot be used with values() or values_list().")
+        if id_list is None:
+            rows = list(self)
+        else:
+            ids = tuple(dict.fromkeys(id_list))
+            rows = []
+            for start in range(0, len(ids), IN_BULK_BATCH):
+                rows += self.filter(**{f"{field_name}__in": ids[start:start + IN_BULK_BATCH]})
+        return {obj.pk if field_name == "pk" else getattr(obj, field_name): obj for obj in rows}
 
     def bulk_create(self, objs: Any, batch_size: int | None = None) -> list[Any]:
         objs = list(objs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import deletion, settings, sharding, upserts
+from . import bulkupdate, deletion, settings, sharding, upserts
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
@@ -284,6 +284,10 @@ class Engine:
                          lookups: dict[str, Any]) -> tuple[Any, bool]:
         """Django's ``update_or_create`` on the plan's write alias (``qplan.upserts``)."""
         return upserts.update_or_create(plan, defaults, create_defaults, lookups)
+
+    def bulk_update(self, plan: Plan, objs: Any, fields: Any, batch_size: int | None) -> int:
+        """Django's ``bulk_update``: the rows matched (``qplan.bulkupdate``)."""
+        return bulkupdate.bulk_update(plan, objs, fields, batch_size)
 
     def delete_instance(self, obj: Model, using: str | None) -> tuple[int, dict[str, int]]:
         """Delete one row where the routers send writes of it (never simply where it was
