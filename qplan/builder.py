@@ -28,7 +28,8 @@ class Builder:
         self.annotations: dict[str, Ref] = {}
         self.where: list[exp.Expression] = []
         self.having: list[exp.Expression] = []
-        self.order: tuple[str, ...] = ()
+        self.order: tuple[str, ...] = meta.ordering  # Meta.ordering until an order_by()
+        self.default_order = True  # no order_by() record: the order is Meta.ordering
         self.offset: Slot | None = None
         self.limit: Slot | None = None
         self.sliced = False
@@ -232,7 +233,7 @@ class Builder:
                     cond = exp.Not(this=exp.Paren(this=cond))
                 (self.having if agg else self.where).append(cond)
             elif op == "order_by":
-                self.order = record[1]
+                self.order, self.default_order = record[1], False
             elif op == "slice":
                 self.sliced = True
                 self.offset, self.limit = record[1], record[2]
@@ -354,7 +355,12 @@ class Builder:
     def select(self, pairs: list[tuple[str, Ref]], with_order: bool = True) -> exp.Select:
         select = exp.Select(expressions=[exp.Alias(this=r.sql, alias=ident(k)) if not (
             isinstance(r.sql, exp.Column) and r.sql.name == k) else r.sql for k, r in pairs])
+        if self.default_order and self.order and self.grouped():
+            self.order = ()  # Django: Meta.ordering is not used in GROUP BY queries
         terms = self.order_terms() if with_order else []
+        if self.default_order and self.distinct and terms and any(
+                ref.sql not in [r.sql for _, r in pairs] for ref in self.order_refs):
+            terms, self.order_refs = [], []  # a default order of columns distinct() drops
         if self.distinct:
             select = self._distinct(select, pairs)
         select = self.group(self.filtered(self.from_(select)), pairs)

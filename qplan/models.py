@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Iterator
 
 from . import errors, runner
+from . import records as R
 from .errors import ConfigurationError, FieldError, suggest
 from .fields import AutoField, Field, ForeignKey
 from .registry import get_model, register, registered_models
 
 __all__ = ["Model", "ModelBase", "Options", "get_model", "registered_models"]
 
-META_OPTIONS = ("db_table", "using", "abstract", "key")
+META_OPTIONS = ("db_table", "using", "abstract", "key", "ordering")
 
 
 class Options:
@@ -39,6 +40,7 @@ class Options:
         self.path_cache: dict[Any, Any] = {}  # field names, and values()/order_by() name lists
         self.plain_context: Any = None  # the normalising context of a plan with no annotations
         self.root_plan: Any = None
+        self.ordering: tuple[str, ...] = ()  # Meta.ordering, checked (``_ordering``)
         self.label = self.key  # what delete() counts rows under, as Django's "app.Model"
 
     def get_field(self, name: str) -> Field:
@@ -96,6 +98,7 @@ class ModelBase(type):
         if len(pks) > 1:
             raise FieldError(f"{name}: more than one primary key ({', '.join(pks)})")
         cls._meta = Options(cls, meta, fields)
+        cls._meta.ordering = _ordering(cls._meta, getattr(meta, "ordering", ()))
         for field in fields:
             if isinstance(field, ForeignKey):
                 setattr(cls, field.name, ForwardRelation(field))
@@ -108,6 +111,22 @@ class ModelBase(type):
         if not abstract:
             register(cls._meta.key, name, cls)
         return cls
+
+
+def _ordering(meta: Options, names: Any) -> tuple[str, ...]:
+    """``Meta.ordering`` as ``order_by()`` records it (canonical paths, ``-`` for
+    descending); ``FieldError`` at the class statement for a name that is not a field."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise FieldError(f"{meta.model.__name__}.Meta.ordering is a list or tuple of field "
+                         f"names, got {names!r}")
+    ctx = R.Context(meta, {})
+    out = []
+    for name in names:
+        if not isinstance(name, str) or not name.lstrip("-") or name == "?":
+            raise FieldError(f"{meta.model.__name__}.Meta.ordering: {name!r} is not a field name")
+        path, _ = ctx.path(name.lstrip("-"))
+        out.append("-" + path if name.startswith("-") else path)
+    return tuple(out)
 
 
 def _copy_field(field: Field) -> Field:

@@ -246,10 +246,11 @@ class Plan(Evaluation):
         return self._add(("order_by", tuple(n[1:] if n[0] == "-" else "-" + n for n in order)))
 
     def _ordering(self) -> tuple[str, ...]:
+        """The order the rows come in: the last ``order_by()``, else ``Meta.ordering``."""
         for record in reversed(self._records):
             if record[0] == "order_by":
                 return record[1]
-        return ()
+        return self._meta.ordering
 
     def __getitem__(self, key: int | slice) -> Any:
         if isinstance(key, slice):

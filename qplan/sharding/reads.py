@@ -68,6 +68,8 @@ class _Info:
                 self.distinct = True
             elif op in ("filter", "exclude") and _cond_is_agg(record[1], self.agg):
                 self.having.add(i)
+        if not any(r[0] == "order_by" for r in self.body) and not (self.distinct or self.agg):
+            self.order = plan.model._meta.ordering  # the default order each shard returns
 
 
 class _Read:
