@@ -242,12 +242,19 @@ class Backend:
                     f"FOREIGN KEY ({self.quote(f.column)}) REFERENCES {self.quote(target.db_table)} "
                     f"({self.quote(target.pk.column)}){self.on_delete(f)}"
                 )
+        by_column = {f.column: f for f in meta.fields}
+        for name, columns in meta.uniques:  # Meta.unique_together and Meta.constraints
+            cols = ", ".join(self.index_column(by_column[c]) for c in columns)
+            lines.append(f"CONSTRAINT {self.quote(name)} UNIQUE ({cols})")
         guard = "IF NOT EXISTS " if exist_ok else ""
         sql = [f"CREATE TABLE {guard}{table} (\n    " + ",\n    ".join(lines) + "\n)" + self.table_options()]
         for f in meta.fields:
             if (f.db_index or f.is_relation) and not f.unique:
                 index = self.quote(f"{meta.db_table}_{f.column}_idx")
                 sql.append(self.create_index(index, table, self.index_column(f), exist_ok))
+        for name, columns in meta.indexes:  # Meta.indexes
+            cols = ", ".join(self.index_column(by_column[c]) for c in columns)
+            sql.append(self.create_index(self.quote(name), table, cols, exist_ok))
         return sql
 
     # Whether foreign keys carry out their ON DELETE action (CASCADE, SET NULL); where not,

@@ -13,6 +13,7 @@ from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataE
                      PoolTimeout, ProgrammingError, ReadOnlyError, RoutingError,
                      SerializationFailure, TransactionManagementError, UnsafePayload)
 from .schema import create_tables, drop_tables
+from .constraints import Index, UniqueConstraint
 from .expressions import Avg, Count, ExpressionWrapper, F, Max, Min, Q, Sum
 from .jsonplan import from_json
 from .models import Model, get_model
@@ -29,11 +30,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Avg", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "ExpressionWrapper", "F",
-    "FieldError", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
+    "FieldError", "Index", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
     "Plan", "PlanError", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
     "RoundRobin",
     "RoutingError", "SerializationFailure", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
+    "UniqueConstraint",
     "UnsafePayload", "add_database", "atomic", "compile_cache", "configure", "connection",
     "backends", "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
     "loads", "partial_results", "remove_database", "reset",

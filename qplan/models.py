@@ -11,13 +11,15 @@ from typing import Any, ClassVar, Iterator
 
 from . import errors, runner
 from . import records as R
+from .constraints import Index, UniqueConstraint, check_name
 from .errors import ConfigurationError, FieldError, suggest
 from .fields import AutoField, Field, ForeignKey
 from .registry import get_model, register, registered_models
 
 __all__ = ["Model", "ModelBase", "Options", "get_model", "registered_models"]
 
-META_OPTIONS = ("db_table", "using", "abstract", "key", "ordering")
+META_OPTIONS = ("db_table", "using", "abstract", "key", "ordering", "unique_together",
+                "indexes", "constraints")
 
 
 class Options:
@@ -41,6 +43,8 @@ class Options:
         self.plain_context: Any = None  # the normalising context of a plan with no annotations
         self.root_plan: Any = None
         self.ordering: tuple[str, ...] = ()  # Meta.ordering, checked (``_ordering``)
+        self.indexes: tuple = ()  # (name, columns) of Meta.indexes (``_indexes``)
+        self.uniques: tuple = ()  # (name, columns) of unique_together and constraints
         self.label = self.key  # what delete() counts rows under, as Django's "app.Model"
 
     def get_field(self, name: str) -> Field:
@@ -99,6 +103,7 @@ class ModelBase(type):
             raise FieldError(f"{name}: more than one primary key ({', '.join(pks)})")
         cls._meta = Options(cls, meta, fields)
         cls._meta.ordering = _ordering(cls._meta, getattr(meta, "ordering", ()))
+        cls._meta.indexes, cls._meta.uniques = _indexes(cls._meta, meta)
         for field in fields:
             if isinstance(field, ForeignKey):
                 setattr(cls, field.name, ForwardRelation(field))
@@ -127,6 +132,51 @@ def _ordering(meta: Options, names: Any) -> tuple[str, ...]:
         path, _ = ctx.path(name.lstrip("-"))
         out.append("-" + path if name.startswith("-") else path)
     return tuple(out)
+
+
+def _columns(meta: Options, names: tuple[str, ...], what: str) -> tuple[str, ...]:
+    out = []
+    for name in names:
+        try:
+            out.append(meta.get_field(name).column)
+        except FieldError as exc:
+            raise FieldError(f"{meta.model.__name__}.Meta.{what}: {exc}") from None
+    return tuple(out)
+
+
+def _indexes(meta: Options, spec: Any) -> tuple[tuple, tuple]:
+    """``(indexes, uniques)`` of ``Meta.indexes``, ``Meta.unique_together`` and
+    ``Meta.constraints``: ``(name, columns)`` pairs, checked (fields, names, no name twice)."""
+    indexes: list[tuple[str, tuple[str, ...]]] = []
+    uniques: list[tuple[str, tuple[str, ...]]] = []
+    table = meta.db_table
+    together = getattr(spec, "unique_together", ())
+    if together and isinstance(together[0], str):
+        together = (together,)  # Django accepts one tuple of names
+    for names in together:
+        index = UniqueConstraint(fields=list(names), name="x")
+        cols = _columns(meta, index.fields, "unique_together")
+        uniques.append((f"{table}_{'_'.join(cols)}_uniq"[:63], cols))
+    for index in getattr(spec, "indexes", ()):
+        if isinstance(index, (list, tuple)):
+            index = Index(fields=list(index))
+        if not isinstance(index, Index):
+            raise FieldError(f"{meta.model.__name__}.Meta.indexes holds qplan.Index objects or "
+                             f"tuples of field names, got {index!r}")
+        cols = _columns(meta, index.fields, "indexes")
+        indexes.append((index.name or f"{table}_{'_'.join(cols)}_idx"[:63], cols))
+    for constraint in getattr(spec, "constraints", ()):
+        if not isinstance(constraint, UniqueConstraint):
+            raise FieldError(f"{meta.model.__name__}.Meta.constraints holds "
+                             f"qplan.UniqueConstraint objects, got {constraint!r}")
+        uniques.append((constraint.name, _columns(meta, constraint.fields, "constraints")))
+    seen: set[str] = set()
+    for name, _ in indexes + uniques:
+        if name in seen:
+            raise FieldError(f"{meta.model.__name__}.Meta: the index or constraint name "
+                             f"{name!r} is used twice")
+        seen.add(name)
+    return tuple(indexes), tuple(uniques)
 
 
 def _copy_field(field: Field) -> Field:
