@@ -130,3 +130,41 @@ def test_ordering_by_a_related_field(any_db):
     finally:
         qplan.connections.close_all()
         qplan.drop_tables([ByWriter, Writer])
+
+
+class ShardedNovel(Model):
+    tenant_id = fields.IntegerField()
+    title = fields.CharField(max_length=20)
+    pages = fields.IntegerField(default=0)
+
+    class Meta:
+        key = "tests.meta_ordering.ShardedNovel"
+        db_table = "qt_sharded_novel"
+        ordering = ["-pages", "title"]
+
+
+def test_sharded_plans_merge_in_the_model_order(tmp_path):
+    from qplan import routing, sharding
+    from qplan.sharding import Sharded
+
+    names = ("s0", "s1", "s2")
+    qplan.configure(databases={n: f"sqlite:///{tmp_path / n}.db" for n in names},
+                    routers=[Sharded("tenant_id", list(names))])
+    try:
+        for alias in names:
+            qplan.create_tables([ShardedNovel], using=alias)
+        ShardedNovel.objects.bulk_create([
+            ShardedNovel(id=i, tenant_id=i % 5, title=f"t{i % 4}", pages=i % 3)
+            for i in range(1, 21)])
+        got = list(ShardedNovel.objects.values_list("pages", "title", "id"))
+        assert [r[:2] for r in got] == sorted((r[:2] for r in got), key=lambda r: (-r[0], r[1]))
+        assert len(got) == 20
+        top = ShardedNovel.objects.first()
+        assert (top.pages, top.title) == (2, "t0")
+        assert [r[:2] for r in ShardedNovel.objects.values_list("pages", "title", "id")[:3]] == \
+            [r[:2] for r in got[:3]]
+    finally:
+        qplan.connections.close_all()
+        sharding.shutdown()
+        routing.forget_writes()
+        qplan.configure(databases={}, routers=[])
