@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Iterator
 
 from . import errors, runner
 from . import records as R
-from .constraints import Index, UniqueConstraint, check_name
+from .constraints import Index, UniqueConstraint
 from .errors import ConfigurationError, FieldError, suggest
 from .fields import AutoField, Field, ForeignKey
 from .registry import get_model, register, registered_models
