@@ -20,18 +20,10 @@ from .transactions import Atomic
 
 def field_names(meta: Any, fields: Any) -> tuple[str, ...]:
     """The fields to write; ``FieldError`` for an unknown one or the primary key."""
-    if isinstance(fields, str):
-        fields = (fields,)
-    names = []
-    for name in fields:
-        field = meta.get_field(name)
-        if field.primary_key:
-            raise FieldError(f"{meta.model.__name__}.{name}: bulk_update() cannot be used with "
-                             f"primary key fields")
-        names.append(field.name)
+    names = meta.written_fields(fields, "bulk_update()")
     if not names:
         raise ValueError("Field names must be given to bulk_update().")
-    return tuple(names)
+    return names
 
 
 def bulk_update(plan: Any, objs: Any, fields: Any, batch_size: int | None) -> int:

@@ -14,7 +14,7 @@ from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
 from .connections import Connection, connections
-from .errors import DatabaseError, FieldError, PlanError, RoutingError
+from .errors import DatabaseError, PlanError, RoutingError
 from .fields import NOT_PROVIDED
 from .models import Model
 from .plan import Compiled, Plan
@@ -234,7 +234,7 @@ class Engine:
         meta = model._meta
         if force_insert and (force_update or update_fields is not None):
             raise PlanError("cannot force both insert and updating in model saving")
-        names = None if update_fields is None else _update_fields(meta, update_fields)
+        names = None if update_fields is None else meta.written_fields(update_fields, "update_fields")
         if names == ():
             return  # Django: an empty update_fields saves nothing
         only_update = force_update or names is not None
@@ -306,20 +306,6 @@ class Engine:
         if n:
             counts[plan.model._meta.label] = counts.get(plan.model._meta.label, 0) + n
         return sum(counts.values()), counts
-
-
-def _update_fields(meta: Any, names: Any) -> tuple[str, ...]:
-    """``update_fields`` as field names; ``FieldError`` naming any that is not a field."""
-    if isinstance(names, str):
-        names = (names,)
-    out = []
-    for name in names:
-        field = meta.get_field(name)
-        if field.primary_key:
-            raise FieldError(f"{meta.model.__name__}.{name}: update_fields cannot name the "
-                             f"primary key")
-        out.append(field.name)
-    return tuple(out)
 
 
 def _resolve_read(plan: Plan) -> tuple[Any, Any]:

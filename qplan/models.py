@@ -47,6 +47,20 @@ class Options:
         self.uniques: tuple = ()  # (name, columns) of unique_together and constraints
         self.label = self.key  # what delete() counts rows under, as Django's "app.Model"
 
+    def written_fields(self, names: Any, what: str) -> tuple[str, ...]:
+        """Field names to write (``update_fields``, ``bulk_update``): ``FieldError`` naming an
+        unknown one or the primary key, which a write by key cannot change."""
+        if isinstance(names, str):
+            names = (names,)
+        out = []
+        for name in names:
+            field = self.get_field(name)
+            if field.primary_key:
+                raise FieldError(f"{self.model.__name__}.{name}: {what} cannot change the "
+                                 f"primary key")
+            out.append(field.name)
+        return tuple(out)
+
     def get_field(self, name: str) -> Field:
         """The field called ``name`` (or with attname ``name``); ``FieldError`` otherwise."""
         field = self.by_name.get(name) or self.by_attname.get(name)
