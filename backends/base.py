@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import itertools
 import json
 import os
+import threading
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -72,6 +74,45 @@ def decimal_of_double(value: Any) -> Any:
     if isinstance(value, float):
         return decimal.Decimal(format(value, ".15g"))
     return _to_decimal(value)
+
+
+class MemoryDatabases:
+    """The databases of a backend's ``:memory:`` aliases: one per alias, shared by its threads
+    and kept alive by a keeper object until the alias is removed or replaced.
+
+    ``name`` gives an alias its own id (in ``OPTIONS["_memory"]``, when its settings are made),
+    ``keeper`` opens or finds its keeper, ``forget`` closes it, and the database is gone.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._ids = itertools.count(1)
+        self._keepers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def name(self, config: dict[str, Any]) -> dict[str, Any]:
+        if config["NAME"] == ":memory:":
+            config["OPTIONS"]["_memory"] = f"{self.prefix}-{next(self._ids)}"
+        return config
+
+    def keeper(self, config: Any, open_keeper: Callable[[str], Any],
+               use: Callable[[Any], Any] = lambda keeper: keeper) -> Any:
+        """``use(keeper)`` of the alias's keeper, opened with ``open_keeper(id)`` the first
+        time; under the lock, so threads of one alias share one database."""
+        key = config["OPTIONS"]["_memory"]
+        with self._lock:
+            keeper = self._keepers.get(key)
+            if keeper is None:
+                keeper = self._keepers[key] = open_keeper(key)
+            return use(keeper)
+
+    def forget(self, config: Any) -> None:
+        if config["NAME"] != ":memory:":
+            return
+        with self._lock:
+            keeper = self._keepers.pop(config["OPTIONS"]["_memory"], None)
+        if keeper is not None:
+            keeper.close()
 
 
 # PEP 249 exception class names, in the order a driver exception's MRO is searched.
@@ -299,13 +340,20 @@ class Backend:
             "OPTIONS": dict(parse_qsl(parts.query)),
         }
 
+    # The databases of ``:memory:`` aliases, for backends that have them.
+    MEMORY: MemoryDatabases | None = None
+
     def settings(self, config: dict[str, Any]) -> dict[str, Any]:
         """An alias's normalised settings, completed with what this backend needs to keep
-        (called once per alias, before the settings become read-only)."""
-        return config
+        (called once per alias, before the settings become read-only): a ``:memory:``
+        alias's id."""
+        return self.MEMORY.name(config) if self.MEMORY is not None else config
 
     def forget(self, config: Any) -> None:
-        """An alias with these settings was removed or replaced: drop what it held."""
+        """An alias with these settings was removed or replaced: drop what it held (a
+        ``:memory:`` alias's database)."""
+        if self.MEMORY is not None:
+            self.MEMORY.forget(config)
 
     def is_file(self, name: str) -> bool:
         """Whether NAME is a path on this machine (not ``:memory:`` or a ``file:`` URI)."""

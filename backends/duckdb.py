@@ -29,21 +29,16 @@ How DuckDB differs from the other databases, and what this module does about it:
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 import sys
-import threading
 from typing import Any
 
 from sqlglot import exp
 
 from qplan import errors
 
-from .base import UTC, Backend, decimal_of_double
+from .base import UTC, Backend, MemoryDatabases, decimal_of_double
 
 INSTALL = "pip install 'qplan[duckdb]'"
-_memory_ids = itertools.count(1)
-_keepers: dict[str, Any] = {}  # a :memory: alias's id -> its DuckDB database object
-_keepers_lock = threading.Lock()
 
 # First words of the statements that open or end a transaction (a read-only Session's care).
 BEGINS = frozenset({"BEGIN", "START"})
@@ -206,6 +201,7 @@ _INTEGRITY_MESSAGES = ("constraint violation",)
 class DuckDBBackend(Backend):
     name = "duckdb"
     FILE_DATABASE = True
+    MEMORY = MemoryDatabases("qplan-duckdb")
     dialect = "duckdb"
     paramstyle = "qmark"
     max_params = 65535
@@ -310,21 +306,6 @@ class DuckDBBackend(Backend):
 
     # --- settings -------------------------------------------------------------------------------
 
-    def settings(self, config: dict[str, Any]) -> dict[str, Any]:
-        """A ``:memory:`` alias gets an id of its own for its database object."""
-        if config["NAME"] == ":memory:":
-            config["OPTIONS"]["_memory"] = f"qplan-duckdb-{next(_memory_ids)}"
-        return config
-
-    def forget(self, config: Any) -> None:
-        """A removed or replaced ``:memory:`` alias's database is closed, and so gone."""
-        if config["NAME"] != ":memory:":
-            return
-        with _keepers_lock:
-            keeper = _keepers.pop(config["OPTIONS"]["_memory"], None)
-        if keeper is not None:
-            keeper.close()
-
     # --- connections ----------------------------------------------------------------------------
 
     def connect(self, settings: dict[str, Any]) -> Session:
@@ -333,12 +314,9 @@ class DuckDBBackend(Backend):
         options = {k: v for k, v in settings["OPTIONS"].items() if not k.startswith("_")}
         try:
             if name == ":memory:":
-                key = settings["OPTIONS"]["_memory"]
-                with _keepers_lock:  # one database for every thread of the alias
-                    keeper = _keepers.get(key)
-                    if keeper is None:
-                        keeper = _keepers[key] = duckdb.connect(":memory:", config=options)
-                    con = keeper.cursor()
+                con = self.MEMORY.keeper(  # one database for every thread of the alias
+                    settings, lambda memory_id: duckdb.connect(":memory:", config=options),
+                    lambda keeper: keeper.cursor())
             else:
                 con = duckdb.connect(name, config=options)
         except duckdb.InvalidInputException as exc:  # an unknown setting or a bad value

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
-import itertools
 import sqlite3
-import threading
 from typing import Any
 
 from sqlglot import exp
 
 from qplan import errors
 
-from .base import UTC, Backend, decimal_of_double
+from .base import UTC, Backend, MemoryDatabases, decimal_of_double
 
-_memory_ids = itertools.count(1)
 OPTIONS = ("timeout", "journal_mode")  # what OPTIONS (or a URL's query) may set
 JOURNAL_MODES = ("delete", "truncate", "persist", "memory", "wal", "off")
-_keepers: dict[str, sqlite3.Connection] = {}
-_keepers_lock = threading.Lock()
 
 
 def _datetime_text(value: _dt.datetime) -> str:
@@ -72,15 +67,16 @@ def simple_lower(value: Any) -> Any:
     return value.lower() if value.isascii() else value.translate(_LOWER)
 
 
-def memory_uri(settings: Any) -> str:
+def memory_uri(memory_id: str) -> str:
     """The shared-cache URI of a ``:memory:`` alias, so every thread of it sees one database."""
-    return f"file:{settings['OPTIONS']['_memory']}?mode=memory&cache=shared"
+    return f"file:{memory_id}?mode=memory&cache=shared"
 
 
 class SQLiteBackend(Backend):
     name = "sqlite"
     SPELLINGS = ("sqlite3",)
     FILE_DATABASE = True
+    MEMORY = MemoryDatabases("qplan-mem")
     dialect = "sqlite"
     paramstyle = "qmark"
     max_params = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -128,10 +124,9 @@ class SQLiteBackend(Backend):
             raise ValueError(f"journal_mode must be one of {', '.join(JOURNAL_MODES)}")
         timeout = float(options.pop("timeout", 10))
         if name == ":memory:":
-            uri = memory_uri(settings)
-            with _keepers_lock:  # keep the shared in-memory database alive
-                if uri not in _keepers:
-                    _keepers[uri] = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            uri = memory_uri(settings["OPTIONS"]["_memory"])
+            self.MEMORY.keeper(settings, lambda memory_id: sqlite3.connect(  # keeps it alive
+                memory_uri(memory_id), uri=True, check_same_thread=False))
             raw = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
         else:
             raw = sqlite3.connect(name, isolation_level=None, timeout=timeout,
@@ -161,21 +156,6 @@ class SQLiteBackend(Backend):
         except sqlite3.ProgrammingError:
             return True
         return False
-
-    def settings(self, config: dict[str, Any]) -> dict[str, Any]:
-        """A ``:memory:`` alias gets a name of its own for its shared-cache database."""
-        if config["NAME"] == ":memory:":
-            config["OPTIONS"]["_memory"] = f"qplan-mem-{next(_memory_ids)}"
-        return config
-
-    def forget(self, config: Any) -> None:
-        """A removed or replaced ``:memory:`` alias's database is dropped with its keeper."""
-        if config["NAME"] != ":memory:":
-            return
-        with _keepers_lock:
-            keeper = _keepers.pop(memory_uri(config), None)
-        if keeper is not None:
-            keeper.close()
 
 
 backend = SQLiteBackend()
