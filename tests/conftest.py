@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import os
 from typing import Any, Iterator
 
@@ -322,3 +323,31 @@ def replicated(databases: dict[str, Any], primary: str, replicas: list[str],
         qplan.drop_tables(tables, missing_ok=True)
         qplan.connections.close_all()
         qplan.configure(databases={}, routers=[])
+
+
+def in_threads(work: Any, n: int, timeout: float = 60.0) -> list:
+    """``work(i)`` for i in range(n), in n threads at once, each closing its connections when
+    done: what each returned, or the exception it raised. A thread still running after
+    ``timeout`` fails the test."""
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            results[i] = work(i)
+        except BaseException as exc:  # returned to the test, which asserts on it
+            results[i] = exc
+        finally:
+            qplan.connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), f"a thread ran longer than {timeout} s"
+    return results
+
+
+def raised(results: list) -> list[str]:
+    """The exceptions among ``in_threads`` results, as text."""
+    return [repr(r) for r in results if isinstance(r, BaseException)]

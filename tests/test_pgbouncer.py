@@ -8,13 +8,12 @@ reached through pgbouncer whose time zone is not UTC (``conftest.PGBOUNCER_TIME_
 from __future__ import annotations
 
 import inspect
-import threading
 
 import pytest
 
 import qplan
 import test_cross_backend as behaviour
-from conftest import PGBOUNCER_TIME_ZONE
+from conftest import PGBOUNCER_TIME_ZONE, in_threads, raised
 from testmodels import Author
 
 # The fixtures the behaviour tests use on top of ``any_db``; this module's ``any_db`` wins.
@@ -55,22 +54,12 @@ def test_many_threads_with_transactions_through_the_pooler(any_db):
     errors: list[str] = []
 
     def worker(n: int) -> None:
-        try:
-            for i in range(5):
-                with qplan.atomic():
-                    Author.objects.create(name=f"w{n}-{i}")
-                    if not Author.objects.filter(name=f"w{n}-{i}").exists():
-                        errors.append(f"w{n}-{i} not seen inside its own transaction")
-        except Exception as exc:  # reported below
-            errors.append(repr(exc))
-        finally:
-            qplan.connections.close_all()
+        for i in range(5):
+            with qplan.atomic():
+                Author.objects.create(name=f"w{n}-{i}")
+                if not Author.objects.filter(name=f"w{n}-{i}").exists():
+                    errors.append(f"w{n}-{i} not seen inside its own transaction")
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    errors += raised(in_threads(worker, 8))
     assert errors == []
     assert Author.objects.count() == 40

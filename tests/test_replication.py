@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 import qplan
-from conftest import replicated
+from conftest import in_threads, raised, replicated
 from qplan import PrimaryReplica, routing
 from servers import PostgresCluster
 from testmodels import Author
@@ -102,22 +102,13 @@ def test_many_threads_read_their_own_writes(router):
     errors = []
 
     def worker(n: int) -> None:
-        try:
-            for i in range(10):
-                name = f"t{n}-{i}"
-                Author.objects.create(name=name)
-                if Author.objects.filter(name=name).count() != 1:
-                    errors.append(name)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(repr(exc))
-        finally:
-            qplan.connections.close_all()
+        for i in range(10):
+            name = f"t{n}-{i}"
+            Author.objects.create(name=name)
+            if Author.objects.filter(name=name).count() != 1:
+                errors.append(name)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors += raised(in_threads(worker, 6))
     assert errors == []
     assert Author.objects.using("primary").count() == 60
 

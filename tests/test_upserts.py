@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import qplan
+from conftest import in_threads
 from qplan import upserts
 from testmodels import Author, Book
 
@@ -82,22 +83,7 @@ def _race(monkeypatch, call) -> list:
 
     local = threading.local()
     monkeypatch.setattr(upserts, "create_params", after_the_read)
-    results: list = [None, None]
-
-    def run(i: int) -> None:
-        try:
-            results[i] = call(i)
-        except BaseException as exc:  # reported by the assertion below
-            results[i] = exc
-        finally:
-            qplan.connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
+    return in_threads(call, 2)
 
 
 def test_get_or_create_race_returns_the_winners_row(any_db, monkeypatch):
