@@ -438,14 +438,17 @@ class ForeignKey(Field):
         on_delete: str = CASCADE,
         *,
         related_name: str | None = None,
+        related_query_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         if on_delete not in ON_DELETE:
             raise FieldError(f"on_delete must be one of {sorted(ON_DELETE)}, got {on_delete!r}")
+        _check_related_names(related_name, related_query_name)
         super().__init__(**kwargs)
         self._to = to
         self.on_delete = on_delete
         self.related_name = related_name
+        self.related_query_name = related_query_name
 
     @property
     def lookups(self) -> frozenset[str]:  # type: ignore[override]
@@ -488,3 +491,96 @@ class ForeignKey(Field):
     def internal_type(self) -> str:
         kind = self.target_field.internal_type
         return "IntegerField" if kind == "AutoField" else kind
+
+
+class OneToOneField(ForeignKey):
+    """A unique foreign key: ``profile.author`` forward, ``author.profile`` (one instance,
+    or ``RelatedObjectDoesNotExist``) backward."""
+
+    one_to_one = True
+
+    def __init__(self, to: Any, on_delete: str = CASCADE, **kwargs: Any) -> None:
+        kwargs["unique"] = True
+        super().__init__(to, on_delete, **kwargs)
+
+
+ForeignKey.one_to_one = False  # type: ignore[attr-defined]
+
+
+def _check_related_names(related_name: Any, related_query_name: Any) -> None:
+    """A reverse name is an identifier without ``__`` (or ``"+"``: no reverse accessor)."""
+    for what, name in (("related_name", related_name), ("related_query_name", related_query_name)):
+        if name is None or (name == "+" and what == "related_name"):
+            continue
+        if not isinstance(name, str) or not name.isidentifier() or "__" in name \
+                or name.startswith("_"):
+            raise FieldError(f"{what} must be an identifier without '__' and not starting "
+                             f"with '_', got {name!r:.80}")
+
+
+class ManyToManyField:
+    """A many-to-many relation, held in a through table (auto-created as the model
+    ``<Model>_<field>`` with two foreign keys, or ``through=`` a model of yours).
+
+    It is no column: models keep it in ``_meta.many_to_many``, not ``_meta.fields``.
+    ``book.tags`` is a related manager (``add``/``remove``/``set``/``clear``), and queries
+    follow it both ways (``Book.objects.filter(tags__label=...)``, ``Tag.objects.filter(
+    book__title=...)``).
+    """
+
+    is_relation = True
+    many_to_many = True
+    primary_key = False
+
+    def __init__(self, to: Any, *, related_name: str | None = None,
+                 related_query_name: str | None = None, through: Any = None,
+                 db_table: str | None = None, blank: bool = False) -> None:
+        _check_related_names(related_name, related_query_name)
+        if through is not None and db_table is not None:
+            raise FieldError("ManyToManyField: give through= or db_table=, not both")
+        self._to = to
+        self.related_name = related_name
+        self.related_query_name = related_query_name
+        self._through = through
+        self.db_table = db_table
+        self.auto_created = through is None
+        self.name = ""
+        self.model: Any = None
+
+    def contribute(self, model: Any, name: str) -> None:
+        self.model = model
+        self.name = name
+
+    @property
+    def target(self) -> Any:
+        to = self._to
+        if isinstance(to, str):
+            to = self.model if to == "self" else get_model(to)
+            self._to = to
+        return to
+
+    @property
+    def through(self) -> Any:
+        """The through model (resolved from its registry name on first use)."""
+        through = self._through
+        if isinstance(through, str):
+            through = self._through = get_model(through)
+        return through
+
+    def link_fields(self) -> tuple[ForeignKey, ForeignKey]:
+        """The through model's foreign keys ``(to this model, to the target)``; for a
+        through model of yours, the first foreign key to each side (``FieldError`` if none)."""
+        through = self.through._meta
+        fks = [f for f in through.fields if isinstance(f, ForeignKey)]
+        if self.auto_created:
+            return fks[0], fks[1]
+        source = [f for f in fks if f.target is self.model]
+        target = [f for f in fks if f.target is self.target and f is not (source[:1] or [None])[0]]
+        if not source or not target:
+            raise FieldError(f"{self!r}: through model {self.through.__name__} needs a foreign "
+                             f"key to {self.model.__name__} and one to {self.target.__name__}")
+        return source[0], target[0]
+
+    def __repr__(self) -> str:
+        owner = self.model.__name__ if self.model is not None else "?"
+        return f"<ManyToManyField {owner}.{self.name}>"

@@ -13,7 +13,7 @@ from . import errors, runner
 from . import records as R
 from .constraints import Index, UniqueConstraint
 from .errors import ConfigurationError, FieldError, suggest
-from .fields import AutoField, Field, ForeignKey
+from .fields import CASCADE, AutoField, Field, ForeignKey, ManyToManyField
 from .registry import get_model, register, registered_models
 
 __all__ = ["Model", "ModelBase", "Options", "get_model", "registered_models"]
@@ -25,7 +25,8 @@ META_OPTIONS = ("db_table", "using", "abstract", "key", "ordering", "unique_toge
 class Options:
     """A model's ``_meta``: its fields by name, attname and column, its table and alias."""
 
-    def __init__(self, model: type, meta: Any, fields: list[Field]) -> None:
+    def __init__(self, model: type, meta: Any, fields: list[Field],
+                 many_to_many: tuple = ()) -> None:
         self.model = model
         self.abstract = bool(getattr(meta, "abstract", False))
         self.key: str = getattr(meta, "key", None) or f"{model.__module__}.{model.__qualname__}"
@@ -37,6 +38,9 @@ class Options:
         self.pk: Field = next((f for f in fields if f.primary_key), None)  # type: ignore[assignment]
         self.attnames = tuple(f.attname for f in fields)
         self.columns = tuple(f.column for f in fields)
+        self.many_to_many: tuple[ManyToManyField, ...] = tuple(many_to_many)
+        self.relation_cache: Any = None  # (registry generation, relations) (qplan.relations)
+        self.auto_created: Any = None  # the model whose ManyToManyField made this through model
         # Filled lazily by the plan layer: parsed lookups and the root plan.
         self.lookup_cache: dict[Any, Any] = {}
         self.path_cache: dict[Any, Any] = {}  # field names, and values()/order_by() name lists
@@ -91,15 +95,20 @@ class ModelBase(type):
                     f"{name}.Meta: unknown option {option!r}" + suggest(option, META_OPTIONS)
                 )
         own = {k: v for k, v in attrs.items() if isinstance(v, Field)}
-        for k in own:
+        own_m2m = {k: v for k, v in attrs.items() if isinstance(v, ManyToManyField)}
+        for k in [*own, *own_m2m]:
             del attrs[k]
         cls = super().__new__(mcs, name, bases, attrs)
         inherited: dict[str, Field] = {}
+        m2m: dict[str, ManyToManyField] = {}
         for parent in parents:
             pmeta = getattr(parent, "_meta", None)
             if pmeta is not None and pmeta.abstract:
                 for f in pmeta.fields:
                     inherited[f.name] = f
+                for m in pmeta.many_to_many:
+                    m2m[m.name] = _copy_field(m)  # type: ignore[assignment]
+        m2m.update(own_m2m)
         fields: list[Field] = []
         for fname, proto in {**inherited, **own}.items():
             field = _copy_field(proto) if fname in inherited and fname not in own else proto
@@ -115,7 +124,12 @@ class ModelBase(type):
         pks = [f.name for f in fields if f.primary_key]
         if len(pks) > 1:
             raise FieldError(f"{name}: more than one primary key ({', '.join(pks)})")
-        cls._meta = Options(cls, meta, fields)
+        clash = sorted(set(m2m) & {f.name for f in fields})
+        if clash:
+            raise FieldError(f"{name}: {clash[0]!r} is both a field and a ManyToManyField")
+        for mname, mfield in m2m.items():
+            mfield.contribute(cls, mname)
+        cls._meta = Options(cls, meta, fields, tuple(m2m.values()))
         cls._meta.ordering = _ordering(cls._meta, getattr(meta, "ordering", ()))
         cls._meta.indexes, cls._meta.uniques = _indexes(cls._meta, meta)
         for field in fields:
@@ -129,7 +143,38 @@ class ModelBase(type):
             {"__qualname__": f"{name}.MultipleObjectsReturned", "__module__": cls.__module__})
         if not abstract:
             register(cls._meta.key, name, cls)
+            for mfield in cls._meta.many_to_many:
+                if mfield.auto_created:
+                    mfield._through = _auto_through(cls, mfield)
         return cls
+
+
+def _auto_through(model: Any, field: ManyToManyField) -> Any:
+    """The through model Django creates for a ManyToManyField: ``<Model>_<field>``, table
+    ``<table>_<field>``, a CASCADE foreign key to each side, each pair once."""
+    to = field._to
+    source = model.__name__.lower()
+    if to == "self" or to is model:
+        source_name, target_name, to = f"from_{source}", f"to_{source}", model
+    else:
+        target = to.rsplit(".", 1)[-1] if isinstance(to, str) else to.__name__
+        source_name, target_name = source, target.lower()
+    meta = type("Meta", (), {
+        "db_table": field.db_table or f"{model._meta.db_table}_{field.name}",
+        "key": f"{model._meta.key}_{field.name}",
+        "using": model._meta.using,
+        "unique_together": ((source_name, target_name),),
+    })
+    attrs = {
+        "__module__": model.__module__,
+        "__qualname__": f"{model.__qualname__}_{field.name}",
+        "Meta": meta,
+        source_name: ForeignKey(model, CASCADE, related_name="+"),
+        target_name: ForeignKey(to, CASCADE, related_name="+"),
+    }
+    through = ModelBase(f"{model.__name__}_{field.name}", (Model,), attrs)
+    through._meta.auto_created = model
+    return through
 
 
 def _ordering(meta: Options, names: Any) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from .errors import ConfigurationError, suggest
 _registry: dict[str, Any] = {}
 _by_name: dict[str, list[str]] = {}
 _lock = threading.Lock()
+_generation = [0]  # bumped by every registration: caches of reverse relations check it
 
 
 def register(key: str, name: str, model: Any) -> None:
@@ -24,6 +25,12 @@ def register(key: str, name: str, model: Any) -> None:
         names = _by_name.setdefault(name, [])
         if key not in names:
             names.append(key)
+        _generation[0] += 1
+
+
+def generation() -> int:
+    """How many registrations have happened: a cache built at another generation is stale."""
+    return _generation[0]
 
 
 def get_model(key: str) -> Any:
