@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import qplan
+import relmodels
 import testmodels
 from replicas import GaleraCluster, GtidPair
 from servers import MariaDBServer, PostgresCluster, ServerUnavailable, close_all, start_all
@@ -257,6 +258,18 @@ def any_db(request: pytest.FixtureRequest, databases: Any) -> str:
     """``default`` on each backend in turn (the same test runs on all three): the vendor."""
     databases(default=request.param)
     return str(request.param)
+
+
+@pytest.fixture(params=VENDORS)
+def rel_db(request: pytest.FixtureRequest, databases: Any) -> Iterator[str]:
+    """``default`` on each backend in turn, with the relation models' tables too
+    (``tests/relmodels.py``): the vendor."""
+    databases(default=request.param)
+    qplan.drop_tables(relmodels.ALL, missing_ok=True)
+    qplan.create_tables(relmodels.ALL)
+    yield str(request.param)
+    qplan.connections.close_all()
+    qplan.drop_tables(relmodels.ALL, missing_ok=True)
 
 
 @pytest.fixture
