@@ -19,6 +19,7 @@ from .jsonplan import from_json
 from .models import Model, get_model
 from .payloads import dumps, loads
 from .plan import Compiled, Plan
+from .prefetch import Prefetch
 from .routing import PrimaryReplica, Random, RoundRobin
 from .configuration import add_database, configure, remove_database, reset
 from .sharding import Sharded, ShardSet, partial_results
@@ -32,7 +33,7 @@ __all__ = [
     "Avg", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "ExpressionWrapper", "F",
     "FieldError", "Index", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
-    "Plan", "PlanError", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
+    "Plan", "PlanError", "Prefetch", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
     "RoundRobin",
     "RoutingError", "SerializationFailure", "ShardSet", "Sharded", "Sum", "TransactionManagementError",
     "UniqueConstraint",

@@ -40,6 +40,15 @@ def _condition(node: tuple, top: bool = False) -> str:
     return text if top else f"Q({text})"
 
 
+def _prefetch_item(item: Any) -> str:
+    if type(item) is str:
+        return repr(item)
+    _, lookup, to_attr, query = item
+    extra = "" if query is None else f", queryset={_value(query)}"
+    extra += "" if to_attr is None else f", to_attr={to_attr!r}"
+    return f"Prefetch({lookup!r}{extra})"
+
+
 def describe(record: tuple) -> str:
     """One record as the call that made it."""
     op = record[0]
@@ -58,6 +67,8 @@ def describe(record: tuple) -> str:
     if op == "values_list":
         flags = ", flat=True" if record[2] else (", named=True" if record[3] else "")
         return ".values_list(" + ", ".join(map(repr, record[1])) + flags + ")"
+    if op == "prefetch_related":
+        return ".prefetch_related(" + ", ".join(map(_prefetch_item, record[1:])) + ")"
     if op in ("order_by", "values"):
         return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
     return f".{op}()"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import bulkupdate, deletion, settings, sharding, upserts
+from . import bulkupdate, deletion, prefetching, settings, sharding, upserts
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
@@ -17,7 +17,7 @@ from .connections import Connection, connections
 from .errors import DatabaseError, PlanError, RoutingError
 from .fields import NOT_PROVIDED
 from .models import Model
-from .plan import Compiled, Plan
+from .plan import PREFETCH, Compiled, Plan
 from .replication import record_write, refresh, with_failover
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       placement_keys, resolve, route)
@@ -124,7 +124,16 @@ class Engine:
     # --- running ------------------------------------------------------------------------------------
 
     def execute(self, plan: Plan, using: str | None) -> Any:
-        """Run ``plan`` on one alias, chosen once; a failed read may move to another replica."""
+        """Run ``plan`` on one alias, chosen once; a failed read may move to another replica.
+        Its ``prefetch_related`` lookups then run on the instances (``qplan.prefetching``)."""
+        if plan._ops & PREFETCH:
+            result = self._execute(plan, using)
+            if prefetching.wanted(plan, result):
+                prefetching.apply(self, plan, result, using or plan.alias)
+            return result
+        return self._execute(plan, using)
+
+    def _execute(self, plan: Plan, using: str | None) -> Any:
         if using is not None:
             return self.run(plan, connections[using])
         alias, router = _resolve_read(plan) if plan.kind == "read" else resolve(plan)
@@ -157,8 +166,12 @@ class Engine:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         alias = _resolve_read(plan)[0]
+        prefetch = bool(plan._ops & PREFETCH)
         if isinstance(alias, ShardSet):
-            yield from sharding.stream(self, plan, alias, chunk_size)
+            rows = list(sharding.stream(self, plan, alias, chunk_size))
+            if prefetch and prefetching.wanted(plan, rows):
+                prefetching.apply(self, plan, rows, plan.alias)
+            yield from rows
             return
         conn = connections[alias]
         template, values = self.template(plan, conn.backend)
@@ -168,7 +181,10 @@ class Engine:
         check_statement(conn.alias, False)
         model, alias = plan._meta.model, conn.alias
         for rows in conn.stream(template.sql, template.params(values), chunk_size):
-            yield from materialise(template, rows, model, alias)
+            objs = materialise(template, rows, model, alias)
+            if prefetch and prefetching.wanted(plan, objs):  # per chunk, as Django does
+                prefetching.apply(self, plan, objs, plan.alias)
+            yield from objs
 
     def get(self, plan: Plan) -> Any:
         sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]

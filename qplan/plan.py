@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import hints, jsonform
+from . import prefetch as P
 from . import records as R
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
@@ -29,8 +30,9 @@ EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
-    "count", "exists", "aggregate", "update", "delete", "insert"))}
+    "count", "exists", "aggregate", "update", "delete", "insert", "prefetch_related"))}
 SLICED = OP_BITS["slice"]
+PREFETCH = OP_BITS["prefetch_related"]
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
 
@@ -148,22 +150,29 @@ class Plan(Evaluation):
         their values. Routers use it to pick a shard without reading private records.
         """
         path = R.resolve_path(self._meta, field.split(SEP), self._meta.model.__name__)[0]
-        return hints.constraints(self._records, path)
+        return hints.constraints(self._query_records(), path)
 
     def related_models(self) -> tuple[type[Model], ...]:
         """Other models the plan reaches through foreign keys (joins)."""
-        return hints.related_models(self._meta, self._records)
+        return hints.related_models(self._meta, self._query_records())
 
     def shape(self) -> tuple[Any, tuple]:
         """``(shape, values)``: the records with values lifted out, and the values in order."""
         shape = self._shape
         if shape is None:
             values: list[Any] = []
-            shape = self._shape = R.shape_of(self._records, values)
+            shape = self._shape = R.shape_of(self._query_records(), values)
             self._values = tuple(values)
         return shape, self._values  # type: ignore[return-value]
 
     # --- state derived from the records ----------------------------------------------------------
+
+    def _query_records(self) -> tuple:
+        """The records the query is made of: all but ``prefetch_related``'s, which run after
+        it as queries of their own (``qplan.prefetching``) and never reach the compiler."""
+        if not self._ops & PREFETCH:
+            return self._records
+        return tuple(r for r in self._records if r[0] != P.RECORD)
 
     def _annotations(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -329,6 +338,18 @@ class Plan(Evaluation):
             cache[key] = result
         return result
 
+    def prefetch_related(self, *lookups: Any) -> "Plan":
+        """Django's ``prefetch_related``: after the rows, one query per relation level fills
+        the related objects' caches (``qplan.prefetch``); calls add up, ``(None)`` clears."""
+        if lookups == (None,):
+            if not self._ops & PREFETCH:
+                return self
+            return self._derive(self._query_records(), self._alias)
+        if not lookups:
+            return self
+        earlier = P.items_of(self._records) if self._ops & PREFETCH else ()
+        return self._add(P.record(self._meta, earlier, lookups, Plan))
+
     def distinct(self) -> "Plan":
         return self._add(("distinct",))
 
@@ -425,7 +446,7 @@ class Plan(Evaluation):
                 names = record[1]
         if names is not None and len(names) != 1:
             raise PlanError(f"a subquery selects one column, this one selects {list(names)!r}")
-        return ("query", self._key, self._records)
+        return ("query", self._key, self._query_records())
 
     def to_json(self, key: str | bytes | None = None, *, indent: int | None = None) -> str:
         """The plan as tagged JSON, signed with ``key`` or the configured key (``qplan.jsonplan``)."""

@@ -21,6 +21,7 @@ from .errors import PlanError
 from .expressions import ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q, Sum
 from .models import get_model
 from .plan import SLICE_LIMIT, Plan
+from .prefetch import ITEM, Prefetch
 
 AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
 
@@ -190,6 +191,29 @@ def _insert(plan: Plan, record: tuple) -> Plan:
     return plan.bulk_create_plan(objs)
 
 
+def _prefetch_related(plan: Plan, record: tuple) -> Plan:
+    """Each item back into its lookup or ``Prefetch``, the queryset plan replayed too."""
+    if len(record) < 2:
+        raise PlanError("a prefetch_related record holds no lookups")
+    lookups: list[Any] = []
+    for item in record[1:]:
+        if type(item) is str:
+            lookups.append(item)
+            continue
+        if type(item) is not tuple or len(item) != 4 or item[0] != ITEM or type(item[1]) is not str \
+                or not (item[2] is None or type(item[2]) is str):
+            raise PlanError(f"not a prefetch item: {item!r:.80}")
+        query = item[3]
+        queryset = None
+        if query is not None:
+            if type(query) is not tuple or len(query) != 3 or query[0] != "query" \
+                    or type(query[1]) is not str or type(query[2]) is not tuple:
+                raise PlanError(f"a Prefetch queryset is not a query record: {query!r:.80}")
+            queryset = replay(get_model(query[1]), query[2], None)
+        lookups.append(Prefetch(item[1], queryset=queryset, to_attr=item[2]))
+    return plan.prefetch_related(*lookups)
+
+
 STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "filter": lambda p, r: p.filter(_q(_fields(r, 2)[1])),
     "exclude": lambda p, r: p.exclude(_q(_fields(r, 2)[1])),
@@ -207,4 +231,5 @@ STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "update": _update,
     "delete": lambda p, r: _fields(r, 1) and p.delete_plan(),
     "insert": _insert,
+    "prefetch_related": _prefetch_related,
 }

@@ -1,0 +1,204 @@
+"""Running ``prefetch_related``: one query per relation level, whatever the row count.
+
+After a plan's model instances are materialised, each lookup (``qplan.prefetch``) is
+followed level by level: the keys of the level's objects are collected and the related
+model is read with ONE ordinary plan, ``Target.objects.filter(<key>__in=keys)`` (merged
+with a ``Prefetch`` queryset's filters and order), routed by the routers on its own: a
+related model on another alias is fine, nothing is joined. Only a key list longer than the
+backend binds in one statement is split. The results fill the caches the instances and
+their managers read:
+
+- forward foreign key / one-to-one: ``obj.__dict__["_cache_" + field name]``;
+- reverse one-to-one: ``obj.__dict__["_cache_" + accessor]`` (None when absent);
+- reverse foreign key, many-to-many: ``obj.__dict__["_prefetched"][accessor]``, a list;
+- ``to_attr``: ``setattr(obj, to_attr, ...)``: a list, or the object for a single relation.
+
+A level already fetched by an earlier lookup (``'novel_set'`` then ``'novel_set__reviews'``)
+is not fetched again; nested levels run on the objects the level above found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import routing, settings
+from .backends import get as get_backend
+from .expressions import F
+from .models import Model
+from .plan import Plan
+from .prefetch import SEP, by_accessor, items_of, parts_of, prefetch_to
+from .relations import Relation
+from .sharding import ShardSet
+
+# Keys of one query needing no look at the backend: under every backend's bind limit.
+SAFE_KEYS = 900
+SOURCE = "_prefetch_source"  # the annotation carrying a many-to-many row's source key
+
+
+def wanted(plan: Plan, result: Any) -> bool:
+    """Whether ``result`` is model instances to prefetch for (not values, counts, writes)."""
+    if type(result) is not list or not result or plan.kind == "write":
+        return False
+    last = plan.records[-1][0]
+    return not (plan._has("values") or plan._has("values_list")
+                or last in ("count", "exists", "aggregate"))
+
+
+def apply(engine: Any, plan: Plan, objs: list, pinned: str | None) -> None:
+    """Run ``plan``'s prefetch lookups for ``objs`` (its rows), filling their caches.
+
+    ``pinned``: the alias the rows were read from when the plan named one (``using()``);
+    a prefetch query no router places runs there too, as Django's related managers do.
+    """
+    done: dict[str, list] = {}  # prefetch_to path -> the objects that level reached
+    for item in items_of(plan.records):
+        lookup, to_attr, query = parts_of(item)
+        parts = lookup.split(SEP)
+        level = objs
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            path = prefetch_to(SEP.join(parts[:i + 1]), to_attr if last else None)
+            if path in done:
+                level = done[path]
+                continue
+            if not level:
+                break
+            rel = by_accessor(type(level[0])._meta).get(part)
+            if rel is None:  # an earlier Prefetch's to_attr, filled on these objects
+                level = _gathered(level, part)
+                done[path] = level
+                continue
+            base = Plan(rel.target.model, query[2]) if last and query else None
+            level = fetch(engine, rel, level, base, to_attr if last else None, pinned)
+            done[path] = level
+
+
+def _gathered(objs: list, attr: str) -> list:
+    out: list = []
+    for obj in objs:
+        value = getattr(obj, attr, None)
+        if isinstance(value, list):
+            out.extend(value)
+        elif value is not None:
+            out.append(value)
+    return _unique(out)
+
+
+def _unique(objs: list) -> list:
+    seen: dict[int, Any] = {}
+    for obj in objs:
+        seen.setdefault(id(obj), obj)
+    return list(seen.values())
+
+
+def fetch(engine: Any, rel: Relation, objs: list, base: Plan | None, to_attr: str | None,
+          pinned: str | None) -> list:
+    """Fetch ``rel`` for ``objs`` in one query (per key chunk); the related objects found."""
+    plan = base if base is not None else rel.target.model.objects
+    if rel.kind == "forward":
+        return _forward(engine, rel, objs, plan, to_attr, pinned)
+    if rel.kind == "reverse":
+        return _reverse(engine, rel, objs, plan, to_attr, pinned)
+    return _many_to_many(engine, rel, objs, plan, to_attr, pinned)
+
+
+def _forward(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
+             pinned: str | None) -> list:
+    attname = rel.field.attname
+    keys = list(dict.fromkeys(k for k in (o.__dict__.get(attname) for o in objs) if k is not None))
+    found = {o.pk: o for o in run(engine, plan, "pk", keys, pinned)}
+    cache = "_cache_" + rel.field.name
+    for obj in objs:
+        value = found.get(obj.__dict__.get(attname))
+        if to_attr is not None:
+            setattr(obj, to_attr, value)
+        else:
+            obj.__dict__[cache] = value
+    return list(found.values())
+
+
+def _reverse(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
+             pinned: str | None) -> list:
+    field = rel.field  # the foreign key on the related model, pointing here
+    keys = list(dict.fromkeys(o.pk for o in objs if o.pk is not None))
+    rows = run(engine, plan, field.name, keys, pinned)
+    by_key: dict[Any, list] = {}
+    owners = {o.pk: o for o in objs}
+    cache = "_cache_" + field.name
+    for row in rows:
+        key = row.__dict__.get(field.attname)
+        by_key.setdefault(key, []).append(row)
+        row.__dict__[cache] = owners.get(key)  # row.writer is the object it was fetched for
+    _store(rel, objs, by_key, to_attr)
+    return rows
+
+
+def _many_to_many(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
+                  pinned: str | None) -> list:
+    back = _back_name(rel)
+    keys = list(dict.fromkeys(o.pk for o in objs if o.pk is not None))
+    rows = run(engine, plan.annotate(**{SOURCE: F(back)}), back, keys, pinned)
+    by_key: dict[Any, list] = {}
+    unique: dict[Any, Any] = {}
+    for row in rows:
+        by_key.setdefault(row.__dict__.pop(SOURCE), []).append(row)
+        unique.setdefault(row.pk, row)
+    _store(rel, objs, by_key, to_attr)
+    return list(unique.values())
+
+
+def _back_name(rel: Relation) -> str:
+    """The query name leading from ``rel``'s target back to its source (``novel``, ``genres``)."""
+    for other in by_accessor(rel.target).values():
+        if other.field is rel.field and other.kind != rel.kind:
+            return other.name
+    return rel.field.name  # pragma: no cover - a many-to-many always has both sides
+
+
+def _store(rel: Relation, objs: list, by_key: dict, to_attr: str | None) -> None:
+    for obj in objs:
+        found = by_key.get(obj.pk, [])
+        if rel.one_to_one:
+            value: Any = found[0] if found else None
+            if to_attr is not None:
+                setattr(obj, to_attr, value)
+            else:
+                obj.__dict__["_cache_" + rel.accessor] = value
+        elif to_attr is not None:
+            setattr(obj, to_attr, found)
+        else:
+            obj.__dict__.setdefault("_prefetched", {})[rel.accessor] = found
+
+
+# --- the queries ------------------------------------------------------------------------------------
+
+
+def run(engine: Any, plan: Plan, name: str, keys: list, pinned: str | None) -> list[Model]:
+    """``plan.filter(<name>__in=keys)``'s rows: one query, or one per chunk of keys when the
+    list is longer than the backend binds in one statement."""
+    if not keys:
+        return []
+    size = len(keys) if len(keys) <= SAFE_KEYS else _chunk(plan.filter(**{f"{name}__in": keys[:1]}))
+    rows: list = []
+    for start in range(0, len(keys), size):
+        query = _placed(plan.filter(**{f"{name}__in": keys[start:start + size]}), pinned)
+        rows += engine.execute(query, None)
+    return rows
+
+
+def _chunk(sample: Plan) -> int:
+    """Keys per query: the bind limit of where ``sample`` runs, less its other values."""
+    target = routing.route(sample)
+    alias = target[0].aliases[0] if isinstance(target, ShardSet) else target
+    backend = get_backend(settings.database(alias)["ENGINE"])
+    return max(backend.max_params - len(sample.shape()[1]) - 1, 1)
+
+
+def _placed(plan: Plan, pinned: str | None) -> Plan:
+    """``plan`` on ``pinned`` when no router places it; as the routers decide otherwise."""
+    if pinned is None or plan.alias is not None:
+        return plan
+    for router in routing.chain(plan):
+        if routing.ask(router, "read", plan, {}) is not None:
+            return plan
+    return plan.using(pinned)
