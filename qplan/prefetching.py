@@ -178,7 +178,7 @@ def run(engine: Any, plan: Plan, name: str, keys: list, pinned: str | None) -> l
     list is longer than the backend binds in one statement."""
     if not keys:
         return []
-    size = len(keys) if len(keys) <= SAFE_KEYS else _chunk(plan.filter(**{f"{name}__in": keys[:1]}))
+    size = len(keys) if len(keys) <= SAFE_KEYS else _chunk(plan, name, keys[0], pinned)
     rows: list = []
     for start in range(0, len(keys), size):
         query = _placed(plan.filter(**{f"{name}__in": keys[start:start + size]}), pinned)
@@ -186,12 +186,13 @@ def run(engine: Any, plan: Plan, name: str, keys: list, pinned: str | None) -> l
     return rows
 
 
-def _chunk(sample: Plan) -> int:
-    """Keys per query: the bind limit of where ``sample`` runs, less its other values."""
-    target = routing.route(sample)
+def _chunk(plan: Plan, name: str, key: Any, pinned: str | None) -> int:
+    """Keys per query: the bind limit of where the query runs, less the plan's other values."""
+    target = routing.route(_placed(plan.filter(**{f"{name}__in": (key,)}), pinned))
     alias = target[0].aliases[0] if isinstance(target, ShardSet) else target
     backend = get_backend(settings.database(alias)["ENGINE"])
-    return max(backend.max_params - len(sample.shape()[1]) - 1, 1)
+    others = sum(len(v) if type(v) is tuple else 1 for v in plan.shape()[1])
+    return max(backend.max_params - others, 1)
 
 
 def _placed(plan: Plan, pinned: str | None) -> Plan:

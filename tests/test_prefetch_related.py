@@ -329,3 +329,20 @@ def test_nested_queryset_records_count_against_the_payload_budget():
         Prefetch("novel_set", queryset=inner))
     with pytest.raises(qplan.UnsafePayload, match="binds more than"):
         qplan.loads(qplan.dumps(plan))
+
+
+@pytest.mark.parametrize("rel_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_key_list_over_the_bind_limit_is_split(rel_db, queries, monkeypatch):
+    populate(30)
+    queries.clear()
+    backend = qplan.connections["default"].backend
+    monkeypatch.setattr("qplan.prefetching.SAFE_KEYS", 4)
+    monkeypatch.setattr(type(backend), "max_params", 12)
+    qplan.compile_cache.clear()
+    writers = list(Writer.objects.prefetch_related(
+        Prefetch("novel_set", queryset=Novel.objects.filter(pages__gte=0))))
+    # 30 keys, 12 binds a statement less the pages__gte value: 11 keys a query
+    assert queries == [("Writer", "default")] + [("Novel", "default")] * 3
+    for w in writers:
+        assert pks(prefetched(w, "novel_set")) == [2 * w.pk - 1, 2 * w.pk]
+    qplan.compile_cache.clear()

@@ -396,6 +396,35 @@ def test_co_sharded_models_join_on_every_shard(orders):
         [o.id for o in orders if o.customer == "ann"]
 
 
+def test_prefetch_related_from_shards(cluster, monkeypatch):
+    """An unsharded relation is read ONCE, where its plan routes ('default'); a co-sharded
+    one scatter-gathers by key; the objects are those of the database holding every row."""
+    Region.objects.bulk_create([Region(id=1, name="north"), Region(id=2, name="south")])
+    for alias in SHARDS:  # the shards' copies (their foreign keys need them) are not read
+        Region.objects.using(alias).bulk_create([Region(id=1, name="?"), Region(id=2, name="?")])
+    rows = make_orders()
+    for o in rows:
+        o.region_id = None if o.id % 5 == 0 else o.id % 2 + 1
+    Order.objects.bulk_create(rows)
+    Line.objects.bulk_create([Line(tenant_id=o.tenant_id, order=o.id, sku=f"k{n}")
+                              for o in rows for n in range(o.id % 3)])
+    ran: list[str] = []
+    run = qplan.execution.Engine.run
+    monkeypatch.setattr(qplan.execution.Engine, "run",
+                        lambda self, plan, conn: ran.append((plan.model.__name__, conn.alias))
+                        or run(self, plan, conn))
+    orders = list(Order.objects.order_by("id").prefetch_related("region", "line_set"))
+    assert sorted(ran) == sorted([("Order", s) for s in SHARDS] + [("Region", "default")]
+                                 + [("Line", s) for s in SHARDS])
+    ran.clear()
+    assert [(o.id, o.region.name if o.region else None) for o in orders] == \
+        [(o.id, None if o.region_id is None else ("north", "south")[o.region_id - 1])
+         for o in rows]
+    assert [sorted(l.sku for l in o.__dict__["_prefetched"]["line_set"]) for o in orders] == \
+        [[f"k{n}" for n in range(o.id % 3)] for o in rows]
+    assert ran == []
+
+
 # --- refusals, before any query runs --------------------------------------------------------------
 
 
