@@ -108,13 +108,24 @@ def _forward(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | 
     keys = list(dict.fromkeys(k for k in (o.__dict__.get(attname) for o in objs) if k is not None))
     found = {o.pk: o for o in run(engine, plan, "pk", keys, pinned)}
     cache = "_cache_" + rel.field.name
+    back = _reverse_cache(rel) if rel.one_to_one else None
     for obj in objs:
         value = found.get(obj.__dict__.get(attname))
         if to_attr is not None:
             setattr(obj, to_attr, value)
         else:
             obj.__dict__[cache] = value
+        if back is not None and value is not None:  # bio.writer.bio is bio, as in Django
+            value.__dict__[back] = obj
     return list(found.values())
+
+
+def _reverse_cache(rel: Relation) -> str | None:
+    """The cache attribute of a one-to-one's reverse side (``_cache_bio``), if it has one."""
+    for other in by_accessor(rel.target).values():
+        if other.field is rel.field and other.kind == "reverse":
+            return "_cache_" + other.accessor
+    return None
 
 
 def _reverse(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | None,

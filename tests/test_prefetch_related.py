@@ -121,6 +121,18 @@ def test_reading_prefetched_relations_makes_no_query(rel_db, queries):
     assert seen == expected
 
 
+def test_a_forward_one_to_one_fills_both_sides(rel_db, queries):
+    populate(6)
+    queries.clear()
+    bios = list(Bio.objects.order_by("id").prefetch_related("writer__novel_set"))
+    assert len(queries) == 3
+    del queries[:]
+    assert [(b.writer.name, pks(prefetched(b.writer, "novel_set"))) for b in bios] == \
+        [("w003", [5, 6]), ("w006", [11, 12])]
+    assert all(b.writer.__dict__["_cache_bio"] is b for b in bios)
+    assert queries == []
+
+
 def test_prefetch_is_ignored_where_django_ignores_it(rel_db, queries):
     populate(4)
     queries.clear()
