@@ -145,7 +145,8 @@ def _check(meta: Any, lookup: str, to_attr: str | None, query: tuple | None,
                 raise FieldError(f"Prefetch({lookup!r}): the queryset is a plan of "
                                  f"{query[1].rsplit('.', 1)[-1]}, the lookup reaches "
                                  f"{target.model.__name__}")
-            if to_attr is not None and (to_attr in current.by_name or to_attr in current.by_attname):
+            if to_attr is not None and (to_attr in current.by_name or to_attr in current.by_attname
+                                        or to_attr in by_accessor(current)):
                 raise FieldError(f"to_attr={to_attr} conflicts with a field on the "
                                  f"{current.model.__name__} model.")
             where = prefetch_to(lookup, to_attr)

@@ -267,6 +267,8 @@ def test_unknown_lookups_fail_at_the_building_line_with_did_you_mean():
         Writer.objects.prefetch_related(Prefetch("novel_set", queryset=Review.objects.all()))
     with pytest.raises(FieldError, match="conflicts with a field"):
         Writer.objects.prefetch_related(Prefetch("novel_set", to_attr="name"))
+    with pytest.raises(FieldError, match="conflicts with a field"):  # its accessor too
+        Writer.objects.prefetch_related(Prefetch("novel_set", to_attr="edited"))
     with pytest.raises(PlanError, match="values"):
         Writer.objects.prefetch_related(Prefetch("novel_set", queryset=Novel.objects.values("id")))
     with pytest.raises(PlanError, match="takes a plan"):
