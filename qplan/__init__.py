@@ -4,7 +4,7 @@ Write a query once as a plan, cache or ship it, and decide late where it runs.
 This module only re-exports the public surface.
 """
 
-from . import backends, execution, fields, runner
+from . import backends, execution, fields, models, related, runner
 from .shapecache import cache as compile_cache
 from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
@@ -25,6 +25,7 @@ from .sharding import Sharded, ShardSet, partial_results
 from .transactions import atomic
 
 runner.install(execution.engine)  # plans and models evaluate through it
+models.install_related(related.descriptor)  # writer.novel_set, novel.genres, writer.bio
 
 __version__ = "0.1.0"
 

@@ -483,6 +483,37 @@ def _check_plain(node: Any) -> None:
         raise PlanError(f"a plan payload holds a {type(node).__name__}, which plans never hold")
 
 
+class PrefetchedPlan(Plan):
+    """A plan whose rows were already fetched (``prefetch_related``): evaluating it as it is
+    (iterating, ``count()``, ``exists()``, ``[i]``) answers from those rows without a query,
+    while any chained call (``filter()``, ``order_by()``, a slice...) is an ordinary plan
+    again. It equals, hashes and pickles as its plan: the rows are no part of the value."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, plan: Plan, rows: Any) -> None:
+        self._key, self._meta, self._records = plan._key, plan._meta, plan._records
+        self._alias, self._ops = plan._alias, plan._ops
+        self._shape = self._values = self._hash = None
+        self._rows = list(rows)
+
+    def __iter__(self) -> Any:
+        return iter(self._rows)
+
+    def count(self) -> int:
+        return len(self._rows)
+
+    def exists(self) -> bool:
+        return bool(self._rows)
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+            if key >= len(self._rows):
+                raise IndexError(f"plan index {key} out of range")
+            return self._rows[key]
+        return super().__getitem__(key)
+
+
 class PlanDescriptor:
     """``Model.objects``: the model's root plan, made once per model."""
 

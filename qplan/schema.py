@@ -33,6 +33,17 @@ def dependency_order(models: Iterable[type[Model]]) -> list[type[Model]]:
     return done
 
 
+def with_through_models(models: Iterable[type[Model]]) -> list[type[Model]]:
+    """``models`` and the through models their ManyToManyFields created (Django creates and
+    drops those with the model); ``dependency_order`` puts each after both sides, once."""
+    out = list(models)
+    for model in list(out):
+        for field in getattr(getattr(model, "_meta", None), "many_to_many", ()):
+            if field.auto_created and field.through not in out:
+                out.append(field.through)
+    return out
+
+
 def _schema_alias(model: type[Model], using: str | None) -> str:
     return using or route(model.objects, "write")
 
@@ -53,18 +64,20 @@ def _schema_targets(models: list[type[Model]], using: str | None) -> Iterator[tu
 
 
 def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = False) -> None:
-    """CREATE TABLE for each model, in the dialect of the alias it routes to."""
+    """CREATE TABLE for each model (and the through models its ManyToManyFields created),
+    in the dialect of the alias it routes to."""
     models = list(models)
     for model in models:
         if not (isinstance(model, type) and issubclass(model, Model)):
             raise FieldError(f"create_tables() takes model classes, got {model!r}")
-    for conn, meta in _schema_targets(dependency_order(models), using):
+    for conn, meta in _schema_targets(dependency_order(with_through_models(models)), using):
         for sql in conn.backend.create_table(meta, exist_ok=exist_ok):
             conn.execute(sql)
 
 
 def drop_tables(models: Any, using: str | None = None, *, missing_ok: bool = False) -> None:
-    """DROP TABLE for each model, dependants first."""
-    for conn, meta in _schema_targets(list(reversed(dependency_order(list(models)))), using):
+    """DROP TABLE for each model (and the through models it created), dependants first."""
+    ordered = dependency_order(with_through_models(models))
+    for conn, meta in _schema_targets(list(reversed(ordered)), using):
         for sql in conn.backend.drop_table(meta, missing_ok=missing_ok):
             conn.execute(sql)
