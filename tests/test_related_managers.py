@@ -245,3 +245,51 @@ def test_delete_counts_through_rows(world: dict) -> None:
         return
     assert a1.delete() == (3, {Novel._meta.label: 1, NovelGenres._meta.label: 2})
     assert NovelGenres.objects.count() == 0 and Genre.objects.count() == 2
+
+
+# --- routing --------------------------------------------------------------------------------------
+
+
+class WritesTo:
+    """Sends writes of ``models`` to ``alias`` and remembers the hints it was given."""
+
+    def __init__(self, alias: str, models: tuple, reads: str | None = None) -> None:
+        self.alias, self.models, self.reads, self.hints = alias, models, reads, []
+
+    def db_for_write(self, plan: Any, **hints: Any) -> str | None:
+        self.hints.append((plan.model, hints.get("instance")))
+        return self.alias if plan.model in self.models else None
+
+    def db_for_read(self, plan: Any, **hints: Any) -> str | None:
+        return self.reads if plan.model in self.models else None
+
+
+@pytest.fixture
+def two_aliases(tmp_path: Any) -> Iterator[None]:
+    qplan.configure(databases={n: f"sqlite:///{tmp_path / n}.db" for n in ("default", "other")},
+                    routers=[])
+    for alias in ("default", "other"):
+        qplan.create_tables([Writer, Genre, Novel], using=alias)
+    yield
+    qplan.connections.close_all()
+    qplan.configure(databases={}, routers=[])
+
+
+def test_reads_follow_the_instance_and_writes_the_routers(two_aliases: None) -> None:
+    ann = Writer.objects.using("other").create(name="Ann")
+    assert ann._db == "other"
+    Novel.objects.using("other").create(title="there", writer=ann)
+    assert [n.title for n in ann.novel_set.all()] == ["there"]  # the instance's alias
+    router = WritesTo("other", (Novel, NovelGenres))
+    qplan.configure(routers=[router])
+    ann.novel_set.create(title="routed")
+    assert (Novel, ann) in router.hints  # the instance is the hint
+    assert Novel.objects.using("other").filter(title="routed").exists()
+    assert not Novel.objects.using("default").exists()
+    sf = Genre.objects.using("other").create(name="sf")
+    novel = Novel.objects.using("other").get(title="routed")
+    novel.genres.add(sf)
+    assert (NovelGenres, novel) in router.hints
+    assert NovelGenres.objects.using("other").count() == 1
+    router.reads = "default"  # a router deciding reads: the plan is not bound
+    assert ann.novel_set.all().alias is None and not ann.novel_set.exists()
