@@ -25,7 +25,7 @@ from .sharding import Sharded, ShardSet, partial_results
 from .transactions import atomic
 
 runner.install(execution.engine)  # plans and models evaluate through it
-models.install_related(related.descriptor)  # writer.novel_set, novel.genres, writer.bio
+models.install_related(related.install)  # writer.novel_set, novel.genres, writer.bio
 
 __version__ = "0.1.0"
 

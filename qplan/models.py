@@ -81,34 +81,21 @@ class Options:
         return f"<Options {self.key}>"
 
 
-# ``qplan.related.descriptor``, installed by ``qplan/__init__`` (a layer above this one):
-# the descriptor of a reverse or many-to-many accessor (``writer.novel_set``), or None.
-_related: Callable[[type, str], Any] | None = None
+# ``qplan.related.install``, installed by ``qplan/__init__`` (a layer above this one): puts
+# the related accessors (``writer.novel_set``, ``novel.genres``) on the registered models.
+_related: Callable[[], Any] | None = None
 
 
-def install_related(find: Callable[[type, str], Any]) -> None:
-    """Make ``find(model, name)`` the source of related accessors (``qplan.related``)."""
+def install_related(install: Callable[[], Any]) -> None:
+    """Call ``install()`` now and after each model is registered (``qplan.related``): a
+    reverse side may be declared after the class it lands on."""
     global _related
-    _related = find
-
-
-def _related_descriptor(model: type, name: str) -> Any:
-    """The related accessor ``name`` of ``model`` (set on the class on first use), or an
-    ``AttributeError``: reverse sides may be declared after the class, so they are looked
-    up only when normal attribute lookup fails."""
-    found = None
-    if _related is not None and not name.startswith("_"):
-        found = _related(model, name)
-    if found is None:
-        raise AttributeError(f"{model.__name__!r} object has no attribute {name!r}")
-    return found
+    _related = install
+    install()
 
 
 class ModelBase(type):
     """Collects ``Field`` attributes into ``_meta`` and registers concrete models."""
-
-    def __getattr__(cls, name: str) -> Any:
-        return _related_descriptor(cls, name).__get__(None, cls)
 
     def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> Any:
         parents = [b for b in bases if isinstance(b, ModelBase)]
@@ -172,6 +159,8 @@ class ModelBase(type):
             for mfield in cls._meta.many_to_many:
                 if mfield.auto_created:
                     mfield._through = _auto_through(cls, mfield)
+            if _related is not None:
+                _related()
         return cls
 
 
@@ -384,9 +373,6 @@ class Model(metaclass=ModelBase):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.pk!r}>"
-
-    def __getattr__(self, name: str) -> Any:
-        return _related_descriptor(type(self), name).__get__(self, type(self))
 
     def __iter__(self) -> Iterator[Any]:  # pragma: no cover - guard against list(instance)
         raise TypeError(f"{type(self).__name__} instances are not iterable")

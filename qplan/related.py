@@ -3,11 +3,11 @@
 ``writer.novel_set`` (a reverse foreign key), ``writer.bio`` (a reverse one-to-one) and
 ``novel.genres`` / ``genre.novel_set`` (many-to-many both ways) are found by their accessor
 in ``qplan.relations.reverse_accessors``. The reverse side of a relation may be declared
-after the class it lands on, so the descriptors are made on first access: ``Model`` and
-``ModelBase`` call ``descriptor()`` from ``__getattr__`` (only for names normal lookup did
-not find, so field attributes keep the instance ``__dict__`` fast path), and the descriptor
-is then set on the class. A descriptor keeps only its accessor and looks the relation up
-again (cached per registry generation), so it follows models registered later.
+after the class it lands on, so ``install()`` puts the descriptors on the classes again
+after each model is registered (no ``__getattr__``: it would slow every attribute access,
+and these non-data descriptors leave the instance ``__dict__`` the fast path for fields).
+A descriptor keeps only its accessor and looks the relation up at access time (cached per
+registry generation), so it follows models registered later.
 
 Reads are ordinary plans: ``Target.objects.filter(<fk>=pk)`` for a reverse foreign key,
 ``Target.objects.filter(pk__in=<through plan>.values(<target fk>))`` for a many-to-many.
@@ -24,11 +24,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .connections import connections
-from .errors import PlanError
+from .errors import ConfigurationError, PlanError
+from .fields import ForeignKey
 from .models import Model
 from .plan import Plan, PrefetchedPlan
-from .registry import generation
-from .relations import Relation, reverse_accessors
+from .registry import generation, get_model, registered_models
+from .relations import Relation, reverse_accessor, reverse_accessors
 from .routing import ask, chain, db_for_write
 from .transactions import Atomic
 
@@ -43,18 +44,41 @@ def accessors(meta: Any) -> dict[str, Relation]:
     return found[1]
 
 
-def descriptor(model: type, name: str) -> "RelatedDescriptor | None":
-    """The descriptor of ``model``'s related accessor ``name`` (set on the class), or None."""
-    if name.startswith("_") or getattr(model, "_meta", None) is None or model._meta.abstract:
+def install() -> None:
+    """Put a ``RelatedDescriptor`` on each registered model for each related accessor that
+    lands on it (``writer.novel_set``, ``novel.genres``, ``genre.novel_set``), whichever order
+    the models were declared in; called again after each model is registered. A name the
+    class already has (a field, a method of yours) is left alone."""
+    for model in registered_models():
+        meta = model._meta
+        if meta.abstract:
+            continue
+        for field in meta.fields:
+            if isinstance(field, ForeignKey):
+                _put(_target(field), reverse_accessor(field))
+        for field in meta.many_to_many:
+            _put(model, field.name)
+            _put(_target(field), reverse_accessor(field))
+
+
+def _target(field: Any) -> Any:
+    """The model ``field`` points at, or None while it is not registered (nothing cached)."""
+    to = field._to
+    if not isinstance(to, str):
+        return to
+    if to == "self":
+        return field.model
+    try:
+        return get_model(to)
+    except ConfigurationError:
         return None
-    existing = model.__dict__.get(name)
-    if isinstance(existing, RelatedDescriptor):
-        return existing  # its __get__ raised AttributeError (no related row): once more
-    if name not in accessors(model._meta):
-        return None
-    found = RelatedDescriptor(model, name)
-    setattr(model, name, found)
-    return found
+
+
+def _put(model: Any, name: str | None) -> None:
+    if model is None or name is None or isinstance(model.__dict__.get(name), RelatedDescriptor):
+        return
+    if not hasattr(model, name):
+        setattr(model, name, RelatedDescriptor(model, name))
 
 
 class RelatedDescriptor:
@@ -67,7 +91,11 @@ class RelatedDescriptor:
         self._missing: tuple[Any, type] | None = None
 
     def relation(self, owner: Any = None) -> Relation:
-        return accessors((owner or self._owner)._meta)[self.accessor]
+        owner = owner or self._owner
+        found = accessors(owner._meta).get(self.accessor)
+        if found is None:
+            raise AttributeError(f"{owner.__name__} has no related accessor {self.accessor!r}")
+        return found
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:

@@ -131,6 +131,25 @@ def test_class_level_descriptors() -> None:
         Writer(name="x").no_such_thing
 
 
+def test_accessor_lands_on_a_model_declared_later() -> None:
+    from qplan import Model, fields
+
+    class Pointer(Model):
+        to = fields.ForeignKey("LaterTarget", on_delete=fields.CASCADE)
+
+        class Meta:
+            db_table = "rel_pointer"
+
+    class LaterTarget(Model):
+        class Meta:
+            db_table = "rel_later"
+
+    assert LaterTarget.pointer_set.relation().target is Pointer._meta
+    target = LaterTarget(id=3)
+    assert target.pointer_set.all() == Pointer.objects.filter(to=3)
+    assert "pointer_set" not in vars(target)  # fields stay plain instance attributes
+
+
 # --- reverse one-to-one --------------------------------------------------------------------------
 
 
