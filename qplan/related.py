@@ -108,6 +108,25 @@ class RelatedDescriptor:
             return cls(instance, rel)
         return ManyToManyManager(instance, rel)
 
+    def __set__(self, instance: Any, value: Any) -> None:
+        """``bio.writer``'s other side: ``writer.bio = bio`` points ``bio`` at ``writer`` (not
+        saved) and caches it; a many-valued accessor refuses assignment, as in Django."""
+        rel = self.relation(type(instance))
+        if rel.many or rel.kind != "reverse":
+            raise TypeError(f"Direct assignment to the reverse side of a related set is "
+                            f"prohibited. Use {self.accessor}.set() instead.")
+        key = "_cache_" + self.accessor
+        if value is None:
+            old = instance.__dict__.get(key)
+            if old is not None and rel.field.null:
+                setattr(old, rel.field.name, None)
+        else:
+            if not isinstance(value, rel.target.model):
+                raise TypeError(f"{type(instance).__name__}.{self.accessor} must be a "
+                                f"{rel.target.model.__name__} instance, got {value!r}")
+            setattr(value, rel.field.name, instance)
+        instance.__dict__[key] = value
+
     @property
     def through(self) -> Any:
         """The through model of a many-to-many accessor (Django's ``Novel.genres.through``)."""

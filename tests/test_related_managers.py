@@ -166,6 +166,11 @@ def test_reverse_one_to_one(world: dict) -> None:
     with pytest.raises(Bio.DoesNotExist):
         bob.bio
     assert not hasattr(bob, "bio")  # an AttributeError too, as in Django
+    other = Bio(text="new")
+    bob.bio = other  # points the Bio at bob (unsaved), as Django's assignment does
+    assert other.writer_id == bob.pk and bob.bio is other
+    with pytest.raises(TypeError, match="novel_set.set"):
+        bob.novel_set = []
     bob = Writer.objects.get(pk=bob.pk)
     bob.__dict__["_cache_bio"] = None  # select_related found none
     with queries() as seen, pytest.raises(AttributeError):
@@ -197,6 +202,11 @@ def test_m2m_both_ways(world: dict) -> None:
     assert sorted(g.name for g in a1.genres.all()) == ["fantasy", "horror"] and new.pk
     a1.genres.clear()
     assert not a1.genres.exists() and Genre.objects.count() == 4
+    got, created = a1.genres.get_or_create(name="western")
+    assert created and [g.name for g in a1.genres.all()] == ["western"]
+    assert a1.genres.get_or_create(name="western") == (got, False)
+    with pytest.raises(qplan.IntegrityError):  # not linked, so created: name is unique
+        a1.genres.get_or_create(name="sf")
     with pytest.raises(TypeError):
         a1.genres.add(world["ann"])
 
