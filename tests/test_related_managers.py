@@ -93,7 +93,10 @@ def test_reverse_fk_writes(world: dict) -> None:
         ann.novel_set.add(bob)
     ann.novel_set.set([world["a1"], b1])
     assert titles(ann.novel_set.all()) == ["A1", "B1"]
-    ann.novel_set.clear()
+    ann.novel_set.set([b1], clear=True)
+    assert titles(ann.novel_set.all()) == ["B1"]
+    ann.novel_set.add(world["a1"])
+    ann.novel_set.clear(bulk=False)  # each saved
     assert ann.novel_set.count() == 0 and Novel.objects.count() == 5
     obj, created = ann.novel_set.get_or_create(title="G", defaults={"pages": 7})
     assert created and obj.writer_id == ann.pk and obj.pages == 7
