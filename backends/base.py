@@ -245,6 +245,31 @@ class Backend:
             exp.Column(this=exp.Identifier(this=meta.pk.column, quoted=True))]))
         return insert
 
+    # bulk_create(update_conflicts=True) names the unique key whose conflicts update the row
+    # (``unique_fields``; False: the database cannot name one, any unique key conflicts).
+    UPSERT_NEEDS_TARGET = True
+    # Whether such an upsert returns the primary key of every row, inserted or updated, so
+    # that bulk_create sets them on the objects (Django: PostgreSQL, SQLite 3.35+).
+    UPSERT_RETURNS_KEYS = False
+
+    def on_conflict(self, insert: exp.Insert, meta: Any, option: tuple) -> exp.Insert:
+        """``insert`` made to skip rows that clash with an existing row on a unique key
+        (``("ignore",)``: ``ON CONFLICT DO NOTHING``) or to update columns of the existing
+        row (``("update", fields, unique_fields)``: ``ON CONFLICT (unique columns) DO UPDATE
+        SET x = EXCLUDED.x``); every identifier quoted by sqlglot."""
+        if option[0] == "ignore":
+            insert.set("conflict", exp.OnConflict(action=exp.Var(this="DO NOTHING")))
+            return insert
+        _, update, unique = option
+        sets = [exp.EQ(this=exp.column(exp.to_identifier(c, quoted=True)),
+                       expression=exp.column(exp.to_identifier(c, quoted=True),
+                                             table=exp.to_identifier("EXCLUDED")))
+                for c in (meta.get_field(n).column for n in update)]
+        keys = [exp.to_identifier(meta.get_field(n).column, quoted=True) for n in unique]
+        insert.set("conflict", exp.OnConflict(action=exp.Var(this="DO UPDATE"), expressions=sets,
+                                              conflict_keys=keys))
+        return insert
+
     def text_compare(self, column: exp.Expression) -> exp.Expression:
         """``column`` as it should be compared and ordered: by code point."""
         return column

@@ -148,6 +148,24 @@ class MySQLBackend(Backend):
         # No DEFAULT VALUES here: an empty value list is a row of defaults.
         return exp.Insert(this=table, expression=exp.Values(expressions=[exp.Tuple(expressions=[])]))
 
+    UPSERT_NEEDS_TARGET = False  # MariaDB cannot name the unique key: any one conflicts
+
+    def on_conflict(self, insert: exp.Insert, meta: Any, option: tuple) -> exp.Insert:
+        """MariaDB's spelling: ``INSERT IGNORE`` (which also turns other errors of a row, as
+        a value too long, into warnings, as in Django) or ``ON DUPLICATE KEY UPDATE x =
+        VALUES(x)``; ``unique_fields`` cannot be named here: a clash on any unique key of the
+        table (the primary key included) updates the row."""
+        if option[0] == "ignore":
+            insert.set("ignore", True)
+            return insert
+        sets = [exp.EQ(this=exp.column(exp.to_identifier(c, quoted=True)),
+                       expression=exp.Anonymous(this="VALUES", expressions=[
+                           exp.column(exp.to_identifier(c, quoted=True))]))
+                for c in (meta.get_field(n).column for n in option[1])]
+        insert.set("conflict", exp.OnConflict(duplicate=True, action=exp.Var(this="UPDATE"),
+                                              expressions=sets))
+        return insert
+
     # --- DDL ------------------------------------------------------------------------------------
 
     def table_options(self) -> str:
