@@ -24,7 +24,10 @@ from .base import UTC, Backend
 _GONE = {2006, 2013, 2055}
 # Server error codes with a more precise qplan error than their PEP 249 class gives:
 # 1213 ER_LOCK_DEADLOCK (a deadlock, or a Galera certification conflict).
-_TYPED_ERRORS: dict[int, type[errors.DatabaseError]] = {1213: errors.SerializationFailure}
+_TYPED_ERRORS: dict[int, type[errors.DatabaseError]] = {
+    1213: errors.SerializationFailure,
+    4025: errors.IntegrityError,  # ER_CONSTRAINT_FAILED: a CHECK constraint (PyMySQL: Operational)
+}
 
 _UINT32, _UINT64 = (1 << 32) - 1, (1 << 64) - 1
 
@@ -253,7 +256,7 @@ class MySQLBackend(Backend):
 
     def map_error(self, exc: BaseException, where: str) -> errors.Error:
         """PEP 249's mapping, except the server errors in ``_TYPED_ERRORS`` (1213:
-        ``SerializationFailure``)."""
+        ``SerializationFailure``, 4025: a failed CHECK, ``IntegrityError``)."""
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         typed = _TYPED_ERRORS.get(code) if code is not None else None
         if typed is not None:
