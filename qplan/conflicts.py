@@ -76,6 +76,26 @@ def options(meta: Any, ignore_conflicts: bool, update_conflicts: bool, update_fi
     return ("update", update, unique)
 
 
+def check_rows(option: tuple | None, names: tuple[str, ...], rows: tuple) -> None:
+    """``PlanError`` when two rows of one upsert share their ``unique_fields`` values:
+    PostgreSQL refuses such a statement, SQLite and MariaDB keep the last row, DuckDB the
+    first, so qplan refuses it everywhere (rows with a NULL among them never clash)."""
+    if not option or option[0] != "update" or not option[2]:
+        return
+    at = [names.index(n) for n in option[2] if n in names]
+    if len(at) != len(option[2]):
+        return  # an auto primary key not given: new rows, no clash among them
+    seen: set = set()
+    for row in rows:
+        key = tuple(row[i][1] for i in at)
+        if None in key:
+            continue
+        if key in seen:
+            raise PlanError(f"bulk_create(update_conflicts=True): two objects have the same "
+                            f"{', '.join(option[2])} {key!r}; each row may be proposed once")
+        seen.add(key)
+
+
 def require_target(option: tuple | None, backend: Any) -> None:
     """``PlanError`` where ``backend`` must name the conflict target and ``option`` has none."""
     if option and option[0] == "update" and not option[2] and backend.UPSERT_NEEDS_TARGET:
@@ -105,4 +125,4 @@ def returns_keys(option: tuple | None, backend: Any) -> bool:
     return option[0] == "update" and backend.UPSERT_RETURNS_KEYS
 
 
-__all__ = ["options", "require_target", "check_record", "returns_keys", "unique_sets"]
+__all__ = ["options", "check_rows", "require_target", "check_record", "returns_keys", "unique_sets"]

@@ -200,12 +200,15 @@ class Engine:
                     options: dict[str, Any] | None = None) -> None:
         """``options``: bulk_create's conflict keywords, checked before anything runs."""
         options = options or {}
-        option = root.bulk_create_plan([], **options).records[-1][3:]  # checks them
-        conflict = option[0] if option else None
+        conflict = conflicts.options(root._meta, **options)
         if not objs:
             return
+        if conflict is not None:  # the whole call at once: no clash hides in separate batches
+            root.bulk_create_plan(objs, **options)
         target = route(root._add(("insert", (), ())))
         if isinstance(target, ShardSet):  # each row to the shard of its key
+            for alias in target.write_aliases():  # every shard can, before any writes
+                conflicts.require_target(conflict, connections[alias].backend)
             return sharding.bulk_create(self, root, objs, batch_size, target, options)
         conn = connections[target]
         conflicts.require_target(conflict, conn.backend)

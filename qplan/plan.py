@@ -398,6 +398,7 @@ class Plan(Evaluation):
             tuple((R.VALUE, f.clean_write(obj.__dict__.get(f.attname))) for f in cols) for obj in objs
         )
         record = ("insert", tuple(f.name for f in cols), rows)
+        conflicts.check_rows(option, record[1], rows)
         return self._add(record if option is None else (*record, option))
 
 

@@ -223,3 +223,20 @@ def test_sharded_bulk_create_passes_the_options(cluster):  # noqa: F811 - the fi
                               unique_fields=["id"])
     assert sorted(Order.objects.values_list("id", "customer")) == [
         *[(i, "old") for i in range(1, 7)], (7, "ign"), *[(i, "upd") for i in range(8, 12)]]
+
+
+def test_one_upsert_proposing_a_row_twice_is_refused_everywhere(any_db):
+    """PostgreSQL refuses it, SQLite and MariaDB keep the last row, DuckDB the first: refused
+    before any query, whatever the batch size."""
+    Tag.objects.create(code="a", label="0")
+    twice = [Tag(code="a", label="1"), Tag(code="b"), Tag(code="a", label="2")]
+    with pytest.raises(PlanError, match="same code"):
+        Tag.objects.bulk_create(twice, batch_size=1, update_conflicts=True,
+                                update_fields=["label"], unique_fields=["code"])
+    assert rows(Tag, "code", "label") == [("a", "0")]
+    Author.objects.bulk_create([Author(name="x"), Author(name="y")], update_conflicts=True,
+                               update_fields=["name"], unique_fields=["email"])  # NULLs
+    Tag.objects.bulk_create([Tag(code="b", label="1"), Tag(code="b", label="2")],
+                            ignore_conflicts=True)  # the first one wins everywhere
+    assert rows(Tag, "code", "label") == [("a", "0"), ("b", "1")]
+    assert Author.objects.count() == 2
