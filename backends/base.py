@@ -297,8 +297,10 @@ class Backend:
     def table_options(self) -> str:
         return ""
 
-    def create_table(self, meta: Any, exist_ok: bool = False) -> list[str]:
-        """CREATE TABLE (and CREATE INDEX) statements for one model."""
+    def create_table(self, meta: Any, exist_ok: bool = False,
+                     checks: tuple[tuple[str, str], ...] = ()) -> list[str]:
+        """CREATE TABLE (and CREATE INDEX) statements for one model; ``checks``: ``(name,
+        condition SQL)`` of its check constraints (``qplan.schema.table_sql`` compiles them)."""
         table = self.quote(meta.db_table)
         lines = [self.column_sql(f) for f in meta.fields]
         for f in meta.fields:
@@ -312,8 +314,8 @@ class Backend:
         for name, columns in meta.uniques:  # Meta.unique_together and Meta.constraints
             cols = ", ".join(self.index_column(by_column[c]) for c in columns)
             lines.append(f"CONSTRAINT {self.quote(name)} UNIQUE ({cols})")
-        for name, condition in meta.checks:  # Meta.constraints' CheckConstraints
-            lines.append(f"CONSTRAINT {self.quote(name)} CHECK ({self.check_sql(meta, condition)})")
+        for name, condition in checks:  # Meta.constraints' CheckConstraints, as SQL
+            lines.append(f"CONSTRAINT {self.quote(name)} CHECK ({condition})")
         guard = "IF NOT EXISTS " if exist_ok else ""
         sql = [f"CREATE TABLE {guard}{table} (\n    " + ",\n    ".join(lines) + "\n)" + self.table_options()]
         for f in meta.fields:
@@ -324,14 +326,6 @@ class Backend:
             cols = ", ".join(self.index_column(by_column[c]) for c in columns)
             sql.append(self.create_index(self.quote(name), table, cols, exist_ok))
         return sql
-
-    def check_sql(self, meta: Any, condition: tuple) -> str:
-        """A check constraint's condition record as SQL with literal values, compiled by the
-        filter compiler (``qplan.checksql``; imported here, when a table is made, because
-        the qplan package imports the backends)."""
-        from qplan.checksql import condition_sql
-
-        return condition_sql(meta, condition, self)
 
     # Whether foreign keys carry out their ON DELETE action (CASCADE, SET NULL); where not,
     # a referenced row cannot be deleted (and delete() counts no cascaded rows).
