@@ -240,3 +240,15 @@ def test_one_upsert_proposing_a_row_twice_is_refused_everywhere(any_db):
                             ignore_conflicts=True)  # the first one wins everywhere
     assert rows(Tag, "code", "label") == [("a", "0"), ("b", "1")]
     assert Author.objects.count() == 2
+
+
+def test_explicit_keys_move_the_sequence_and_unique_columns_update(any_db):
+    Author.objects.bulk_create([Author(id=5, name="a", email="a@x")])
+    Author.objects.bulk_create([Author(id=5, name="b"), Author(id=9, name="c")],
+                               ignore_conflicts=True)
+    new = Author.objects.create(name="new")
+    assert new.pk > 9  # past the ids written (Galera steps its auto ids)
+    Author.objects.bulk_create([Author(id=5, name="b", email="z@x")], update_conflicts=True,
+                               update_fields=["email", "name"], unique_fields=["pk"])
+    assert rows(Author, "id", "name", "email") == [
+        (5, "b", "z@x"), (9, "c", None), (new.pk, "new", None)]
