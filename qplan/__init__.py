@@ -13,7 +13,7 @@ from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataE
                      PoolTimeout, ProgrammingError, ReadOnlyError, RoutingError,
                      SerializationFailure, TransactionManagementError, UnsafePayload)
 from .schema import create_tables, drop_tables
-from .constraints import Index, UniqueConstraint
+from .constraints import CheckConstraint, Index, UniqueConstraint
 from .expressions import Avg, Count, ExpressionWrapper, F, Max, Min, Q, Sum
 from .jsonplan import from_json
 from .models import Model, get_model
@@ -30,7 +30,7 @@ models.install_related(related.install)  # writer.novel_set, novel.genres, write
 __version__ = "0.1.0"
 
 __all__ = [
-    "Avg", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "ExpressionWrapper", "F",
+    "Avg", "CheckConstraint", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "ExpressionWrapper", "F",
     "FieldError", "Index", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
     "Plan", "PlanError", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",

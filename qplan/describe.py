@@ -54,7 +54,8 @@ def describe(record: tuple) -> str:
     if op == "update":
         return ".update(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
     if op == "insert":
-        return f".insert({len(record[2])} rows)"
+        extra = f", {record[3][0]}_conflicts" if len(record) == 4 else ""
+        return f".insert({len(record[2])} rows{extra})"
     if op == "values_list":
         flags = ", flat=True" if record[2] else (", named=True" if record[3] else "")
         return ".values_list(" + ", ".join(map(repr, record[1])) + flags + ")"

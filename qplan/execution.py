@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import bulkupdate, deletion, settings, sharding, upserts
+from . import bulkupdate, conflicts, deletion, settings, sharding, upserts
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
@@ -196,13 +196,23 @@ class Engine:
         cur = conn.execute(template.sql, params)
         return [cur.lastrowid]
 
-    def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None) -> None:
+    def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None,
+                    options: dict[str, Any] | None = None) -> None:
+        """``options``: bulk_create's conflict keywords, checked before anything runs."""
+        options = options or {}
+        conflict = conflicts.options(root._meta, **options)
         if not objs:
             return
+        if conflict is not None:  # the whole call at once: no clash hides in separate batches
+            root.bulk_create_plan(objs, **options)
         target = route(root._add(("insert", (), ())))
         if isinstance(target, ShardSet):  # each row to the shard of its key
-            return sharding.bulk_create(self, root, objs, batch_size, target)
+            for alias in target.write_aliases():  # every shard can, before any writes
+                conflicts.require_target(conflict, connections[alias].backend)
+            return sharding.bulk_create(self, root, objs, batch_size, target, options)
         conn = connections[target]
+        conflicts.require_target(conflict, conn.backend)
+        keys = conflicts.returns_keys(conflict, conn.backend)
         per_row = max(len(root._meta.fields), 1)
         limit = max(conn.backend.max_params // per_row, 1)
         size = min(batch_size or limit, limit)
@@ -212,9 +222,10 @@ class Engine:
         with Atomic(conn.alias, savepoint=conn.backend.SUPPORTS_SAVEPOINTS):
             for start in range(0, len(objs), size):
                 batch = objs[start:start + size]
-                pks = self.execute(root.bulk_create_plan(batch), conn.alias)
-                for obj, pk in zip(batch, pks):
-                    obj.pk = pk
+                pks = self.execute(root.bulk_create_plan(batch, **options), conn.alias)
+                if keys:
+                    for obj, pk in zip(batch, pks):
+                        obj.pk = pk
         for obj in objs:
             obj._adding = False
             obj._db = conn.alias

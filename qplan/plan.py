@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import hints, jsonform
+from . import conflicts, hints, jsonform
 from . import records as R
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
@@ -375,7 +375,13 @@ class Plan(Evaluation):
         """An insert of one row held unevaluated; ``execute()`` returns the new primary keys."""
         return self.bulk_create_plan([self.model(**kwargs)])
 
-    def bulk_create_plan(self, objs: Any) -> "Plan":
+    def bulk_create_plan(self, objs: Any, *, ignore_conflicts: bool = False,
+                         update_conflicts: bool = False, update_fields: Any = None,
+                         unique_fields: Any = None) -> "Plan":
+        """An insert of ``objs`` held unevaluated, with Django's conflict options
+        (``qplan.conflicts``); ``execute()`` returns the primary keys the database returns."""
+        option = conflicts.options(self._meta, ignore_conflicts, update_conflicts,
+                                   update_fields, unique_fields)
         objs = list(objs)
         if self._records:
             raise PlanError("create() and bulk_create() start from Model.objects, not a filtered plan")
@@ -391,7 +397,9 @@ class Plan(Evaluation):
         rows = tuple(
             tuple((R.VALUE, f.clean_write(obj.__dict__.get(f.attname))) for f in cols) for obj in objs
         )
-        return self._add(("insert", tuple(f.name for f in cols), rows))
+        record = ("insert", tuple(f.name for f in cols), rows)
+        conflicts.check_rows(option, record[1], rows)
+        return self._add(record if option is None else (*record, option))
 
 
     def aggregate_plan(self, *args: Aggregate, **kwargs: Aggregate) -> "Plan":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
+from .checksql import condition_sql
 from .connections import Connection, connections
 from .errors import FieldError
 from .models import Model
@@ -63,6 +64,12 @@ def _schema_targets(models: list[type[Model]], using: str | None) -> Iterator[tu
                 yield connections[alias], model._meta
 
 
+def table_sql(meta: Any, backend: Any, exist_ok: bool = False) -> list[str]:
+    """The DDL of one model's table for ``backend``, check constraints compiled."""
+    checks = tuple((name, condition_sql(meta, record, backend)) for name, record in meta.checks)
+    return backend.create_table(meta, exist_ok=exist_ok, checks=checks)
+
+
 def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = False) -> None:
     """CREATE TABLE for each model (and the through models its ManyToManyFields created),
     in the dialect of the alias it routes to."""
@@ -71,7 +78,7 @@ def create_tables(models: Any, using: str | None = None, *, exist_ok: bool = Fal
         if not (isinstance(model, type) and issubclass(model, Model)):
             raise FieldError(f"create_tables() takes model classes, got {model!r}")
     for conn, meta in _schema_targets(dependency_order(with_through_models(models)), using):
-        for sql in conn.backend.create_table(meta, exist_ok=exist_ok):
+        for sql in table_sql(meta, conn.backend, exist_ok):
             conn.execute(sql)
 
 
