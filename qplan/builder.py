@@ -250,9 +250,9 @@ class Builder:
         """True when a condition record refers to a path across a multi-valued relation;
         ``NotSupportedError`` when it also refers to an annotation (the complement is
         computed in a subquery, which cannot see this statement's annotations)."""
-        found = [P.resolve_path(self.meta, p).hops for p in _condition_paths(node)
+        found = [P.resolve_path(self.meta, p) for p in _condition_paths(node)
                  if p not in self.annotations]
-        if not any(P.many(hops) for hops in found):
+        if not any(P.many(r.hops) or (r.end is not None and r.end.many) for r in found):
             return False
         if any(p in self.annotations for p in _condition_paths(node)):
             raise NotSupportedError("a negated condition across a multi-valued relation "
