@@ -89,15 +89,15 @@ def resolve(meta: Any, parts: list[str], who: str) -> Resolved:
     for i, part in enumerate(parts):
         rel = relations(current).get(part) if part != "pk" else None
         if rel is not None:
-            for step in rel.steps:
-                same_database(meta, step.right, who)
             names.append(rel.name)
-            if rel.kind == "forward":
-                if i == last:
-                    return Resolved(SEP.join(names), rel.field, tuple(hops), None)
-                if i == last - 1 and parts[-1] in ("pk", rel.target.pk.name):
-                    return Resolved(SEP.join(names), rel.field, tuple(hops), None)  # fk__id
-            elif i == last:
+            if rel.kind == "forward" and i == last:
+                return Resolved(SEP.join(names), rel.field, tuple(hops), None)  # the fk column
+            joined = rel.steps[:rel.pk_column[0]] if i == last else rel.steps
+            for step in joined:  # the tables a join reaches must share a database
+                same_database(meta, step.right, who)
+            if rel.kind == "forward" and i == last - 1 and parts[-1] in ("pk", rel.target.pk.name):
+                return Resolved(SEP.join(names), rel.field, tuple(hops), None)  # fk__id
+            if i == last:
                 return Resolved(SEP.join(names), related_key(rel), tuple(hops), rel)
             hops.append(rel)
             current = rel.target

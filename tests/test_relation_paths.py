@@ -143,6 +143,10 @@ def test_writes_across_multi_valued_relations_touch_each_row_once(data):
     assert Review.objects.filter(novel__genres__name__in=["sf", "crime"]).delete()[0] == 3
     assert Review.objects.count() == 0
     assert Membership.objects.exclude(writer__novel__title="a").delete()[0] == 0
+    assert pks(Club.objects.filter(members__age__gt=0)) == [1, 1, 2]  # chess: two members
+    if qplan.backends.get(data).ON_DELETE_IN_DATABASE:  # DuckDB refuses referenced rows
+        assert Club.objects.filter(members__age__gt=0).delete() == (
+            5, {"relmodels.Club": 2, "relmodels.Membership": 3})
 
 
 def test_subqueries_across_relations(data):
@@ -190,10 +194,12 @@ def test_models_pinned_to_other_aliases_cannot_be_joined_either_way():
             using = "b"
             key = "tests.test_relation_paths.PinB"
 
-    for build in (lambda: PinA.objects.filter(bs__id=1), lambda: PinA.objects.filter(tagged=1),
-                  lambda: PinB.objects.filter(tags__id=2), lambda: PinB.objects.filter(tags=2)):
+    for build in (lambda: PinA.objects.filter(bs__id=1), lambda: PinA.objects.filter(bs=1),
+                  lambda: PinA.objects.filter(tagged=1), lambda: PinB.objects.filter(tags__id=2),
+                  lambda: PinB.objects.values("tags__pk"), lambda: PinB.objects.filter(a__bs=1)):
         with pytest.raises(qplan.RoutingError, match="a plan cannot join them"):
             build()
+    assert PinB.objects.filter(tags=2, a=1).records  # the through table lives with PinB: no join
 
 
 @pytest.mark.parametrize("dialect", qplan.backends.names())
