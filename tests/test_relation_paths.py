@@ -215,3 +215,10 @@ def test_plans_with_new_paths_load_retarget_and_compile(dialect):
     assert plan.shape()[0] == (Writer.objects.filter(novel__title="zz").exclude(clubs__name="x")
                                .annotate(n=Count("novel__genres")).order_by("-n", "bio__text")
                                .values("name", "n")).shape()[0]
+
+
+def test_a_negation_across_a_multi_valued_relation_cannot_see_annotations():
+    plan = Writer.objects.annotate(n=Count("bio")).exclude(n__gt=1, novel__title="a")
+    with pytest.raises(qplan.NotSupportedError, match="annotation"):
+        plan.compile("sqlite")
+    assert Writer.objects.annotate(n=Count("novel")).exclude(n__gt=1).compile("sqlite").sql
