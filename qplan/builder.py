@@ -44,6 +44,7 @@ class Builder:
         self.subqueries = False  # a field__in=plan subquery: other models are read
         self.scope: int | None = None  # the filter() record being built: its own many-joins
         self.latest: dict[str, str] = {}  # a multi-valued join's path -> its latest join key
+        self.value_refs: dict[str, Ref] = {}  # values() names resolved where values() came
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -302,6 +303,7 @@ class Builder:
                     # values() after values().annotate(aggregate): the groups stay (Django)
                     self.group_keys = [r.sql for _, r in self.selection()[0] if not r.aggregate]
                 self.values, self.late = record, []
+                self.value_refs = self.multi_valued_refs(record[1])
             elif op == "annotate":
                 for name, node in record[1]:
                     ref = self.expr(node)
@@ -323,10 +325,27 @@ class Builder:
             pairs += list(self.annotations.items())
             return pairs, "models"
         names = self.values[1] + tuple(n for n in self.late if n not in self.values[1])
-        pairs = [(name, self.column(self.value_path(name))) for name in names]
+        refs = self.value_refs
+        pairs = [(name, refs.get(name) or self.column(self.value_path(name))) for name in names]
         if self.values[0] == "values":
             return pairs, "dicts"
         return pairs, "flat" if self.values[2] else ("named" if self.values[3] else "tuples")
+
+    def multi_valued_refs(self, names: tuple[str, ...]) -> dict[str, Ref]:
+        """values() names across multi-valued relations, joined where values() comes (as
+        Django does): a later filter() gets its own joins, a later annotate() reuses these.
+        Other names are resolved when selected (they may name later annotations)."""
+        refs = {}
+        for name in names:
+            if name in self.annotations:
+                continue
+            try:
+                found = P.resolve_path(self.meta, self.value_path(name))
+            except FieldError:
+                continue
+            if P.many(found.hops) or (found.end is not None and found.end.many):
+                refs[name] = self.column(found.path)
+        return refs
 
     def value_path(self, name: str) -> str:
         """The canonical path of a name given to values(): ``pk``, ``author_id`` and

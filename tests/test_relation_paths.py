@@ -115,6 +115,11 @@ def test_f_values_order_by_and_distinct_across_relations(data):
     assert list(ordered.values_list("name", "novel__title")) == [("bob", "a"), ("ann", "b"), ("ann", "a")]
     assert sorted(Writer.objects.filter(novel__isnull=False).values_list("name", flat=True)
                   .distinct()) == ["ann", "bob"]
+    # values() joins where it comes: a later filter() has its own join (Django)
+    assert sorted(Writer.objects.values_list("name", "novel__title").filter(novel__pages=200)) == [
+        ("ann", "a"), ("ann", "b")]
+    assert list(Writer.objects.filter(novel__pages=200).values_list("name", "novel__title")) == [
+        ("ann", "b")]
     titles = Genre.objects.filter(pk=1).order_by("novel__title").values_list("novel__title", flat=True)
     assert list(titles) == ["a", "b"]
 
