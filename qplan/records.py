@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 from .errors import FieldError, suggest
 from . import paths
+from .relations import relations, reverse_accessors
 from . import kinds
 from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
@@ -95,10 +96,10 @@ class Context:
             self.meta.path_cache[name] = found
             return found
         except FieldError as exc:
-            if SEP not in name and self.annotations:
+            if SEP not in name and self.annotations and name not in reverse_accessors(self.meta):
                 raise FieldError(
                     f"{self.who} has no field or annotation {name!r}"
-                    + suggest(name, [*self.meta.by_name, *self.annotations])
+                    + suggest(name, [*self.meta.by_name, *relations(self.meta), *self.annotations])
                 ) from None
             raise exc
 

@@ -174,6 +174,11 @@ def test_unknown_names_and_accessors_raise_when_built():
         Writer.objects.order_by("novel__titel")
     with pytest.raises(qplan.FieldError):
         Writer.objects.annotate(n=Count("novels"))
+    annotated = Writer.objects.annotate(n=Count("bio"))
+    with pytest.raises(qplan.FieldError, match="did you mean 'novel'"):
+        annotated.filter(novle=1)
+    with pytest.raises(qplan.FieldError, match="use 'novel' in queries"):
+        annotated.order_by("novel_set")
 
 
 def test_related_models_list_every_joined_model_with_through_models():
