@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .records import SEP, VALUE
+from .errors import Error
+from .paths import resolve_path
+from .records import LOOKUP_NAMES, VALUE
 from .registry import get_model
 
 
@@ -29,24 +31,23 @@ def constraints(records: tuple, path: str) -> tuple | None:
 
 
 def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
-    """The other models ``records`` reach through foreign keys from ``meta``'s model."""
+    """The other models ``records`` join from ``meta``'s model, either way across relations
+    (``qplan.paths``): through models of many-to-many relations included."""
     seen: dict[Any, None] = {}
     for key, inner in _subqueries(records):  # field__in=plan reads that plan's models too
         model = get_model(key)
         seen[model] = None
         seen.update(dict.fromkeys(related_models(model._meta, inner)))
     for path in _paths(records):
-        current = meta
-        parts = path.split(SEP)
-        for i, part in enumerate(parts[:-1]):
-            field = current.by_name.get(part)
-            if field is None or not field.is_relation:
-                break
-            target = field.target._meta
-            if i == len(parts) - 2 and parts[-1] in ("pk", target.pk.name):
-                break  # fk__id (as values() keeps it) is the local column: no join
-            current = target
-            seen[current.model] = None
+        try:
+            found = resolve_path(meta, path)
+        except Error:  # an annotation's name
+            continue
+        for rel in found.hops:
+            seen.update(dict.fromkeys(step.right.model for step in rel.steps))
+        if found.end is not None:  # the related key: only the tables holding it are joined
+            steps = found.end.steps[:found.end.pk_column[0]]
+            seen.update(dict.fromkeys(step.right.model for step in steps))
     seen.pop(meta.model, None)
     return tuple(seen)
 
@@ -101,7 +102,7 @@ def _paths(node: Any) -> Iterator[str]:
         for name in node[1]:
             yield name.lstrip("-")
         return
-    if type(head) is str and SEP in head and len(node) == 3:
+    if type(head) is str and len(node) == 3 and node[1] in LOOKUP_NAMES:  # a leaf
         yield head
     for child in node:
         yield from _paths(child)
