@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from . import selectrelated
 from .records import SEP, VALUE
 from .registry import get_model
 
@@ -29,8 +30,12 @@ def constraints(records: tuple, path: str) -> tuple | None:
 
 
 def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
-    """The other models ``records`` reach through foreign keys from ``meta``'s model."""
+    """The other models ``records`` reach through foreign keys from ``meta``'s model
+    (joins of filters, orderings, values and select_related, and subqueries)."""
     seen: dict[Any, None] = {}
+    if any(r[0] == selectrelated.OP for r in records) and _fetches_models(records):
+        for rel in selectrelated.chains(meta, records).values():
+            seen[rel.target.model] = None
     for key, inner in _subqueries(records):  # field__in=plan reads that plan's models too
         model = get_model(key)
         seen[model] = None
@@ -49,6 +54,12 @@ def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
             seen[current.model] = None
     seen.pop(meta.model, None)
     return tuple(seen)
+
+
+def _fetches_models(records: tuple) -> bool:
+    """Whether the records fetch instances: select_related joins nothing otherwise."""
+    return not any(r[0] in ("values", "values_list", "count", "exists", "aggregate", "update",
+                            "delete", "insert") for r in records)
 
 
 def _pinned(node: tuple, path: str) -> set | None:
