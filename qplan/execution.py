@@ -137,8 +137,11 @@ class Engine:
 
     def run(self, plan: Plan, conn: Connection) -> Any:
         template, values = self.template(plan, conn.backend)
-        if template.related:
-            check_relations(plan)
+        if template.related:  # the models a shape joins are the same for all its plans
+            related = template.related_models
+            if related is None:
+                related = template.related_models = plan.related_models()
+            check_relations(plan, related)
         params = template.params(values) if template.binds else ()
         kind = template.result
         write = kind == "rowcount" or kind == "insert"
