@@ -8,10 +8,11 @@ Run from the repository root (qplan installed; Django from ``pip install -e .[be
 
 Set-up: one SQLite file in a temporary folder with 1,000 writers and 10,000 novels
 (``writer`` a nullable foreign key, as Django's ``null=True``: a LEFT JOIN, one novel in
-50 without a writer), filled from ``random.Random(42)``. Each library fetches
+10 without a writer), filled from ``random.Random(42)``. Each library fetches
 ``Novel.objects.filter(pages__gte=100).order_by('id')[10:30]`` as instances, end to end
 (build, compile, execute, materialise), plain and with ``select_related('writer')``;
-with it, the test reads ``novel.writer.name`` of every row (no query may follow). The raw
+the check before timing reads ``novel.writer.name`` of every row with no database
+configured (no query may follow). The raw
 driver runs qplan's SQL text for each and fetches the tuples. Medians of paired runs
 (``benchmarks.run.Timer``): ratios to the raw driver's same fetch, and with/without.
 Target (issue 12): select_related of one foreign key adds at most 25% to qplan's fetch.
@@ -66,7 +67,11 @@ def _word(rng: random.Random) -> str:
     return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 12)))
 
 
+PATH: list[str] = []
+
+
 def setup(path: str) -> None:
+    PATH[:] = [path]
     qplan.configure(databases={"default": {"ENGINE": "sqlite", "NAME": path}})
     qplan.create_tables([BWriter, BNovel])
     rng = random.Random(42)
@@ -78,7 +83,7 @@ def setup(path: str) -> None:
         raw.executemany(
             "INSERT INTO bench_novel (id, title, pages, price, writer_id) VALUES (?, ?, ?, ?, ?)",
             [(i, _word(rng), rng.randint(50, 900), rng.randint(5, 60),
-              None if i % 50 == 0 else rng.randint(1, WRITERS)) for i in range(1, NOVELS + 1)])
+              None if i % 10 == 0 else rng.randint(1, WRITERS)) for i in range(1, NOVELS + 1)])
     raw.close()
 
 
@@ -129,14 +134,14 @@ def fetches(dnovel: Any) -> dict[str, Callable[[], list]]:
     q = BNovel.objects
     out: dict[str, Callable[[], list]] = {
         "qplan": lambda: list(q.filter(pages__gte=100).order_by("id")[10:30]),
-        "qplan+sr": lambda: _names(list(q.filter(pages__gte=100).select_related("writer")
-                                        .order_by("id")[10:30])),
+        "qplan+sr": lambda: list(q.filter(pages__gte=100).select_related("writer")
+                                 .order_by("id")[10:30]),
     }
     if dnovel is not None:
         d = dnovel.objects
         out["django"] = lambda: list(d.filter(pages__gte=100).order_by("id")[10:30])
-        out["django+sr"] = lambda: _names(list(d.filter(pages__gte=100).select_related("writer")
-                                               .order_by("id")[10:30]))
+        out["django+sr"] = lambda: list(d.filter(pages__gte=100).select_related("writer")
+                                        .order_by("id")[10:30])
     return out
 
 
@@ -156,10 +161,16 @@ def check(fns: dict[str, Callable[[], list]]) -> None:
     """Every library returns the same 20 novels and writers."""
     expect = _names(list(BNovel.objects.filter(pages__gte=100).select_related("writer")
                          .order_by("id")[10:30]))
-    assert len(expect) == 20 and any(w is None for _, w in expect) in (True, False)
+    assert len(expect) == 20 and any(w is None for _, w in expect)
     for name in ("qplan+sr", "django+sr"):
         if name in fns:
-            assert fns[name]() == expect, name
+            novels = fns[name]()
+            if name == "qplan+sr":  # the writers are there: reading them runs no query
+                qplan.connections.close_all()
+                qplan.configure(databases={})
+            assert _names(novels) == expect, name
+            if name == "qplan+sr":
+                qplan.configure(databases={"default": {"ENGINE": "sqlite", "NAME": PATH[0]}})
     for name in ("qplan", "django"):
         if name in fns:
             assert [n.title for n in fns[name]()] == [t for t, _ in expect], name
@@ -196,7 +207,8 @@ def table(res: dict[str, Any]) -> list[str]:
     ok = res["qplan sr/plain"] <= TARGET
     lines.append("")
     lines.append(f"Target: qplan with select_related / without <= {TARGET:.2f}x: "
-                 f"{res['qplan sr/plain']:.2f}x {'met' if ok else 'NOT MET'}")
+                 f"{res['qplan sr/plain']:.2f}x {'met' if ok else 'NOT MET'} (the raw driver "
+                 f"running the same two statements: {res['raw sr/plain']:.2f}x)")
     return lines
 
 

@@ -349,7 +349,13 @@ class Plan(Evaluation):
         if not names:
             selectrelated.check_all(self._meta)
             return self._add((selectrelated.OP,))
-        return self._add((selectrelated.OP, *selectrelated.check(self._meta, names)))
+        cache, key = self._meta.path_cache, (selectrelated.OP, names)
+        record = cache.get(key)
+        if record is None:
+            record = (selectrelated.OP, *selectrelated.check(self._meta, names))
+            if all(type(name) is str for name in names):
+                cache[key] = record
+        return self._add(record)
 
     def annotate(self, *args: Aggregate, **kwargs: Any) -> "Plan":
         ctx = R.Context(self._meta, self._annotations())  # its own: annotations are added below

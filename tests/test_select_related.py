@@ -91,6 +91,12 @@ def test_several_names_accumulate_and_none_clears(rel_db, monkeypatch):
         assert (b1.writer.name, b1.editor.name) == ("Bob", "Ann")
     assert len(seen) == 1
     assert plan.records[0] == ("select_related", "writer")
+    with statements(monkeypatch) as seen:
+        assert plan.get().editor.name == "Ann"
+        assert plan.first().writer.mentor.name == "Ann"  # not selected: one query more
+    assert len(seen) == 3
+    assert [(n.__dict__["_cache_writer"].name, n.__dict__["_cache_editor"].name)
+            for n in plan.iterator(chunk_size=1)] == [("Bob", "Ann")]
     cleared = plan.select_related(None)
     [b1] = list(cleared)
     assert "_cache_writer" not in b1.__dict__
