@@ -179,6 +179,9 @@ def test_record_pickles_loads_replays_and_compiles_everywhere():
         assert qplan.loads(qplan.dumps(variant)) == variant
         assert qplan.from_json(variant.to_json()) == variant
     assert plan.using("x").records == plan.records
+    from qplan import records as R
+    for variant in (plan, plan.select_related(None), Novel.objects.select_related()):
+        assert R.shape_of(variant.records, []) == R.walk(variant.records, [])
     assert Novel.objects.filter(pages__gt=1).records == plan.records[:1]  # others unchanged
     for vendor in ("sqlite", "postgresql", "mysql", "duckdb"):
         assert "JOIN" in plan.compile(vendor).sql.upper()
