@@ -29,17 +29,19 @@ def constraints(records: tuple, path: str) -> tuple | None:
     return None if pinned is None else tuple(sorted(pinned, key=_sort_key))
 
 
-def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
+def related_models(meta: Any, records: tuple, subquery: bool = False) -> tuple[Any, ...]:
     """The other models ``records`` reach through foreign keys from ``meta``'s model
-    (joins of filters, orderings, values and select_related, and subqueries)."""
+    (joins of filters, orderings, values and select_related, and subqueries; a
+    ``subquery`` selects one column, so its select_related joins nothing)."""
     seen: dict[Any, None] = {}
-    if any(r[0] == selectrelated.OP for r in records) and _fetches_models(records):
+    if not subquery and any(r[0] == selectrelated.OP for r in records) \
+            and _fetches_models(records):
         for rel in selectrelated.chains(meta, records).values():
             seen[rel.target.model] = None
     for key, inner in _subqueries(records):  # field__in=plan reads that plan's models too
         model = get_model(key)
         seen[model] = None
-        seen.update(dict.fromkeys(related_models(model._meta, inner)))
+        seen.update(dict.fromkeys(related_models(model._meta, inner, True)))
     for path in _paths(records):
         current = meta
         parts = path.split(SEP)

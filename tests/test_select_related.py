@@ -16,7 +16,7 @@ import qplan
 from qplan import fields, routing, sharding
 from qplan.connections import Connection
 from qplan.sharding import Sharded
-from relmodels import Bio, Novel, Writer
+from relmodels import Bio, Novel, Review, Writer
 
 
 @contextmanager
@@ -97,13 +97,17 @@ def test_several_names_accumulate_and_none_clears(rel_db, monkeypatch):
     assert len(seen) == 3
     assert [(n.__dict__["_cache_writer"].name, n.__dict__["_cache_editor"].name)
             for n in plan.iterator(chunk_size=1)] == [("Bob", "Ann")]
+    Review.objects.create(novel=b1, stars=4)
+    with statements(monkeypatch) as seen:
+        [review] = list(Review.objects.select_related())  # non-null novel only, not its writer
+        assert review.novel.title == "B1" and "_cache_writer" not in review.novel.__dict__
+    assert len(seen) == 1
     cleared = plan.select_related(None)
     [b1] = list(cleared)
     assert "_cache_writer" not in b1.__dict__
 
 
 def test_bare_select_related_follows_non_null_foreign_keys_only():
-    from relmodels import Review
     sql = Review.objects.select_related().compile("sqlite").sql
     assert "rel_novel" in sql and "rel_writer" not in sql  # Novel.writer is nullable
     assert Novel.objects.select_related().compile("sqlite").sql.upper().count("JOIN") == 0
@@ -139,6 +143,8 @@ def test_ignored_by_values_counts_aggregates_and_writes(rel_db):
     assert plan.filter(title="N1").delete()[0] == 1
     assert plan.related_models() == (Writer,)
     assert plan.values("title").related_models() == ()
+    inner = Novel.objects.select_related("writer").filter(pages__gt=0)
+    assert Review.objects.filter(novel__in=inner).related_models() == (Novel,)  # no Writer
     assert plan.count() == 3 and plan[0:1].count() == 1
 
 
