@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding, kinds
+from . import binding, kinds, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
@@ -45,6 +45,9 @@ class Builder:
         self.scope: int | None = None  # the filter() record being built: its own many-joins
         self.latest: dict[str, str] = {}  # a multi-valued join's path -> its latest join key
         self.value_refs: dict[str, Ref] = {}  # values() names resolved where values() came
+        self.select_related: tuple = ()  # the plan's select_related records
+        self.related_refs: list[Ref] = []  # their columns, once selected
+        self.nested: tuple | None = None  # (own columns, entries): see ``related_pairs``
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -298,6 +301,8 @@ class Builder:
                 self.offset, self.limit = record[1], record[2]
             elif op == "distinct":
                 self.distinct = True
+            elif op == selectrelated.OP:
+                self.select_related += (record,)
             elif op in ("values", "values_list"):
                 if self.group_values and self.group_keys is None:
                     # values() after values().annotate(aggregate): the groups stay (Django)
@@ -318,11 +323,14 @@ class Builder:
     def grouped(self) -> bool:
         return any(ref.aggregate for ref in self.annotations.values())
 
-    def selection(self) -> tuple[list[tuple[str, Ref]], str]:
-        """The selected (key, reference) pairs and the result kind."""
+    def selection(self, related: bool = False) -> tuple[list[tuple[str, Ref]], str]:
+        """The selected (key, reference) pairs and the result kind; ``related``: with the
+        select_related columns (rows of instances only: counts and aggregates ignore it)."""
         if self.values is None:
             pairs = [(f.attname, self.field_ref(f, self.table, f.null)) for f in self.meta.fields]
             pairs += list(self.annotations.items())
+            if related and self.select_related:
+                pairs += self.related_pairs(len(pairs))
             return pairs, "models"
         names = self.values[1] + tuple(n for n in self.late if n not in self.values[1])
         refs = self.value_refs
@@ -346,6 +354,28 @@ class Builder:
             if P.many(found.hops) or (found.end is not None and found.end.many):
                 refs[name] = self.column(found.path)
         return refs
+
+    def related_pairs(self, start: int) -> list[tuple[str, Ref]]:
+        """The columns of every select_related model after the plan's own (and its
+        annotations'), through the joins filters share; sets ``nested`` to how rows split:
+        ``(start, ((parent, cache attribute, model, first, stop, attnames, pk index), ...))``,
+        parent -1 for the plan's model, else the index of the entry it hangs from."""
+        pairs: list[tuple[str, Ref]] = []
+        entries: list[tuple] = []
+        index: dict[str, int] = {}
+        for path, rel in selectrelated.chains(self.meta, self.select_related).items():
+            target = rel.target
+            first = start + len(pairs)
+            for f in target.fields:
+                pairs.append((path + R.SEP + f.name, self.column(path + R.SEP + f.name)))
+            parent = path.rpartition(R.SEP)[0]
+            entries.append((index[parent] if parent else -1, "_cache_" + rel.name, target.model,
+                            first, start + len(pairs), tuple(f.attname for f in target.fields),
+                            first + target.fields.index(target.pk)))
+            index[path] = len(entries) - 1
+        self.related_refs = [ref for _, ref in pairs]
+        self.nested = (start, tuple(entries))
+        return pairs
 
     def value_path(self, name: str) -> str:
         """The canonical path of a name given to values(): ``pk``, ``author_id`` and
@@ -397,6 +427,7 @@ class Builder:
         else:  # every column of the table: joined order columns depend on them, add them too
             keys = [col(f.column, self.table) for f in self.meta.fields]
             keys += [r.sql for r in self.order_refs if not r.aggregate and r.sql not in keys]
+            keys += [r.sql for r in self.related_refs if r.sql not in keys]
         if keys:
             select = select.group_by(*keys, copy=False)
         if self.having:

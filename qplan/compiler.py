@@ -43,6 +43,7 @@ def build(meta: Any, shape: tuple, backend: Any) -> Template:
         raise _too_many(_width(binds), backend)
     template = Template(sql, binds, backend, result, columns, decoders)
     template.related = bool(b.joins) or b.subqueries
+    template.nested = b.nested
     return template
 
 
@@ -65,7 +66,7 @@ def _fit_lists(binds: list, excess: int) -> bool:
 
 
 def _select(b: Builder, terminal: tuple) -> tuple:
-    pairs, result = b.selection()
+    pairs, result = b.selection(related=True)
     return b.select(pairs), result, tuple(k for k, _ in pairs), _decoders(pairs)
 
 

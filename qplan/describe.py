@@ -59,6 +59,8 @@ def describe(record: tuple) -> str:
     if op == "values_list":
         flags = ", flat=True" if record[2] else (", named=True" if record[3] else "")
         return ".values_list(" + ", ".join(map(repr, record[1])) + flags + ")"
+    if op == "select_related":
+        return ".select_related(" + ", ".join(map(repr, record[1:])) + ")"
     if op in ("order_by", "values"):
         return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
     return f".{op}()"

@@ -16,6 +16,7 @@ from .template import Template
 from .connections import Connection, connections
 from .errors import DatabaseError, PlanError, RoutingError
 from .fields import NOT_PROVIDED
+from .instances import nested_models
 from .models import Model
 from .plan import Compiled, Plan
 from .replication import record_write, refresh, with_failover
@@ -49,6 +50,8 @@ def _decode(rows: list, decoders: tuple) -> list:
 
 
 def _models(t: Template, rows: list, model: type[Model], alias: str) -> list:
+    if t.nested is not None:  # select_related: related instances from the same rows
+        return nested_models(_decode(rows, t.decoders), t.columns, t.nested, model, alias)
     cols = t.columns
     new = model.__new__
     out: list[Model] = []
@@ -134,8 +137,11 @@ class Engine:
 
     def run(self, plan: Plan, conn: Connection) -> Any:
         template, values = self.template(plan, conn.backend)
-        if template.related:
-            check_relations(plan)
+        if template.related:  # the models a shape joins are the same for all its plans
+            related = template.related_models
+            if related is None:
+                related = template.related_models = plan.related_models()
+            check_relations(plan, related)
         params = template.params(values) if template.binds else ()
         kind = template.result
         write = kind == "rowcount" or kind == "insert"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from . import selectrelated
 from .errors import Error
 from .paths import resolve_path
 from .records import LOOKUP_NAMES, VALUE
@@ -30,14 +31,20 @@ def constraints(records: tuple, path: str) -> tuple | None:
     return None if pinned is None else tuple(sorted(pinned, key=_sort_key))
 
 
-def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
+def related_models(meta: Any, records: tuple, subquery: bool = False) -> tuple[Any, ...]:
     """The other models ``records`` join from ``meta``'s model, either way across relations
-    (``qplan.paths``): through models of many-to-many relations included."""
+    (``qplan.paths``), through models of many-to-many relations included: joins of filters,
+    orderings, values and select_related, and subqueries (a ``subquery`` selects one
+    column, so its select_related joins nothing)."""
     seen: dict[Any, None] = {}
+    if not subquery and any(r[0] == selectrelated.OP for r in records) \
+            and _fetches_models(records):
+        for rel in selectrelated.chains(meta, records).values():
+            seen[rel.target.model] = None
     for key, inner in _subqueries(records):  # field__in=plan reads that plan's models too
         model = get_model(key)
         seen[model] = None
-        seen.update(dict.fromkeys(related_models(model._meta, inner)))
+        seen.update(dict.fromkeys(related_models(model._meta, inner, True)))
     for path in _paths(records):
         try:
             found = resolve_path(meta, path)
@@ -50,6 +57,12 @@ def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
             seen.update(dict.fromkeys(step.right.model for step in steps))
     seen.pop(meta.model, None)
     return tuple(seen)
+
+
+def _fetches_models(records: tuple) -> bool:
+    """Whether the records fetch instances: select_related joins nothing otherwise."""
+    return not any(r[0] in ("values", "values_list", "count", "exists", "aggregate", "update",
+                            "delete", "insert") for r in records)
 
 
 def _pinned(node: tuple, path: str) -> set | None:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from . import conflicts, hints, jsonform
 from . import records as R
+from . import selectrelated
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
@@ -29,7 +30,7 @@ EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
-    "count", "exists", "aggregate", "update", "delete", "insert"))}
+    "count", "exists", "aggregate", "update", "delete", "insert", "select_related"))}
 SLICED = OP_BITS["slice"]
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
@@ -331,6 +332,30 @@ class Plan(Evaluation):
 
     def distinct(self) -> "Plan":
         return self._add(("distinct",))
+
+    def select_related(self, *names: str | None) -> "Plan":
+        """Fill the related instances of single-valued relations in the same query (a JOIN).
+
+        ``select_related('writer', 'writer__mentor')`` adds names (calls accumulate),
+        ``select_related()`` follows every non-null foreign key (Django's default, 5
+        deep), ``select_related(None)`` clears. Record: ``("select_related", path, ...)``,
+        ``("select_related",)`` or ``("select_related", None)``. Counts, aggregates,
+        ``values()`` and writes ignore it, as in Django.
+        """
+        if self._has("values") or self._has("values_list"):
+            raise PlanError("Cannot call select_related() after .values() or .values_list()")
+        if names == (None,):
+            return self._add((selectrelated.OP, None))
+        if not names:
+            selectrelated.check_all(self._meta)
+            return self._add((selectrelated.OP,))
+        cache, key = self._meta.path_cache, (selectrelated.OP, names)
+        record = cache.get(key)
+        if record is None:
+            record = (selectrelated.OP, *selectrelated.check(self._meta, names))
+            if all(type(name) is str for name in names):
+                cache[key] = record
+        return self._add(record)
 
     def annotate(self, *args: Aggregate, **kwargs: Any) -> "Plan":
         ctx = R.Context(self._meta, self._annotations())  # its own: annotations are added below

@@ -439,7 +439,8 @@ SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    **dict.fromkeys(("order_by", "values", "values_list", "distinct"), _unchanged),
+    **dict.fromkeys(("order_by", "values", "values_list", "distinct", "select_related"),
+                    _unchanged),
 }
 
 

@@ -207,6 +207,7 @@ STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
         *_names(_fields(r, 4)[1], "values_list"), flat=_flag(r[2], "values_list flat"),
         named=_flag(r[3], "values_list named")),
     "distinct": lambda p, r: _fields(r, 1) and p.distinct(),
+    "select_related": lambda p, r: p.select_related(*r[1:]),
     "annotate": lambda p, r: p.annotate(**_named(p, _fields(r, 2)[1], "annotation")),
     "aggregate": lambda p, r: p.aggregate_plan(**_named(p, _fields(r, 2)[1], "aggregate")),
     "count": lambda p, r: _fields(r, 1) and p._add(("count",)),
