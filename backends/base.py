@@ -245,6 +245,31 @@ class Backend:
             exp.Column(this=exp.Identifier(this=meta.pk.column, quoted=True))]))
         return insert
 
+    # bulk_create(update_conflicts=True) names the unique key whose conflicts update the row
+    # (``unique_fields``; False: the database cannot name one, any unique key conflicts).
+    UPSERT_NEEDS_TARGET = True
+    # Whether such an upsert returns the primary key of every row, inserted or updated, so
+    # that bulk_create sets them on the objects (Django: PostgreSQL, SQLite 3.35+).
+    UPSERT_RETURNS_KEYS = False
+
+    def on_conflict(self, insert: exp.Insert, meta: Any, option: tuple) -> exp.Insert:
+        """``insert`` made to skip rows that clash with an existing row on a unique key
+        (``("ignore",)``: ``ON CONFLICT DO NOTHING``) or to update columns of the existing
+        row (``("update", fields, unique_fields)``: ``ON CONFLICT (unique columns) DO UPDATE
+        SET x = EXCLUDED.x``); every identifier quoted by sqlglot."""
+        if option[0] == "ignore":
+            insert.set("conflict", exp.OnConflict(action=exp.Var(this="DO NOTHING")))
+            return insert
+        _, update, unique = option
+        sets = [exp.EQ(this=exp.column(exp.to_identifier(c, quoted=True)),
+                       expression=exp.column(exp.to_identifier(c, quoted=True),
+                                             table=exp.to_identifier("EXCLUDED")))
+                for c in (meta.get_field(n).column for n in update)]
+        keys = [exp.to_identifier(meta.get_field(n).column, quoted=True) for n in unique]
+        insert.set("conflict", exp.OnConflict(action=exp.Var(this="DO UPDATE"), expressions=sets,
+                                              conflict_keys=keys))
+        return insert
+
     def text_compare(self, column: exp.Expression) -> exp.Expression:
         """``column`` as it should be compared and ordered: by code point."""
         return column
@@ -272,8 +297,10 @@ class Backend:
     def table_options(self) -> str:
         return ""
 
-    def create_table(self, meta: Any, exist_ok: bool = False) -> list[str]:
-        """CREATE TABLE (and CREATE INDEX) statements for one model."""
+    def create_table(self, meta: Any, exist_ok: bool = False,
+                     checks: tuple[tuple[str, str], ...] = ()) -> list[str]:
+        """CREATE TABLE (and CREATE INDEX) statements for one model; ``checks``: ``(name,
+        condition SQL)`` of its check constraints (``qplan.schema.table_sql`` compiles them)."""
         table = self.quote(meta.db_table)
         lines = [self.column_sql(f) for f in meta.fields]
         for f in meta.fields:
@@ -287,6 +314,8 @@ class Backend:
         for name, columns in meta.uniques:  # Meta.unique_together and Meta.constraints
             cols = ", ".join(self.index_column(by_column[c]) for c in columns)
             lines.append(f"CONSTRAINT {self.quote(name)} UNIQUE ({cols})")
+        for name, condition in checks:  # Meta.constraints' CheckConstraints, as SQL
+            lines.append(f"CONSTRAINT {self.quote(name)} CHECK ({condition})")
         guard = "IF NOT EXISTS " if exist_ok else ""
         sql = [f"CREATE TABLE {guard}{table} (\n    " + ",\n    ".join(lines) + "\n)" + self.table_options()]
         for f in meta.fields:

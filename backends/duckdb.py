@@ -290,8 +290,9 @@ class DuckDBBackend(Backend):
     def on_delete(self, field: Any) -> str:
         return ""  # DuckDB's foreign keys take no action: a referenced row cannot be deleted
 
-    def create_table(self, meta: Any, exist_ok: bool = False) -> list[str]:
-        sql = super().create_table(meta, exist_ok)
+    def create_table(self, meta: Any, exist_ok: bool = False,
+                     checks: tuple[tuple[str, str], ...] = ()) -> list[str]:
+        sql = super().create_table(meta, exist_ok, checks)
         if meta.pk.auto:
             guard = "IF NOT EXISTS " if exist_ok else ""
             sql.insert(0, f"CREATE SEQUENCE {guard}{self.quote(self.sequence_name(meta))}")

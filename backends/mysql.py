@@ -24,7 +24,10 @@ from .base import UTC, Backend
 _GONE = {2006, 2013, 2055}
 # Server error codes with a more precise qplan error than their PEP 249 class gives:
 # 1213 ER_LOCK_DEADLOCK (a deadlock, or a Galera certification conflict).
-_TYPED_ERRORS: dict[int, type[errors.DatabaseError]] = {1213: errors.SerializationFailure}
+_TYPED_ERRORS: dict[int, type[errors.DatabaseError]] = {
+    1213: errors.SerializationFailure,
+    4025: errors.IntegrityError,  # ER_CONSTRAINT_FAILED: a CHECK constraint (PyMySQL: Operational)
+}
 
 _UINT32, _UINT64 = (1 << 32) - 1, (1 << 64) - 1
 
@@ -148,6 +151,24 @@ class MySQLBackend(Backend):
         # No DEFAULT VALUES here: an empty value list is a row of defaults.
         return exp.Insert(this=table, expression=exp.Values(expressions=[exp.Tuple(expressions=[])]))
 
+    UPSERT_NEEDS_TARGET = False  # MariaDB cannot name the unique key: any one conflicts
+
+    def on_conflict(self, insert: exp.Insert, meta: Any, option: tuple) -> exp.Insert:
+        """MariaDB's spelling: ``INSERT IGNORE`` (which also turns other errors of a row, as
+        a value too long, into warnings, as in Django) or ``ON DUPLICATE KEY UPDATE x =
+        VALUES(x)``; ``unique_fields`` cannot be named here: a clash on any unique key of the
+        table (the primary key included) updates the row."""
+        if option[0] == "ignore":
+            insert.set("ignore", True)
+            return insert
+        sets = [exp.EQ(this=exp.column(exp.to_identifier(c, quoted=True)),
+                       expression=exp.Anonymous(this="VALUES", expressions=[
+                           exp.column(exp.to_identifier(c, quoted=True))]))
+                for c in (meta.get_field(n).column for n in option[1])]
+        insert.set("conflict", exp.OnConflict(duplicate=True, action=exp.Var(this="UPDATE"),
+                                              expressions=sets))
+        return insert
+
     # --- DDL ------------------------------------------------------------------------------------
 
     def table_options(self) -> str:
@@ -235,7 +256,7 @@ class MySQLBackend(Backend):
 
     def map_error(self, exc: BaseException, where: str) -> errors.Error:
         """PEP 249's mapping, except the server errors in ``_TYPED_ERRORS`` (1213:
-        ``SerializationFailure``)."""
+        ``SerializationFailure``, 4025: a failed CHECK, ``IntegrityError``)."""
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         typed = _TYPED_ERRORS.get(code) if code is not None else None
         if typed is not None:

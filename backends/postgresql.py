@@ -63,6 +63,7 @@ class PostgreSQLBackend(Backend):
     paramstyle = "format"
     max_params = 65535
     insert_returning = True
+    UPSERT_RETURNS_KEYS = True
     null_order_small = False
     # Collation whose LOWER() is simple Unicode lower-casing (libc C.UTF-8; glibc >= 2.35
     # and most distributions have it). "C" itself folds ASCII only.

@@ -81,6 +81,7 @@ class SQLiteBackend(Backend):
     paramstyle = "qmark"
     max_params = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
     insert_returning = sqlite3.sqlite_version_info >= (3, 35)
+    UPSERT_RETURNS_KEYS = insert_returning
     LIMIT_FOR_OFFSET = "-1"
 
     def map_error(self, exc: BaseException, where: str) -> errors.Error:

@@ -4,7 +4,7 @@ Write a query once as a plan, cache or ship it, and decide late where it runs.
 This module only re-exports the public surface.
 """
 
-from . import backends, execution, fields, runner
+from . import backends, execution, fields, models, related, runner
 from .shapecache import cache as compile_cache
 from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
@@ -13,7 +13,7 @@ from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataE
                      PoolTimeout, ProgrammingError, ReadOnlyError, RoutingError,
                      SerializationFailure, TransactionManagementError, UnsafePayload)
 from .schema import create_tables, drop_tables
-from .constraints import Index, UniqueConstraint
+from .constraints import CheckConstraint, Index, UniqueConstraint
 from .expressions import Avg, Count, ExpressionWrapper, F, Max, Min, Q, Sum
 from .jsonplan import from_json
 from .models import Model, get_model
@@ -26,11 +26,12 @@ from .sharding import Sharded, ShardSet, partial_results
 from .transactions import atomic
 
 runner.install(execution.engine)  # plans and models evaluate through it
+models.install_related(related.install)  # writer.novel_set, novel.genres, writer.bio
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Avg", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "ExpressionWrapper", "F",
+    "Avg", "CheckConstraint", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "ExpressionWrapper", "F",
     "FieldError", "Index", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
     "Plan", "PlanError", "Prefetch", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",

@@ -6,11 +6,12 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding, kinds
+from . import binding, kinds, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
-from .fields import DecimalField, Field, ForeignKey
+from . import paths as P
+from .fields import DecimalField, Field
 from .models import get_model
 from .sqlparts import (ARITHMETIC, COMPARISONS, FIELD_KIND, LIKE_PATTERNS, Ref, Slot, col, ident,
                        like_pattern)
@@ -41,6 +42,12 @@ class Builder:
         self.allow_joins = True
         self.order_refs: list[Ref] = []  # the references order_by() resolved to
         self.subqueries = False  # a field__in=plan subquery: other models are read
+        self.scope: int | None = None  # the filter() record being built: its own many-joins
+        self.latest: dict[str, str] = {}  # a multi-valued join's path -> its latest join key
+        self.value_refs: dict[str, Ref] = {}  # values() names resolved where values() came
+        self.select_related: tuple = ()  # the plan's select_related records
+        self.related_refs: list[Ref] = []  # their columns, once selected
+        self.nested: tuple | None = None  # (own columns, entries): see ``related_pairs``
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -54,39 +61,58 @@ class Builder:
 
     # references
     def column(self, path: str) -> Ref:
-        """A field path as a column, joining the related tables it passes through."""
+        """A field path as a column, joining the related tables it passes through (either
+        way, ``qplan.paths``); a path ending on a relation is the related primary key."""
         if path in self.annotations:
             return self.annotations[path]
-        parts = path.split(R.SEP)
-        meta, table, nullable = self.meta, self.table, False
-        prefix = ""
-        for part in parts[:-1]:
-            field = meta.get_field(part)
-            if not isinstance(field, ForeignKey):
-                raise FieldError(f"{meta.model.__name__}.{part} is not a relation")
-            if not self.allow_joins:
-                raise NotSupportedError(f"{path!r}: this statement cannot refer to related fields")
-            nullable = nullable or field.null
-            prefix = f"{prefix}{R.SEP}{part}" if prefix else part
-            if prefix not in self.joins:
-                alias = f"T{len(self.joins) + 1}"
-                target = field.target._meta
-                on = exp.EQ(this=col(field.column, table), expression=col(target.pk.column, alias))
-                self.join_sql.append(exp.Join(
-                    this=exp.Table(this=ident(target.db_table), alias=exp.TableAlias(this=ident(alias))),
-                    side="LEFT", on=on))
-                self.joins[prefix] = (alias, target)
-            table, meta = self.joins[prefix][0], self.joins[prefix][1]
-        field = meta.get_field(parts[-1])
+        found = P.resolve_path(self.meta, path)
+        if (found.hops or found.end is not None) and not self.allow_joins:
+            raise NotSupportedError(f"{path!r}: this statement cannot refer to related fields")
+        table, key, nullable = self.table, "", False
+        for rel in found.hops:
+            key, table = self.hop(rel, key, table, len(rel.steps))
+            nullable = nullable or rel.nullable
+        end = found.end
+        if end is not None:
+            joins, column = end.pk_column
+            key, table = self.hop(end, key, table, joins)
+            return self.field_ref(found.field, table, True, column)
+        field = found.field
         return self.field_ref(field, table, nullable or field.null)
 
-    def field_ref(self, field: Field, table: str | None, nullable: bool) -> Ref:
+    def hop(self, rel: Any, parent: str, table: str, steps: int) -> tuple[str, str]:
+        """Join the first ``steps`` tables of relation ``rel`` from the join ``parent``
+        (``table`` its alias); the new join key and alias. A single-valued join is shared by
+        every reference with its path; a multi-valued one (reverse foreign key,
+        many-to-many) by the references of one filter() record (``scope``), and elsewhere
+        the most recent one of its path is reused (Django's rule)."""
+        base = f"{parent}{R.SEP}{rel.name}" if parent else rel.name
+        key = base
+        if rel.many:
+            if self.scope is not None:
+                key = f"{base}#{self.scope}"
+            else:
+                key = self.latest.get(base) or f"{base}#a{len(self.joins)}"
+            self.latest[base] = key
+        for i, step in enumerate(rel.steps[:steps]):
+            step_key = key if i == len(rel.steps) - 1 else f"{key}/{i}"
+            if step_key not in self.joins:
+                alias = f"T{len(self.joins) + 1}"
+                on = exp.EQ(this=col(step.left_column, table), expression=col(step.right_column, alias))
+                self.join_sql.append(exp.Join(
+                    this=exp.Table(this=ident(step.right.db_table), alias=exp.TableAlias(this=ident(alias))),
+                    side="LEFT", on=on))
+                self.joins[step_key] = (alias, step.right)
+            table = self.joins[step_key][0]
+        return key, table
+
+    def field_ref(self, field: Field, table: str | None, nullable: bool, column: str | None = None) -> Ref:
         kind = field.internal_type
         decode = (None if nullable else self.backend.DECODE_NOT_NULL.get(kind)) or \
             self.backend.DECODE.get(kind)
         if isinstance(field, DecimalField) and decode is not None:  # same scale on every backend
             decode = (lambda v, f=field, d=decode: None if v is None else f.quantize(d(v)))
-        return Ref(col(field.column, table), FIELD_KIND.get(kind), decode, nullable, field)
+        return Ref(col(column or field.column, table), FIELD_KIND.get(kind), decode, nullable, field)
 
     def compare(self, ref: Ref) -> exp.Expression:
         """A reference as compared and ordered: text by code point on every backend."""
@@ -161,6 +187,8 @@ class Builder:
         """SQL for a condition record; also whether it refers to an aggregate."""
         tag = node[0]
         if tag == "!":
+            if self.crosses_many(node[1]):  # the exact complement: NOT (pk IN positive rows)
+                return exp.Not(this=exp.Paren(this=self.pk_in(node[1]))), False
             inner, agg = self.condition(node[1], not negated)
             return exp.Not(this=exp.Paren(this=inner)), agg
         if tag == "^":  # an odd number true; UNKNOWN counts as false, so NOT stays two-valued
@@ -222,15 +250,49 @@ class Builder:
             sql = exp.Paren(this=sql)
         return sql, lhs.aggregate or bool(rhs_ref and rhs_ref.aggregate)
 
+    def crosses_many(self, node: Any) -> bool:
+        """True when a condition record refers to a path across a multi-valued relation;
+        ``NotSupportedError`` when it also refers to an annotation (the complement is
+        computed in a subquery, which cannot see this statement's annotations)."""
+        found = [P.resolve_path(self.meta, p) for p in _condition_paths(node)
+                 if p not in self.annotations]
+        if not any(P.many(r.hops) or (r.end is not None and r.end.many) for r in found):
+            return False
+        if any(p in self.annotations for p in _condition_paths(node)):
+            raise NotSupportedError("a negated condition across a multi-valued relation "
+                                    "cannot refer to an annotation")
+        return True
+
+    def pk_in(self, node: Any) -> exp.Expression:
+        """``pk IN (SELECT pk ... WHERE node)``: the rows some joined combination of related
+        rows satisfies ``node`` for, as filter() finds them; its NOT is their exact
+        complement even where related rows are missing or NULL. A derived table: MariaDB
+        does not read the table an UPDATE or DELETE writes in a plain subquery."""
+        inner = Builder(self.meta, self.backend)
+        inner.binds = self.binds
+        inner.scope = 0
+        sql, _ = inner.condition(node, False)
+        pk = self.meta.pk.column
+        select = inner.from_(exp.Select(expressions=[col(pk, inner.table)])).where(sql, copy=False)
+        wrapped = exp.Select(expressions=[col(pk, "excl")]).from_(
+            exp.Subquery(this=select, alias=exp.TableAlias(this=ident("excl"))), copy=False)
+        self.subqueries = True
+        return exp.In(this=col(pk, self.table), query=exp.Subquery(this=wrapped))
+
     # the statement
     def apply(self, records: tuple) -> tuple:
         """Fold the plan's records into builder state; return the terminal record, if any."""
         for record in records:
             op = record[0]
             if op in ("filter", "exclude"):
-                cond, agg = self.condition(record[1], op == "exclude")
-                if op == "exclude":
-                    cond = exp.Not(this=exp.Paren(this=cond))
+                self.scope = len(self.joins)  # unique: this record's multi-valued joins
+                if op == "exclude" and self.crosses_many(record[1]):
+                    cond, agg = exp.Not(this=exp.Paren(this=self.pk_in(record[1]))), False
+                else:
+                    cond, agg = self.condition(record[1], op == "exclude")
+                    if op == "exclude":
+                        cond = exp.Not(this=exp.Paren(this=cond))
+                self.scope = None
                 (self.having if agg else self.where).append(cond)
             elif op == "order_by":
                 self.order, self.default_order = record[1], False
@@ -239,11 +301,14 @@ class Builder:
                 self.offset, self.limit = record[1], record[2]
             elif op == "distinct":
                 self.distinct = True
+            elif op == selectrelated.OP:
+                self.select_related += (record,)
             elif op in ("values", "values_list"):
                 if self.group_values and self.group_keys is None:
                     # values() after values().annotate(aggregate): the groups stay (Django)
                     self.group_keys = [r.sql for _, r in self.selection()[0] if not r.aggregate]
                 self.values, self.late = record, []
+                self.value_refs = self.multi_valued_refs(record[1])
             elif op == "annotate":
                 for name, node in record[1]:
                     ref = self.expr(node)
@@ -258,17 +323,59 @@ class Builder:
     def grouped(self) -> bool:
         return any(ref.aggregate for ref in self.annotations.values())
 
-    def selection(self) -> tuple[list[tuple[str, Ref]], str]:
-        """The selected (key, reference) pairs and the result kind."""
+    def selection(self, related: bool = False) -> tuple[list[tuple[str, Ref]], str]:
+        """The selected (key, reference) pairs and the result kind; ``related``: with the
+        select_related columns (rows of instances only: counts and aggregates ignore it)."""
         if self.values is None:
             pairs = [(f.attname, self.field_ref(f, self.table, f.null)) for f in self.meta.fields]
             pairs += list(self.annotations.items())
+            if related and self.select_related:
+                pairs += self.related_pairs(len(pairs))
             return pairs, "models"
         names = self.values[1] + tuple(n for n in self.late if n not in self.values[1])
-        pairs = [(name, self.column(self.value_path(name))) for name in names]
+        refs = self.value_refs
+        pairs = [(name, refs.get(name) or self.column(self.value_path(name))) for name in names]
         if self.values[0] == "values":
             return pairs, "dicts"
         return pairs, "flat" if self.values[2] else ("named" if self.values[3] else "tuples")
+
+    def multi_valued_refs(self, names: tuple[str, ...]) -> dict[str, Ref]:
+        """values() names across multi-valued relations, joined where values() comes (as
+        Django does): a later filter() gets its own joins, a later annotate() reuses these.
+        Other names are resolved when selected (they may name later annotations)."""
+        refs = {}
+        for name in names:
+            if name in self.annotations:
+                continue
+            try:
+                found = P.resolve_path(self.meta, self.value_path(name))
+            except FieldError:
+                continue
+            if P.many(found.hops) or (found.end is not None and found.end.many):
+                refs[name] = self.column(found.path)
+        return refs
+
+    def related_pairs(self, start: int) -> list[tuple[str, Ref]]:
+        """The columns of every select_related model after the plan's own (and its
+        annotations'), through the joins filters share; sets ``nested`` to how rows split:
+        ``(start, ((parent, cache attribute, model, first, stop, attnames, pk index), ...))``,
+        parent -1 for the plan's model, else the index of the entry it hangs from."""
+        pairs: list[tuple[str, Ref]] = []
+        entries: list[tuple] = []
+        index: dict[str, int] = {}
+        for path, rel in selectrelated.chains(self.meta, self.select_related).items():
+            target = rel.target
+            first = start + len(pairs)
+            for f in target.fields:
+                pairs.append((path + R.SEP + f.name, self.column(path + R.SEP + f.name)))
+            parent = path.rpartition(R.SEP)[0]
+            entries.append((index[parent] if parent else -1, "_cache_" + rel.name, target.model,
+                            first, start + len(pairs), tuple(f.attname for f in target.fields),
+                            first + target.fields.index(target.pk)))
+            index[path] = len(entries) - 1
+        self.related_refs = [ref for _, ref in pairs]
+        self.nested = (start, tuple(entries))
+        return pairs
 
     def value_path(self, name: str) -> str:
         """The canonical path of a name given to values(): ``pk``, ``author_id`` and
@@ -320,6 +427,7 @@ class Builder:
         else:  # every column of the table: joined order columns depend on them, add them too
             keys = [col(f.column, self.table) for f in self.meta.fields]
             keys += [r.sql for r in self.order_refs if not r.aggregate and r.sql not in keys]
+            keys += [r.sql for r in self.related_refs if r.sql not in keys]
         if keys:
             select = select.group_by(*keys, copy=False)
         if self.having:
@@ -402,3 +510,21 @@ class Builder:
         wrapped = exp.Select(expressions=[col(pk, None)]).from_(
             exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("sub"))), copy=False)
         return exp.In(this=col(pk, None), query=exp.Subquery(this=wrapped))
+
+
+def _condition_paths(node: Any) -> list[str]:
+    """The paths a condition record names: its leaves' and their ``F()`` references'."""
+    tag = node[0]
+    if tag in ("&", "|", "^"):
+        return [p for child in node[1] for p in _condition_paths(child)]
+    if tag == "!":
+        return _condition_paths(node[1])
+    return [tag, *_refs(node[2])]
+
+
+def _refs(node: Any) -> list[str]:
+    if type(node) is not tuple or not node or node[0] in (R.VALUE, "query"):
+        return []
+    if node[0] == "F" and len(node) == 2:
+        return [node[1]]
+    return [p for child in node[1:] for p in _refs(child)]

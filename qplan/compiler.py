@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from sqlglot import exp
 
-from . import binding
+from . import binding, conflicts
 from .binding import SPREAD
 from .builder import Builder
 from .errors import NotSupportedError
@@ -43,6 +43,7 @@ def build(meta: Any, shape: tuple, backend: Any) -> Template:
         raise _too_many(_width(binds), backend)
     template = Template(sql, binds, backend, result, columns, decoders)
     template.related = bool(b.joins) or b.subqueries
+    template.nested = b.nested
     return template
 
 
@@ -65,7 +66,7 @@ def _fit_lists(binds: list, excess: int) -> bool:
 
 
 def _select(b: Builder, terminal: tuple) -> tuple:
-    pairs, result = b.selection()
+    pairs, result = b.selection(related=True)
     return b.select(pairs), result, tuple(k for k, _ in pairs), _decoders(pairs)
 
 
@@ -161,7 +162,8 @@ def _delete(b: Builder, terminal: tuple) -> tuple:
 
 
 def _insert(b: Builder, terminal: tuple) -> tuple:
-    _, names, rows = terminal
+    _, names, rows, *option = terminal
+    conflict = option[0] if option else None
     backend, meta = b.backend, b.meta
     table = exp.Table(this=ident(b.table))
     if names:
@@ -173,6 +175,9 @@ def _insert(b: Builder, terminal: tuple) -> tuple:
         if len(rows) != 1:
             raise NotSupportedError("bulk_create() of rows without any column value")
         stmt = backend.insert_defaults(table)
+    if conflict is not None:
+        conflicts.require_target(conflict, backend)
+        stmt = backend.on_conflict(stmt, meta, conflict)
     pk = meta.pk
     if backend.insert_returning:
         stmt = backend.returning(stmt, meta, pk.name in names)

@@ -1,4 +1,5 @@
-"""``Index`` and ``UniqueConstraint``: what ``Meta.indexes`` and ``Meta.constraints`` hold.
+"""``Index``, ``UniqueConstraint`` and ``CheckConstraint``: what ``Meta.indexes`` and
+``Meta.constraints`` hold.
 
 Plain descriptions checked when the model class is defined (``qplan.models``) and turned
 into DDL by ``create_tables`` (``Backend.create_table``). A name is what Django 5.2 allows
@@ -9,6 +10,7 @@ digit or an underscore.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 from .errors import FieldError
@@ -54,3 +56,29 @@ class UniqueConstraint:
 
     def __repr__(self) -> str:
         return f"UniqueConstraint(fields={list(self.fields)!r}, name={self.name!r})"
+
+
+class CheckConstraint:
+    """``CheckConstraint(condition=Q(pages__gte=0), name='x_pages_gte_0')``: every row must
+    satisfy the condition (a row where it is NULL, unknown, passes, as in SQL). Django 5.1+
+    spells it ``condition=``; the deprecated ``check=`` means the same (with a warning).
+
+    The condition is checked when the model class is defined (``qplan.checks``: the model's
+    own columns only) and written into CREATE TABLE with its values as SQL literals.
+    """
+
+    def __init__(self, *, name: str, condition: Any = None, check: Any = None) -> None:
+        if check is not None:
+            if condition is not None:
+                raise FieldError("CheckConstraint: give condition= (check= is its deprecated "
+                                 "spelling), not both")
+            warnings.warn("CheckConstraint.check is deprecated in favor of `.condition`.",
+                          DeprecationWarning, stacklevel=2)
+            condition = check
+        if condition is None:
+            raise FieldError("CheckConstraint needs condition=Q(...)")
+        self.condition = condition
+        self.name = check_name(name, "CheckConstraint")
+
+    def __repr__(self) -> str:
+        return f"CheckConstraint(condition={self.condition!r}, name={self.name!r})"

@@ -4,7 +4,9 @@ Django returns ``(total, {label: count})`` from ``delete()``, cascaded rows incl
 database does the cascading here (the tables are created with their ON DELETE actions), so
 the rows it will take are counted just before the delete, following every CASCADE foreign
 key from the deleted rows, level by level (inside ``atomic()`` the counts and the delete
-see the same rows). A model nothing cascades to costs no extra query. (A database whose
+see the same rows). A model nothing cascades to costs no extra query. The rows of an
+auto-created many-to-many through model (CASCADE foreign keys to both sides) are counted
+under its label, as Django counts ``app.Novel_genres``. (A database whose
 foreign keys take no action, ``ON_DELETE_IN_DATABASE = False``, refuses to delete a
 referenced row instead: nothing cascades, so nothing is counted.)
 """

@@ -63,12 +63,15 @@ def describe(record: tuple) -> str:
     if op == "update":
         return ".update(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
     if op == "insert":
-        return f".insert({len(record[2])} rows)"
+        extra = f", {record[3][0]}_conflicts" if len(record) == 4 else ""
+        return f".insert({len(record[2])} rows{extra})"
     if op == "values_list":
         flags = ", flat=True" if record[2] else (", named=True" if record[3] else "")
         return ".values_list(" + ", ".join(map(repr, record[1])) + flags + ")"
     if op == "prefetch_related":
         return ".prefetch_related(" + ", ".join(map(_prefetch_item, record[1:])) + ")"
+    if op == "select_related":
+        return ".select_related(" + ", ".join(map(repr, record[1:])) + ")"
     if op in ("order_by", "values"):
         return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
     return f".{op}()"

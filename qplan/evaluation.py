@@ -129,7 +129,14 @@ class Evaluation:
                 rows += self.filter(**{f"{field_name}__in": ids[start:start + IN_BULK_BATCH]})
         return {obj.pk if field_name == "pk" else getattr(obj, field_name): obj for obj in rows}
 
-    def bulk_create(self, objs: Any, batch_size: int | None = None) -> list[Any]:
+    def bulk_create(self, objs: Any, batch_size: int | None = None, ignore_conflicts: bool = False,
+                    update_conflicts: bool = False, update_fields: Any = None,
+                    unique_fields: Any = None) -> list[Any]:
+        """Insert ``objs`` (in batches, all or none) as Django does, with its conflict
+        options (``qplan.conflicts``): the objects, with primary keys set where Django sets
+        them (not when ignoring conflicts; on update only where the upsert returns keys)."""
         objs = list(objs)
-        engine().bulk_create(self, objs, batch_size)
+        engine().bulk_create(self, objs, batch_size, dict(
+            ignore_conflicts=ignore_conflicts, update_conflicts=update_conflicts,
+            update_fields=update_fields, unique_fields=unique_fields))
         return objs

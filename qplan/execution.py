@@ -9,13 +9,14 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import bulkupdate, deletion, prefetching, settings, sharding, upserts
+from . import bulkupdate, conflicts, deletion, prefetching, settings, sharding, upserts
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
 from .connections import Connection, connections
 from .errors import DatabaseError, PlanError, RoutingError
 from .fields import NOT_PROVIDED
+from .instances import nested_models
 from .models import Model
 from .plan import PREFETCH, Compiled, Plan
 from .replication import record_write, refresh, with_failover
@@ -49,6 +50,8 @@ def _decode(rows: list, decoders: tuple) -> list:
 
 
 def _models(t: Template, rows: list, model: type[Model], alias: str) -> list:
+    if t.nested is not None:  # select_related: related instances from the same rows
+        return nested_models(_decode(rows, t.decoders), t.columns, t.nested, model, alias)
     cols = t.columns
     new = model.__new__
     out: list[Model] = []
@@ -143,8 +146,11 @@ class Engine:
 
     def run(self, plan: Plan, conn: Connection) -> Any:
         template, values = self.template(plan, conn.backend)
-        if template.related:
-            check_relations(plan)
+        if template.related:  # the models a shape joins are the same for all its plans
+            related = template.related_models
+            if related is None:
+                related = template.related_models = plan.related_models()
+            check_relations(plan, related)
         params = template.params(values) if template.binds else ()
         kind = template.result
         write = kind == "rowcount" or kind == "insert"
@@ -212,13 +218,23 @@ class Engine:
         cur = conn.execute(template.sql, params)
         return [cur.lastrowid]
 
-    def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None) -> None:
+    def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None,
+                    options: dict[str, Any] | None = None) -> None:
+        """``options``: bulk_create's conflict keywords, checked before anything runs."""
+        options = options or {}
+        conflict = conflicts.options(root._meta, **options)
         if not objs:
             return
+        if conflict is not None:  # the whole call at once: no clash hides in separate batches
+            root.bulk_create_plan(objs, **options)
         target = route(root._add(("insert", (), ())))
         if isinstance(target, ShardSet):  # each row to the shard of its key
-            return sharding.bulk_create(self, root, objs, batch_size, target)
+            for alias in target.write_aliases():  # every shard can, before any writes
+                conflicts.require_target(conflict, connections[alias].backend)
+            return sharding.bulk_create(self, root, objs, batch_size, target, options)
         conn = connections[target]
+        conflicts.require_target(conflict, conn.backend)
+        keys = conflicts.returns_keys(conflict, conn.backend)
         per_row = max(len(root._meta.fields), 1)
         limit = max(conn.backend.max_params // per_row, 1)
         size = min(batch_size or limit, limit)
@@ -228,9 +244,10 @@ class Engine:
         with Atomic(conn.alias, savepoint=conn.backend.SUPPORTS_SAVEPOINTS):
             for start in range(0, len(objs), size):
                 batch = objs[start:start + size]
-                pks = self.execute(root.bulk_create_plan(batch), conn.alias)
-                for obj, pk in zip(batch, pks):
-                    obj.pk = pk
+                pks = self.execute(root.bulk_create_plan(batch, **options), conn.alias)
+                if keys:
+                    for obj, pk in zip(batch, pks):
+                        obj.pk = pk
         for obj in objs:
             obj._adding = False
             obj._db = conn.alias

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .records import SEP, VALUE
+from . import selectrelated
+from .errors import Error
+from .paths import resolve_path
+from .records import LOOKUP_NAMES, VALUE
 from .registry import get_model
 
 
@@ -28,27 +31,38 @@ def constraints(records: tuple, path: str) -> tuple | None:
     return None if pinned is None else tuple(sorted(pinned, key=_sort_key))
 
 
-def related_models(meta: Any, records: tuple) -> tuple[Any, ...]:
-    """The other models ``records`` reach through foreign keys from ``meta``'s model."""
+def related_models(meta: Any, records: tuple, subquery: bool = False) -> tuple[Any, ...]:
+    """The other models ``records`` join from ``meta``'s model, either way across relations
+    (``qplan.paths``), through models of many-to-many relations included: joins of filters,
+    orderings, values and select_related, and subqueries (a ``subquery`` selects one
+    column, so its select_related joins nothing)."""
     seen: dict[Any, None] = {}
+    if not subquery and any(r[0] == selectrelated.OP for r in records) \
+            and _fetches_models(records):
+        for rel in selectrelated.chains(meta, records).values():
+            seen[rel.target.model] = None
     for key, inner in _subqueries(records):  # field__in=plan reads that plan's models too
         model = get_model(key)
         seen[model] = None
-        seen.update(dict.fromkeys(related_models(model._meta, inner)))
+        seen.update(dict.fromkeys(related_models(model._meta, inner, True)))
     for path in _paths(records):
-        current = meta
-        parts = path.split(SEP)
-        for i, part in enumerate(parts[:-1]):
-            field = current.by_name.get(part)
-            if field is None or not field.is_relation:
-                break
-            target = field.target._meta
-            if i == len(parts) - 2 and parts[-1] in ("pk", target.pk.name):
-                break  # fk__id (as values() keeps it) is the local column: no join
-            current = target
-            seen[current.model] = None
+        try:
+            found = resolve_path(meta, path)
+        except Error:  # an annotation's name
+            continue
+        for rel in found.hops:
+            seen.update(dict.fromkeys(step.right.model for step in rel.steps))
+        if found.end is not None:  # the related key: only the tables holding it are joined
+            steps = found.end.steps[:found.end.pk_column[0]]
+            seen.update(dict.fromkeys(step.right.model for step in steps))
     seen.pop(meta.model, None)
     return tuple(seen)
+
+
+def _fetches_models(records: tuple) -> bool:
+    """Whether the records fetch instances: select_related joins nothing otherwise."""
+    return not any(r[0] in ("values", "values_list", "count", "exists", "aggregate", "update",
+                            "delete", "insert") for r in records)
 
 
 def _pinned(node: tuple, path: str) -> set | None:
@@ -101,7 +115,7 @@ def _paths(node: Any) -> Iterator[str]:
         for name in node[1]:
             yield name.lstrip("-")
         return
-    if type(head) is str and SEP in head and len(node) == 3:
+    if type(head) is str and len(node) == 3 and node[1] in LOOKUP_NAMES:  # a leaf
         yield head
     for child in node:
         yield from _paths(child)

@@ -7,11 +7,11 @@ classes.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
-from . import errors, runner
+from . import checks, errors, runner
 from . import records as R
-from .constraints import Index, UniqueConstraint
+from .constraints import CheckConstraint, Index, UniqueConstraint
 from .errors import ConfigurationError, FieldError, suggest
 from .fields import CASCADE, AutoField, Field, ForeignKey, ManyToManyField
 from .registry import get_model, register, registered_models
@@ -49,6 +49,7 @@ class Options:
         self.ordering: tuple[str, ...] = ()  # Meta.ordering, checked (``_ordering``)
         self.indexes: tuple = ()  # (name, columns) of Meta.indexes (``_indexes``)
         self.uniques: tuple = ()  # (name, columns) of unique_together and constraints
+        self.checks: tuple = ()  # (name, condition record) of CheckConstraints (``qplan.checks``)
         self.label = self.key  # what delete() counts rows under, as Django's "app.Model"
 
     def written_fields(self, names: Any, what: str) -> tuple[str, ...]:
@@ -79,6 +80,19 @@ class Options:
 
     def __repr__(self) -> str:
         return f"<Options {self.key}>"
+
+
+# ``qplan.related.install``, installed by ``qplan/__init__`` (a layer above this one): puts
+# the related accessors (``writer.novel_set``, ``novel.genres``) on the registered models.
+_related: Callable[[], Any] | None = None
+
+
+def install_related(install: Callable[[], Any]) -> None:
+    """Call ``install()`` now and after each model is registered (``qplan.related``): a
+    reverse side may be declared after the class it lands on."""
+    global _related
+    _related = install
+    install()
 
 
 class ModelBase(type):
@@ -131,7 +145,7 @@ class ModelBase(type):
             mfield.contribute(cls, mname)
         cls._meta = Options(cls, meta, fields, tuple(m2m.values()))
         cls._meta.ordering = _ordering(cls._meta, getattr(meta, "ordering", ()))
-        cls._meta.indexes, cls._meta.uniques = _indexes(cls._meta, meta)
+        cls._meta.indexes, cls._meta.uniques, cls._meta.checks = _indexes(cls._meta, meta)
         for field in fields:
             if isinstance(field, ForeignKey):
                 setattr(cls, field.name, ForwardRelation(field))
@@ -146,6 +160,8 @@ class ModelBase(type):
             for mfield in cls._meta.many_to_many:
                 if mfield.auto_created:
                     mfield._through = _auto_through(cls, mfield)
+            if _related is not None:
+                _related()
         return cls
 
 
@@ -203,9 +219,10 @@ def _columns(meta: Options, names: tuple[str, ...], what: str) -> tuple[str, ...
     return tuple(out)
 
 
-def _indexes(meta: Options, spec: Any) -> tuple[tuple, tuple]:
-    """``(indexes, uniques)`` of ``Meta.indexes``, ``Meta.unique_together`` and
-    ``Meta.constraints``: ``(name, columns)`` pairs, checked (fields, names, no name twice)."""
+def _indexes(meta: Options, spec: Any) -> tuple[tuple, tuple, tuple]:
+    """``(indexes, uniques, checks)`` of ``Meta.indexes``, ``Meta.unique_together`` and
+    ``Meta.constraints``: ``(name, columns)`` pairs, checked (fields, names, no name twice),
+    and ``(name, condition record)`` of the check constraints."""
     indexes: list[tuple[str, tuple[str, ...]]] = []
     uniques: list[tuple[str, tuple[str, ...]]] = []
     table = meta.db_table
@@ -224,18 +241,23 @@ def _indexes(meta: Options, spec: Any) -> tuple[tuple, tuple]:
                              f"tuples of field names, got {index!r}")
         cols = _columns(meta, index.fields, "indexes")
         indexes.append((index.name or f"{table}_{'_'.join(cols)}_idx"[:63], cols))
+    conditions: list[tuple[str, tuple]] = []
     for constraint in getattr(spec, "constraints", ()):
+        if isinstance(constraint, CheckConstraint):
+            conditions.append((constraint.name, checks.condition_record(meta, constraint)))
+            continue
         if not isinstance(constraint, UniqueConstraint):
             raise FieldError(f"{meta.model.__name__}.Meta.constraints holds "
-                             f"qplan.UniqueConstraint objects, got {constraint!r}")
+                             f"qplan.UniqueConstraint and qplan.CheckConstraint objects, got "
+                             f"{constraint!r}")
         uniques.append((constraint.name, _columns(meta, constraint.fields, "constraints")))
     seen: set[str] = set()
-    for name, _ in indexes + uniques:
+    for name, _ in indexes + uniques + conditions:
         if name in seen:
             raise FieldError(f"{meta.model.__name__}.Meta: the index or constraint name "
                              f"{name!r} is used twice")
         seen.add(name)
-    return tuple(indexes), tuple(uniques)
+    return tuple(indexes), tuple(uniques), tuple(conditions)
 
 
 def _copy_field(field: Field) -> Field:

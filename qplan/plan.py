@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import hints, jsonform
+from . import conflicts, hints, jsonform
 from . import prefetch as P
 from . import records as R
+from . import selectrelated
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
@@ -30,7 +31,8 @@ EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
-    "count", "exists", "aggregate", "update", "delete", "insert", "prefetch_related"))}
+    "count", "exists", "aggregate", "update", "delete", "insert", "select_related",
+    "prefetch_related"))}
 SLICED = OP_BITS["slice"]
 PREFETCH = OP_BITS["prefetch_related"]
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
@@ -353,6 +355,30 @@ class Plan(Evaluation):
     def distinct(self) -> "Plan":
         return self._add(("distinct",))
 
+    def select_related(self, *names: str | None) -> "Plan":
+        """Fill the related instances of single-valued relations in the same query (a JOIN).
+
+        ``select_related('writer', 'writer__mentor')`` adds names (calls accumulate),
+        ``select_related()`` follows every non-null foreign key (Django's default, 5
+        deep), ``select_related(None)`` clears. Record: ``("select_related", path, ...)``,
+        ``("select_related",)`` or ``("select_related", None)``. Counts, aggregates,
+        ``values()`` and writes ignore it, as in Django.
+        """
+        if self._has("values") or self._has("values_list"):
+            raise PlanError("Cannot call select_related() after .values() or .values_list()")
+        if names == (None,):
+            return self._add((selectrelated.OP, None))
+        if not names:
+            selectrelated.check_all(self._meta)
+            return self._add((selectrelated.OP,))
+        cache, key = self._meta.path_cache, (selectrelated.OP, names)
+        record = cache.get(key)
+        if record is None:
+            record = (selectrelated.OP, *selectrelated.check(self._meta, names))
+            if all(type(name) is str for name in names):
+                cache[key] = record
+        return self._add(record)
+
     def annotate(self, *args: Aggregate, **kwargs: Any) -> "Plan":
         ctx = R.Context(self._meta, self._annotations())  # its own: annotations are added below
         named = dict(_aggregate_names(args))
@@ -396,7 +422,13 @@ class Plan(Evaluation):
         """An insert of one row held unevaluated; ``execute()`` returns the new primary keys."""
         return self.bulk_create_plan([self.model(**kwargs)])
 
-    def bulk_create_plan(self, objs: Any) -> "Plan":
+    def bulk_create_plan(self, objs: Any, *, ignore_conflicts: bool = False,
+                         update_conflicts: bool = False, update_fields: Any = None,
+                         unique_fields: Any = None) -> "Plan":
+        """An insert of ``objs`` held unevaluated, with Django's conflict options
+        (``qplan.conflicts``); ``execute()`` returns the primary keys the database returns."""
+        option = conflicts.options(self._meta, ignore_conflicts, update_conflicts,
+                                   update_fields, unique_fields)
         objs = list(objs)
         if self._records:
             raise PlanError("create() and bulk_create() start from Model.objects, not a filtered plan")
@@ -412,7 +444,9 @@ class Plan(Evaluation):
         rows = tuple(
             tuple((R.VALUE, f.clean_write(obj.__dict__.get(f.attname))) for f in cols) for obj in objs
         )
-        return self._add(("insert", tuple(f.name for f in cols), rows))
+        record = ("insert", tuple(f.name for f in cols), rows)
+        conflicts.check_rows(option, record[1], rows)
+        return self._add(record if option is None else (*record, option))
 
 
     def aggregate_plan(self, *args: Aggregate, **kwargs: Aggregate) -> "Plan":
@@ -502,6 +536,37 @@ def _check_plain(node: Any) -> None:
             _check_plain(child)
     elif not isinstance(node, R.PLAIN_TYPES) or type(node).__module__ not in ("builtins", "decimal", "datetime"):
         raise PlanError(f"a plan payload holds a {type(node).__name__}, which plans never hold")
+
+
+class PrefetchedPlan(Plan):
+    """A plan whose rows were already fetched (``prefetch_related``): evaluating it as it is
+    (iterating, ``count()``, ``exists()``, ``[i]``) answers from those rows without a query,
+    while any chained call (``filter()``, ``order_by()``, a slice...) is an ordinary plan
+    again. It equals, hashes and pickles as its plan: the rows are no part of the value."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, plan: Plan, rows: Any) -> None:
+        self._key, self._meta, self._records = plan._key, plan._meta, plan._records
+        self._alias, self._ops = plan._alias, plan._ops
+        self._shape = self._values = self._hash = None
+        self._rows = list(rows)
+
+    def __iter__(self) -> Any:
+        return iter(self._rows)
+
+    def count(self) -> int:
+        return len(self._rows)
+
+    def exists(self) -> bool:
+        return bool(self._rows)
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+            if key >= len(self._rows):
+                raise IndexError(f"plan index {key} out of range")
+            return self._rows[key]
+        return super().__getitem__(key)
 
 
 class PlanDescriptor:

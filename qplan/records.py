@@ -26,7 +26,9 @@ import keyword
 import re
 from typing import Any, Iterable
 
-from .errors import FieldError, RoutingError, suggest
+from .errors import FieldError, suggest
+from . import paths
+from .relations import relations, reverse_accessors
 from . import kinds
 from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
@@ -47,35 +49,14 @@ SCALAR_LOOKUPS = frozenset(LOOKUP_NAMES) - {"in", "range", "isnull"}
 # --- paths -------------------------------------------------------------------------------
 
 def resolve_path(meta: Any, parts: list[str], who: str) -> tuple[str, Field]:
-    """Follow field names (through foreign keys) to a field; return the canonical path."""
-    names: list[str] = []
-    field: Field | None = None
-    current = meta
-    for i, part in enumerate(parts):
-        if field is not None:
-            if not isinstance(field, ForeignKey):
-                raise FieldError(
-                    f"{who}: {field.model.__name__}.{field.name} is not a relation, "
-                    f"cannot follow it to {part!r}"
-                )
-            current = field.target._meta
-            _same_database(meta, current, who)
-            if part in ("pk", current.pk.name) and i == len(parts) - 1:
-                break  # fk__id is the local fk column: no join needed
-        field = current.get_field(part) if part != "pk" else current.pk
-        names.append(field.name)
-    assert field is not None
-    return SEP.join(names), field
+    """Follow field and relation query names (both ways, ``qplan.paths``) to a field; return
+    the canonical path. A path ending on a reverse or many-to-many relation ends on the
+    related primary key (``paths.RelatedKey``)."""
+    found = paths.resolve(meta, parts, who)
+    return found.path, found.field
 
 
-def _same_database(meta: Any, target: Any, who: str) -> None:
-    """Models pinned to different aliases by ``Meta.using`` cannot be joined."""
-    a, b = meta.using, target.using
-    if isinstance(a, str) and isinstance(b, str) and a != b:
-        raise RoutingError(
-            f"{who}: {meta.model.__name__} lives on {a!r} and {target.model.__name__} on {b!r}; "
-            f"a plan cannot join them"
-        )
+_same_database = paths.same_database
 
 
 def field_for_path(meta: Any, path: str) -> Field:
@@ -115,10 +96,10 @@ class Context:
             self.meta.path_cache[name] = found
             return found
         except FieldError as exc:
-            if SEP not in name and self.annotations:
+            if SEP not in name and self.annotations and name not in reverse_accessors(self.meta):
                 raise FieldError(
                     f"{self.who} has no field or annotation {name!r}"
-                    + suggest(name, [*self.meta.by_name, *self.annotations])
+                    + suggest(name, [*self.meta.by_name, *relations(self.meta), *self.annotations])
                 ) from None
             raise exc
 
@@ -458,7 +439,8 @@ SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    **dict.fromkeys(("order_by", "values", "values_list", "distinct"), _unchanged),
+    **dict.fromkeys(("order_by", "values", "values_list", "distinct", "select_related"),
+                    _unchanged),
 }
 
 

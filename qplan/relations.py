@@ -68,6 +68,18 @@ def model_name(model: Any) -> str:
     return model.__name__.lower()
 
 
+def reverse_accessor(field: Any) -> str | None:
+    """The instance attribute of the reverse side of ``field`` (a foreign key, one-to-one or
+    many-to-many of ``field.model``): its ``related_name``, else ``<model>_set``
+    (``<model>`` for a one-to-one); None for ``related_name='+'``."""
+    if field.related_name == "+":
+        return None
+    if field.related_name:
+        return field.related_name
+    name = model_name(field.model)
+    return name if getattr(field, "one_to_one", False) else name + "_set"
+
+
 def _forward(meta: Any, field: ForeignKey) -> Relation:
     target = field.target._meta
     return Relation(field.name, meta, target, "forward", False, field.null, field,
@@ -78,12 +90,8 @@ def _reverse(meta: Any, other: Any, field: ForeignKey) -> Relation | None:
     if field.related_name == "+":
         return None
     name = field.related_query_name or field.related_name or model_name(other.model)
-    if field.one_to_one:
-        accessor = field.related_name or model_name(other.model)
-    else:
-        accessor = field.related_name or model_name(other.model) + "_set"
     return Relation(name, meta, other, "reverse", not field.one_to_one, True, field,
-                    (Step(meta.pk.column, other, field.column),), accessor)
+                    (Step(meta.pk.column, other, field.column),), reverse_accessor(field))
 
 
 def _m2m(meta: Any, field: ManyToManyField) -> Relation:
@@ -101,10 +109,9 @@ def _m2m_reverse(meta: Any, other: Any, field: ManyToManyField) -> Relation | No
     through = field.through._meta
     source_fk, target_fk = field.link_fields()
     name = field.related_query_name or field.related_name or model_name(other.model)
-    accessor = field.related_name or model_name(other.model) + "_set"
     return Relation(name, meta, other, "m2m_reverse", True, True, field,
                     (Step(meta.pk.column, through, target_fk.column),
-                     Step(source_fk.column, other, other.pk.column)), accessor)
+                     Step(source_fk.column, other, other.pk.column)), reverse_accessor(field))
 
 
 def _build(meta: Any) -> dict[str, Relation]:

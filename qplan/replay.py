@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Callable
 
+from . import conflicts
 from . import records as R
 from .errors import PlanError
 from .expressions import ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q, Sum
@@ -173,7 +174,7 @@ def _update(plan: Plan, record: tuple) -> Plan:
 
 
 def _insert(plan: Plan, record: tuple) -> Plan:
-    _, names, rows = _fields(record, 3)
+    _, names, rows, *option = _fields(record, 4) if len(record) == 4 else _fields(record, 3)
     meta = plan._meta
     fields = [meta.get_field(name) for name in _names(names, "insert")]
     if type(rows) is not tuple:
@@ -188,7 +189,13 @@ def _insert(plan: Plan, record: tuple) -> Plan:
                 raise PlanError(f"an insert row holds {node!r:.60}, not a value node")
             obj.__dict__[field.attname] = field.from_record(node[1])
         objs.append(obj)
-    return plan.bulk_create_plan(objs)
+    if not option:
+        return plan.bulk_create_plan(objs)
+    checked = conflicts.check_record(meta, option[0])
+    return plan.bulk_create_plan(objs, ignore_conflicts=checked[0] == "ignore",
+                                 update_conflicts=checked[0] == "update",
+                                 update_fields=checked[1] if len(checked) == 3 else None,
+                                 unique_fields=checked[2] if len(checked) == 3 else None)
 
 
 def _prefetch_related(plan: Plan, record: tuple) -> Plan:
@@ -224,6 +231,7 @@ STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
         *_names(_fields(r, 4)[1], "values_list"), flat=_flag(r[2], "values_list flat"),
         named=_flag(r[3], "values_list named")),
     "distinct": lambda p, r: _fields(r, 1) and p.distinct(),
+    "select_related": lambda p, r: p.select_related(*r[1:]),
     "annotate": lambda p, r: p.annotate(**_named(p, _fields(r, 2)[1], "annotation")),
     "aggregate": lambda p, r: p.aggregate_plan(**_named(p, _fields(r, 2)[1], "aggregate")),
     "count": lambda p, r: _fields(r, 1) and p._add(("count",)),

@@ -139,9 +139,11 @@ def check_writable(alias: str, plan: Any = None) -> None:
                 f"refused (writes go to the primary)")
 
 
-def check_relations(plan: Any) -> None:
-    """Refuse a plan joining models whose routers keep them apart (``allow_relation``)."""
-    related = plan.related_models()
+def check_relations(plan: Any, related: tuple | None = None) -> None:
+    """Refuse a plan joining models whose routers keep them apart (``allow_relation``);
+    ``related``: ``plan.related_models()`` when the caller already knows it."""
+    if related is None:
+        related = plan.related_models()
     if not related:
         return
     routers = list(chain(plan))

@@ -17,7 +17,7 @@ class Template:
     """
 
     __slots__ = ("sql", "binds", "adapt", "result", "columns", "decoders", "backend",
-                 "related", "size")
+                 "related", "related_models", "nested", "size")
 
     # Approximate bytes a bind entry and a template's other parts hold (ShapeCache budget).
     BIND_BYTES = 72
@@ -33,6 +33,8 @@ class Template:
         self.columns = columns  # attnames / keys of the selected columns
         self.decoders = decoders  # ((index, function), ...) for columns that need converting
         self.related = False  # joins other models: routers' allow_relation is asked per run
+        self.related_models: tuple | None = None  # Plan.related_models(), once per shape
+        self.nested = None  # select_related: how rows split into instances (Builder.related_pairs)
         self.size = len(sql) + self.BIND_BYTES * len(self.binds) + self.BASE_BYTES
 
     def params(self, values: tuple) -> tuple:

@@ -425,6 +425,20 @@ def test_prefetch_related_from_shards(cluster, monkeypatch):
     assert ran == []
 
 
+def test_reverse_joins_to_co_sharded_models_run_per_shard(orders):
+    lines = [Line(id=o.id, tenant_id=o.tenant_id, order=o.id, sku=f"k{o.id % 4}") for o in orders]
+    Line.objects.bulk_create(lines)
+    Line.objects.using("one").bulk_create([Line(**line.values()) for line in lines])
+    for build in (lambda p: sorted(p.filter(line__sku="k1").values_list("id", flat=True)),
+                  lambda p: sorted(p.exclude(line__sku__in=["k1", "k2"]).values_list("id", flat=True)),
+                  lambda p: p.filter(line__sku="k3", paid=True).count(),
+                  lambda p: sorted(p.annotate(n=Count("line")).filter(n__gt=0).values_list("id", "n"))):
+        assert build(Order.objects) == build(Order.objects.using("one"))
+    assert Order.objects.filter(line__sku="k0").update(qty=99) == 10
+    with pytest.raises(qplan.NotSupportedError, match="Region is not"):  # and back again
+        list(Line.objects.filter(order__region__order__qty=1))
+
+
 # --- refusals, before any query runs --------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from .. import settings
 from ..backends import get as get_backend
 from ..errors import Error, NotSupportedError
+from ..instances import nested_models
 from ..plan import TERMINAL, Plan
 from ..records import SEP, VALUE
 from .merge import (_cond_is_agg, _decimal_field, _distinct, _hashable, _is_agg, _kind, _Merge,
@@ -86,6 +87,7 @@ class _Read:
         backend = get_backend(settings.database(shards[0].aliases[0])["ENGINE"])
         template, _ = engine.template(plan._derive(info.body, None), backend)  # checks the plan
         self.result, self.columns = template.result, tuple(template.columns)
+        self.nested = template.nested
         terminal = info.terminal[0] if info.terminal else None
         complex_ = info.group_values or info.distinct or info.window is not None
         if terminal is None:
@@ -425,6 +427,9 @@ class _Read:
     def _materialise(self, rows: list | None, tagged: list | None) -> list:
         cols = self.columns
         kind = self.result
+        if kind == "models" and self.nested is not None:  # select_related
+            return [obj for row, alias in tagged or ()
+                    for obj in nested_models((row,), cols, self.nested, self.meta.model, alias)]
         if kind == "models":
             model = self.meta.model
             new = model.__new__

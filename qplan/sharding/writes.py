@@ -26,7 +26,7 @@ def _write(engine: Any, plan: Plan, shards: ShardSet) -> Any:
 
 
 def _insert(engine: Any, plan: Plan, shards: ShardSet) -> list:
-    _, names, rows = plan.records[-1]
+    _, names, rows, *option = plan.records[-1]
     router = shards.router
     field = router.key_field(plan.model)
     if field.name not in names:
@@ -41,7 +41,8 @@ def _insert(engine: Any, plan: Plan, shards: ShardSet) -> list:
         by_name[shard.name] = shard
     order = [s for s in router.shards if s.name in per_shard]
     jobs = [_Job(s, s.write_alias(plan), plan._derive(
-        (("insert", names, tuple(rows[n] for n in per_shard[s.name])),), None)) for s in order]
+        (("insert", names, tuple(rows[n] for n in per_shard[s.name]), *option),), None))
+        for s in order]
     pks: list[Any] = [None] * len(rows)
     for shard, result in zip(order, _gather(engine, jobs, write=True)):
         for n, pk in zip(per_shard[shard.name], result):
@@ -57,7 +58,7 @@ def _place(router: Sharded, value: Any, model: Any, n: int) -> Shard:
 
 
 def bulk_create(engine: Any, root: Plan, objs: list, batch_size: int | None,
-                shards: ShardSet) -> None:
+                shards: ShardSet, options: dict[str, Any] | None = None) -> None:
     """Each object to the shard of its key: one transaction per shard, shards concurrently."""
     router = shards.router
     field = router.key_field(root.model)
@@ -70,6 +71,7 @@ def bulk_create(engine: Any, root: Plan, objs: list, batch_size: int | None,
         if shard.name in groups:
             alias = shard.write_alias(root)
             call = (lambda conn, mine=groups[shard.name]:
-                    engine.bulk_create(root.using(conn.alias), mine, batch_size) or True)
+                    engine.bulk_create(root.using(conn.alias), mine, batch_size, options)
+                    or True)
             jobs.append(_Job(shard, alias, root, call))
     _gather(engine, jobs, write=True)
