@@ -19,7 +19,7 @@ is not fetched again; nested levels run on the objects the level above found.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from . import routing, settings
 from .backends import get as get_backend
@@ -148,14 +148,13 @@ def _many_to_many(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: s
                   pinned: str | None) -> list:
     back = _back_name(rel)
     keys = list(dict.fromkeys(o.pk for o in objs if o.pk is not None))
-    rows = run(engine, plan.annotate(**{SOURCE: F(back)}), back, keys, pinned)
+    # the annotation after the filter reuses its join: each row once per source it links to
+    rows = run(engine, plan, back, keys, pinned, lambda p: p.annotate(**{SOURCE: F(back)}))
     by_key: dict[Any, list] = {}
-    unique: dict[Any, Any] = {}
-    for row in rows:
+    for row in rows:  # a row per (target, source): each source's list holds its own objects
         by_key.setdefault(row.__dict__.pop(SOURCE), []).append(row)
-        unique.setdefault(row.pk, row)
     _store(rel, objs, by_key, to_attr)
-    return list(unique.values())
+    return rows
 
 
 def _back_name(rel: Relation) -> str:
@@ -184,16 +183,17 @@ def _store(rel: Relation, objs: list, by_key: dict, to_attr: str | None) -> None
 # --- the queries ------------------------------------------------------------------------------------
 
 
-def run(engine: Any, plan: Plan, name: str, keys: list, pinned: str | None) -> list[Model]:
-    """``plan.filter(<name>__in=keys)``'s rows: one query, or one per chunk of keys when the
-    list is longer than the backend binds in one statement."""
+def run(engine: Any, plan: Plan, name: str, keys: list, pinned: str | None,
+        then: Callable[[Plan], Plan] | None = None) -> list[Model]:
+    """``plan.filter(<name>__in=keys)``'s rows (``then`` applied to that plan): one query, or
+    one per chunk of keys when the list is longer than the backend binds in one statement."""
     if not keys:
         return []
     size = len(keys) if len(keys) <= SAFE_KEYS else _chunk(plan, name, keys[0], pinned)
     rows: list = []
     for start in range(0, len(keys), size):
-        query = _placed(plan.filter(**{f"{name}__in": keys[start:start + size]}), pinned)
-        rows += engine.execute(query, None)
+        query = plan.filter(**{f"{name}__in": keys[start:start + size]})
+        rows += engine.execute(_placed(query if then is None else then(query), pinned), None)
     return rows
 
 

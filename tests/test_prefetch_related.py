@@ -360,3 +360,53 @@ def test_a_key_list_over_the_bind_limit_is_split(rel_db, queries, monkeypatch):
     for w in writers:
         assert pks(prefetched(w, "novel_set")) == [2 * w.pk - 1, 2 * w.pk]
     qplan.compile_cache.clear()
+
+
+# --- many-to-many, both ways, auto and explicit through models ------------------------------------
+
+
+def genres_of(novel_pk: int) -> list[int]:
+    return sorted({novel_pk % 3 + 1} | ({(novel_pk + 1) % 3 + 1} if novel_pk % 2 == 0 else set()))
+
+
+@pytest.mark.parametrize("n", [3, 40])
+def test_many_to_many_both_ways_one_query_each(rel_db, queries, n):
+    populate(n)
+    queries.clear()
+    novels = list(Novel.objects.order_by("id").prefetch_related("genres__novel_set"))
+    genres = list(Genre.objects.order_by("id").prefetch_related("novel_set"))
+    writers = list(Writer.objects.order_by("id").prefetch_related("clubs__members"))
+    clubs = list(Club.objects.order_by("id").prefetch_related("members", "membership_set"))
+    assert len(queries) == 3 + 2 + 3 + 3  # the same whatever n
+    del queries[:]
+    for novel in novels:
+        assert pks(prefetched(novel, "genres")) == genres_of(novel.pk)
+        for genre in prefetched(novel, "genres"):  # nested: every copy of a genre is filled
+            assert pks(prefetched(genre, "novel_set")) == \
+                [k for k in range(1, 2 * n + 1) if genre.pk in genres_of(k)]
+    for genre in genres:
+        assert pks(prefetched(genre, "novel_set")) == \
+            [k for k in range(1, 2 * n + 1) if genre.pk in genres_of(k)]
+    for writer in writers:
+        [club] = prefetched(writer, "clubs")
+        assert club.pk == writer.pk % 2 + 1
+        assert pks(prefetched(club, "members")) == \
+            [i for i in range(1, n + 1) if i % 2 + 1 == club.pk]
+    for club in clubs:
+        assert pks(prefetched(club, "members")) == \
+            sorted(m.writer_id for m in prefetched(club, "membership_set"))
+        for member in prefetched(club, "members"):
+            assert "_prefetch_source" not in member.__dict__
+    assert queries == []
+
+
+def test_many_to_many_with_a_prefetch_queryset_and_to_attr(rel_db, queries):
+    populate(5)
+    queries.clear()
+    novels = list(Novel.objects.order_by("id").prefetch_related(
+        Prefetch("genres", queryset=Genre.objects.exclude(name="g0").order_by("-name"),
+                 to_attr="named")))
+    assert len(queries) == 2
+    for novel in novels:
+        assert [g.pk for g in novel.named] == sorted(
+            (g for g in genres_of(novel.pk) if g != 1), reverse=True)
