@@ -68,9 +68,27 @@ def apply(engine: Any, plan: Plan, objs: list, pinned: str | None) -> None:
                 level = _gathered(level, part)
                 done[path] = level
                 continue
+            cached = None if last and (query or to_attr) else _cached(rel, level)
+            if cached is not None:  # select_related (or an earlier fill) got there first
+                level = done[path] = cached
+                continue
             base = Plan(rel.target.model, query[2]) if last and query else None
             level = fetch(engine, rel, level, base, to_attr if last else None, pinned)
             done[path] = level
+
+
+def _cached(rel: Relation, objs: list) -> list | None:
+    """The related objects when every one of ``objs`` already holds ``rel`` (Django's
+    ``is_fetched``), else None."""
+    if rel.many:
+        lists = [o.__dict__.get("_prefetched", {}).get(rel.accessor) for o in objs]
+        if any(found is None for found in lists):
+            return None
+        return [obj for found in lists for obj in found]
+    key = "_cache_" + (rel.field.name if rel.kind == "forward" else rel.accessor)
+    if not all(key in o.__dict__ for o in objs):
+        return None
+    return _unique([o.__dict__[key] for o in objs if o.__dict__[key] is not None])
 
 
 def _gathered(objs: list, attr: str) -> list:

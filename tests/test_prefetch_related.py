@@ -410,3 +410,36 @@ def test_many_to_many_with_a_prefetch_queryset_and_to_attr(rel_db, queries):
     for novel in novels:
         assert [g.pk for g in novel.named] == sorted(
             (g for g in genres_of(novel.pk) if g != 1), reverse=True)
+
+
+def test_related_managers_answer_from_the_prefetched_caches(rel_db, queries):
+    populate(6)
+    queries.clear()
+    writers = list(Writer.objects.order_by("id").prefetch_related(
+        "novel_set__genres", "bio", "clubs", "mentor"))
+    assert len(queries) == 6
+    del queries[:]
+    seen = [(w.pk, pks(w.novel_set.all()),
+             [pks(n.genres.all()) for n in sorted(w.novel_set.all(), key=lambda n: n.pk)],
+             w.bio.pk if w.pk % 3 == 0 else None, [c.pk for c in w.clubs.all()],
+             w.mentor.pk if w.mentor else None) for w in writers]
+    for w in writers:
+        if w.pk % 3:
+            with pytest.raises(Writer.bio.RelatedObjectDoesNotExist):
+                w.bio
+    assert queries == []
+    assert seen == [(i, [2 * i - 1, 2 * i], [genres_of(2 * i - 1), genres_of(2 * i)],
+                     i if i % 3 == 0 else None, [i % 2 + 1], i - 1 if i % 2 == 0 else None)
+                    for i in range(1, 7)]
+
+
+def test_levels_select_related_already_filled_are_not_fetched_again(rel_db, queries):
+    populate(4)
+    queries.clear()
+    novels = list(Novel.objects.order_by("id").select_related("writer")
+                  .prefetch_related("writer", "writer__novel_set"))
+    assert len(queries) == 2  # the joined novels, then the writers' novels
+    del queries[:]
+    assert [pks(n.writer.novel_set.all()) for n in novels] == \
+        [[2 * ((k + 1) // 2) - 1, 2 * ((k + 1) // 2)] for k in range(1, 9)]
+    assert queries == []
