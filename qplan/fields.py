@@ -534,8 +534,13 @@ class ManyToManyField:
 
     def __init__(self, to: Any, *, related_name: str | None = None,
                  related_query_name: str | None = None, through: Any = None,
-                 db_table: str | None = None, blank: bool = False) -> None:
+                 db_table: str | None = None, blank: bool = False,
+                 symmetrical: bool | None = None) -> None:
         _check_related_names(related_name, related_query_name)
+        if symmetrical:
+            raise FieldError("ManyToManyField(symmetrical=True) is not supported: qplan's "
+                             "many-to-many relations are one-way (pass symmetrical=False)")
+        self.symmetrical = symmetrical
         if through is not None and db_table is not None:
             raise FieldError("ManyToManyField: give through= or db_table=, not both")
         self._to = to
@@ -548,6 +553,10 @@ class ManyToManyField:
         self.model: Any = None
 
     def contribute(self, model: Any, name: str) -> None:
+        if self.symmetrical is None and (self._to == "self" or self._to is model):
+            raise FieldError(f"{model.__name__}.{name}: a ManyToManyField to 'self' is symmetrical "
+                             f"in Django; qplan supports only one-way ones: pass "
+                             f"symmetrical=False")
         self.model = model
         self.name = name
 
