@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding, kinds, selectrelated
+from . import binding, kinds, methodsql, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
@@ -48,6 +48,9 @@ class Builder:
         self.select_related: tuple = ()  # the plan's select_related records
         self.related_refs: list[Ref] = []  # their columns, once selected
         self.nested: tuple | None = None  # (own columns, entries): see ``related_pairs``
+        self.hidden: set[str] = set()  # alias() names: usable, never selected
+        self.loading_records: tuple = ()  # only()/defer() records (qplan.methodsql.fields)
+        self.lock: tuple | None = None  # the select_for_update() record
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -316,6 +319,9 @@ class Builder:
                         self.group_values = self.group_values or ref.aggregate
                         self.late.append(name)
                     self.annotations[name] = ref
+                    self.hidden.discard(name)
+            elif op in methodsql.OPS:
+                methodsql.apply(self, record)
             else:
                 return record
         return ()
@@ -327,8 +333,9 @@ class Builder:
         """The selected (key, reference) pairs and the result kind; ``related``: with the
         select_related columns (rows of instances only: counts and aggregates ignore it)."""
         if self.values is None:
-            pairs = [(f.attname, self.field_ref(f, self.table, f.null)) for f in self.meta.fields]
-            pairs += list(self.annotations.items())
+            pairs = [(f.attname, self.field_ref(f, self.table, f.null))
+                     for f in methodsql.fields(self, self.meta)]
+            pairs += [(k, r) for k, r in self.annotations.items() if k not in self.hidden]
             if related and self.select_related:
                 pairs += self.related_pairs(len(pairs))
             return pairs, "models"
@@ -366,12 +373,13 @@ class Builder:
         for path, rel in selectrelated.chains(self.meta, self.select_related).items():
             target = rel.target
             first = start + len(pairs)
-            for f in target.fields:
+            loaded = methodsql.fields(self, target, path)
+            for f in loaded:
                 pairs.append((path + R.SEP + f.name, self.column(path + R.SEP + f.name)))
             parent = path.rpartition(R.SEP)[0]
             entries.append((index[parent] if parent else -1, "_cache_" + rel.name, target.model,
-                            first, start + len(pairs), tuple(f.attname for f in target.fields),
-                            first + target.fields.index(target.pk)))
+                            first, start + len(pairs), tuple(f.attname for f in loaded),
+                            first + loaded.index(target.pk)))
             index[path] = len(entries) - 1
         self.related_refs = [ref for _, ref in pairs]
         self.nested = (start, tuple(entries))

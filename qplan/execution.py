@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import bulkupdate, conflicts, deletion, prefetching, settings, sharding, upserts
+from . import bulkupdate, conflicts, deletion, explaining, prefetching, settings, sharding, upserts
+from . import methods
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
@@ -18,7 +19,7 @@ from .errors import DatabaseError, PlanError, RoutingError
 from .fields import NOT_PROVIDED
 from .instances import nested_models
 from .models import Model
-from .plan import PREFETCH, Compiled, Plan
+from .plan import LOCKS, NONE, PREFETCH, Compiled, Plan
 from .replication import record_write, refresh, with_failover
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       placement_keys, resolve, route)
@@ -119,6 +120,7 @@ class Engine:
         if dialect is None:
             alias = route(plan)
             if isinstance(alias, ShardSet):  # several shards: the SQL each shard runs
+                methods.check_sharded(plan)
                 return sharding.compile(self, plan, alias)
             dialect = settings.database(alias)["ENGINE"]
         template, values = self.template(plan, get_backend(dialect))
@@ -129,20 +131,26 @@ class Engine:
     def execute(self, plan: Plan, using: str | None) -> Any:
         """Run ``plan`` on one alias, chosen once; a failed read may move to another replica.
         Its ``prefetch_related`` lookups then run on the instances (``qplan.prefetching``)."""
+        if plan._ops & NONE:  # none(): nothing to ask a database (qplan.methods)
+            result = methods.empty_result(plan)
+            if result is not methods.QUERY:
+                return result
         if plan._ops & PREFETCH:
             result = self._execute(plan, using)
             if prefetching.wanted(plan, result):
-                prefetching.apply(self, plan, result, using or plan.alias)
+                prefetching.apply(self, plan, result, using or plan.db)
             return result
         return self._execute(plan, using)
 
     def _execute(self, plan: Plan, using: str | None) -> Any:
         if using is not None:
             return self.run(plan, connections[using])
-        alias, router = _resolve_read(plan) if plan.kind == "read" else resolve(plan)
+        kind = "write" if plan._ops & LOCKS else plan.kind  # locks: the write alias (Django)
+        alias, router = _resolve_read(plan) if kind == "read" else resolve(plan, kind)
         if type(alias) is ShardSet:  # several shards: scatter-gather (qplan.sharding)
+            methods.check_sharded(plan)
             return sharding.execute(self, plan, alias)
-        return with_failover(plan, alias, router, self.run, plan.kind == "write")
+        return with_failover(plan, alias, router, self.run, kind == "write")
 
     def run(self, plan: Plan, conn: Connection) -> Any:
         template, values = self.template(plan, conn.backend)
@@ -152,6 +160,8 @@ class Engine:
                 related = template.related_models = plan.related_models()
             check_relations(plan, related)
         params = template.params(values) if template.binds else ()
+        if plan._ops & LOCKS:
+            explaining.check_lock(conn)
         kind = template.result
         write = kind == "rowcount" or kind == "insert"
         if write:
@@ -171,12 +181,15 @@ class Engine:
     def stream(self, plan: Plan, chunk_size: int) -> Iterator[Any]:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        alias = _resolve_read(plan)[0]
+        if plan._ops & NONE:
+            return
+        alias = resolve(plan, "write")[0] if plan._ops & LOCKS else _resolve_read(plan)[0]
         prefetch = bool(plan._ops & PREFETCH)
         if isinstance(alias, ShardSet):
+            methods.check_sharded(plan)
             rows = list(sharding.stream(self, plan, alias, chunk_size))
             if prefetch and prefetching.wanted(plan, rows):
-                prefetching.apply(self, plan, rows, plan.alias)
+                prefetching.apply(self, plan, rows, plan.db)
             yield from rows
             return
         conn = connections[alias]
@@ -184,12 +197,14 @@ class Engine:
         if template.result not in ("models", "dicts", "tuples", "flat", "named"):
             raise PlanError("iterator() streams rows; use execute() for counts and writes")
         materialise = MATERIALISE[template.result]
+        if plan._ops & LOCKS:
+            explaining.check_lock(conn)
         check_statement(conn.alias, False)
         model, alias = plan._meta.model, conn.alias
         for rows in conn.stream(template.sql, template.params(values), chunk_size):
             objs = materialise(template, rows, model, alias)
             if prefetch and prefetching.wanted(plan, objs):  # per chunk, as Django does
-                prefetching.apply(self, plan, objs, plan.alias)
+                prefetching.apply(self, plan, objs, plan.db)
             yield from objs
 
     def get(self, plan: Plan) -> Any:
@@ -204,6 +219,10 @@ class Engine:
         raise model.MultipleObjectsReturned(
             f"get() returned more than one {model.__name__} -- it returned {many}!"
         )
+
+    def explain(self, plan: Plan, format: str | None, options: dict[str, Any]) -> str:
+        """The database's plan text for ``plan`` (``qplan.explaining``)."""
+        return explaining.explain(self, plan, format, options)
 
     def explain_routing(self, plan: Plan) -> Any:
         """Where ``plan`` would run and how shard results merge; nothing runs (qplan.sharding)."""
@@ -332,6 +351,8 @@ class Engine:
     def delete(self, plan: Plan, using: str | None = None) -> tuple[int, dict[str, int]]:
         """Delete ``plan``'s rows: ``(total, {label: count})`` as Django returns it, counting
         the rows the database deletes by cascade too (``qplan.deletion``)."""
+        if plan._ops & NONE:
+            return 0, {}
         target = using or route(plan.delete_plan(), "write")
         cascades = not isinstance(target, str) or connections[target].backend.ON_DELETE_IN_DATABASE
         counts = deletion.cascaded(plan, using) if cascades else {}

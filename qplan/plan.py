@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import conflicts, hints, jsonform
+from . import methods as M
 from . import prefetch as P
 from . import records as R
 from . import selectrelated
@@ -32,9 +33,11 @@ EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
     "count", "exists", "aggregate", "update", "delete", "insert", "select_related",
-    "prefetch_related"))}
+    "prefetch_related", "alias", "none", "only", "defer", "select_for_update"))}
 SLICED = OP_BITS["slice"]
 PREFETCH = OP_BITS["prefetch_related"]
+NONE = OP_BITS["none"]  # none(): evaluating answers without a query (qplan.methods)
+LOCKS = OP_BITS["select_for_update"]  # read on the write alias, inside atomic() only
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
 
@@ -127,8 +130,9 @@ class Plan(Evaluation):
         return self._meta.model
 
     @property
-    def alias(self) -> str | None:
-        """The alias set with ``using()``, or None when routing decides."""
+    def db(self) -> str | None:
+        """The alias set with ``using()``, or None when routing decides (Django's ``qs.db``
+        names the database routing chose; a plan decides only when it runs)."""
         return self._alias
 
     @property
@@ -179,13 +183,13 @@ class Plan(Evaluation):
     def _annotations(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for record in self._records:
-            if record[0] == "annotate":
+            if record[0] == "annotate" or record[0] == "alias":
                 out.update(record[1])
         return out
 
     def _ctx(self) -> R.Context:
         """What normalising needs; one shared, read-only context per model when nothing is annotated."""
-        if self._has("annotate"):
+        if self._has("annotate") or self._has("alias"):
             return R.Context(self._meta, self._annotations())
         ctx = self._meta.plain_context
         if ctx is None:
@@ -329,7 +333,11 @@ class Plan(Evaluation):
             if found is not None:
                 return found
         if not names:
-            return tuple(f.attname for f in self._meta.fields) + tuple(ctx.annotations)
+            hidden = M.aliases(self._records) if self._has("alias") else ()
+            return tuple(f.attname for f in self._meta.fields) + tuple(
+                n for n in ctx.annotations if n not in hidden)
+        if self._has("alias"):
+            M.check_selected(self._records, names, ctx.who)
         for name in names:
             if not isinstance(name, str):
                 raise FieldError(f"{ctx.who}: values() takes field names, got {name!r}")
@@ -390,6 +398,32 @@ class Plan(Evaluation):
             items.append((name, record))
             ctx.annotations[name] = record
         return self._add(("annotate", tuple(items)))
+
+    def alias(self, *args: Aggregate, **kwargs: Any) -> "Plan":
+        """Django's ``alias()``: named expressions for ``filter()``/``order_by()`` that the
+        rows do not carry. Record: ``("alias", ((name, expression), ...))``."""
+        return self._add(("alias", self.annotate(*args, **kwargs)._records[-1][1]))
+
+    def none(self) -> "Plan":
+        """A plan of no rows, answered without a query (``qplan.methods``); chainable.
+        Record: ``("none",)`` (compiled as ``WHERE 1 = 0``)."""
+        return self if self._ops & NONE else self._add(("none",))
+
+    def only(self, *fields: str) -> "Plan":
+        """Load only ``fields`` (and the primary key); the rest load on access, one query
+        per instance (Django). Record: ``("only", names)``."""
+        return self._add(M.only_record(self, fields))
+
+    def defer(self, *fields: str | None) -> "Plan":
+        """Load all but ``fields``; ``defer(None)`` loads all again. Record:
+        ``("defer", names)`` or ``("defer", None)``."""
+        return self._add(M.defer_record(self, fields))
+
+    def select_for_update(self, nowait: bool = False, skip_locked: bool = False,
+                          of: tuple = (), no_key: bool = False) -> "Plan":
+        """Lock the rows read until the enclosing ``atomic()`` block ends (PostgreSQL,
+        MariaDB). Record: ``("select_for_update", nowait, skip_locked, of, no_key)``."""
+        return self._add(M.lock_record(self, nowait, skip_locked, of, no_key))
 
     # --- writes held as plans --------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ def get_or_create(plan: Any, defaults: dict[str, Any] | None, lookups: dict[str,
     params = create_params(plan, defaults, lookups)
     joined = not savepoints and in_block()  # a failure would doom the caller's block
     try:
-        with Atomic(plan.alias, savepoint=savepoints):
+        with Atomic(plan.db, savepoint=savepoints):
             return plan.create(**params), True
     except IntegrityError:
         if joined:
@@ -90,7 +90,7 @@ def update_or_create(plan: Any, defaults: dict[str, Any] | None,
     create_params(plan, update_defaults, {})  # unknown names fail before anything runs
     retry = not in_block()  # a block of our own: rolled back whole, it may be redone
     try:
-        with Atomic(plan.alias, savepoint=savepoints):
+        with Atomic(plan.db, savepoint=savepoints):
             return _update_or_create(plan, update_defaults, create_defaults, lookups)
     except (IntegrityError, SerializationFailure):
         if not retry:
@@ -111,7 +111,7 @@ def _update_or_create(plan: Any, update_defaults: dict[str, Any],
         setattr(obj, key, value() if callable(value) else value)
         names.append(meta.pk.name if key == "pk" else meta.get_field(key).name)
     if any(meta.get_field(n).primary_key for n in names):
-        obj.save(using=plan.alias)
+        obj.save(using=plan.db)
     else:
-        obj.save(using=plan.alias, update_fields=names)
+        obj.save(using=plan.db, update_fields=names)
     return obj, False
