@@ -58,7 +58,7 @@ def describe(record: tuple) -> str:
         return f"[{start}:{stop}]"
     if op in ("filter", "exclude"):
         return f".{op}({_condition(record[1], True)})"
-    if op in ("annotate", "aggregate"):
+    if op in ("annotate", "aggregate", "alias"):
         return f".{op}(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
     if op == "update":
         return ".update(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
@@ -72,6 +72,13 @@ def describe(record: tuple) -> str:
         return ".prefetch_related(" + ", ".join(map(_prefetch_item, record[1:])) + ")"
     if op == "select_related":
         return ".select_related(" + ", ".join(map(repr, record[1:])) + ")"
-    if op in ("order_by", "values"):
+    if op in ("order_by", "values", "only") or (op == "defer" and record[1] is not None):
         return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
+    if op == "defer":
+        return ".defer(None)"
+    if op == "select_for_update":
+        flags = [f"{k}=True" for k, v in zip(("nowait", "skip_locked"), record[1:3]) if v]
+        flags += [f"of={record[3]!r}"] if record[3] else []
+        flags += ["no_key=True"] if record[4] else []
+        return ".select_for_update(" + ", ".join(flags) + ")"
     return f".{op}()"

@@ -240,4 +240,12 @@ STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "delete": lambda p, r: _fields(r, 1) and p.delete_plan(),
     "insert": _insert,
     "prefetch_related": _prefetch_related,
+    "alias": lambda p, r: p.alias(**_named(p, _fields(r, 2)[1], "annotation")),
+    "none": lambda p, r: _fields(r, 1) and p.none(),
+    "only": lambda p, r: p.only(*_names(_fields(r, 2)[1], "only")),
+    "defer": lambda p, r: p.defer(*((None,) if _fields(r, 2)[1] is None
+                                    else _names(r[1], "defer"))),
+    "select_for_update": lambda p, r: p.select_for_update(
+        nowait=_flag(_fields(r, 5)[1], "nowait"), skip_locked=_flag(r[2], "skip_locked"),
+        of=_names(r[3], "of"), no_key=_flag(r[4], "no_key")),
 }
