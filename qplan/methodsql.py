@@ -102,6 +102,11 @@ def lock(b: Any, op: str, tree: exp.Expression) -> exp.Expression:
         raise NotSupportedError("select_for_update() cannot be used with distinct() or "
                                 "aggregate annotations (PostgreSQL refuses FOR UPDATE there)")
     tables = [exp.Table(this=ident(_of_alias(b, name))) for name in of]
+    if dialect == "postgres" and b.join_sql and any(name != "self" for name in of or ("",)):
+        raise NotSupportedError(
+            "select_for_update() on PostgreSQL cannot lock the rows of related tables, which "
+            "qplan joins with LEFT JOIN (\"FOR UPDATE cannot be applied to the nullable side "
+            "of an outer join\"): lock the plan's own rows with of=('self',)")
     clause = exp.Lock(update=True, key=no_key or None, expressions=tables or None,
                       wait=(False if skip_locked else True) if (nowait or skip_locked) else None)
     select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
