@@ -51,6 +51,7 @@ class Builder:
         self.hidden: set[str] = set()  # alias() names: usable, never selected
         self.loading_records: tuple = ()  # only()/defer() records (qplan.methodsql.fields)
         self.lock: tuple | None = None  # the select_for_update() record
+        self.deferred_model: Any = None  # only()/defer(): the class rows are made of
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -377,7 +378,8 @@ class Builder:
             for f in loaded:
                 pairs.append((path + R.SEP + f.name, self.column(path + R.SEP + f.name)))
             parent = path.rpartition(R.SEP)[0]
-            entries.append((index[parent] if parent else -1, "_cache_" + rel.name, target.model,
+            entries.append((index[parent] if parent else -1, "_cache_" + rel.name,
+                            methodsql.instance_class(target, loaded),
                             first, start + len(pairs), tuple(f.attname for f in loaded),
                             first + loaded.index(target.pk)))
             index[path] = len(entries) - 1

@@ -47,6 +47,7 @@ def build(meta: Any, shape: tuple, backend: Any) -> Template:
     template = Template(sql, binds, backend, result, columns, decoders)
     template.related = bool(b.joins) or b.subqueries
     template.nested = b.nested
+    template.deferred_model = b.deferred_model
     return template
 
 

@@ -51,6 +51,8 @@ def _decode(rows: list, decoders: tuple) -> list:
 
 
 def _models(t: Template, rows: list, model: type[Model], alias: str) -> list:
+    if t.deferred_model is not None:  # only()/defer(): instances of the deferred class
+        model = t.deferred_model
     if t.nested is not None:  # select_related: related instances from the same rows
         return nested_models(_decode(rows, t.decoders), t.columns, t.nested, model, alias)
     cols = t.columns

@@ -2,8 +2,8 @@
 ``none``, ``only``/``defer`` and ``select_for_update``, and the ``FOR UPDATE`` clause.
 
 ``apply`` folds one record into the builder's state; ``fields`` is what a model at a
-relation path selects under ``only``/``defer`` (and installs the deferred-field loaders on
-that model, ``qplan.deferred``: only models that are ever deferred get them); ``lock``
+relation path selects under ``only``/``defer`` (the plan's own rows are then made of
+the model's deferred class, ``qplan.deferred``, kept as ``deferred_model``); ``lock``
 adds the locking clause to a compiled statement, or refuses what a backend cannot do, as
 Django's ``has_select_for_update*`` features do.
 """
@@ -58,9 +58,14 @@ def fields(b: Any, meta: Any, path: str = "") -> tuple:
     if not path:
         _check_related(b, state)
     chosen = M.loaded_fields(meta, state, path)
-    if len(chosen) < len(meta.fields):
-        deferred.install(meta)
+    if not path:
+        b.deferred_model = deferred.model_for(meta, chosen)
     return chosen
+
+
+def instance_class(meta: Any, loaded: tuple) -> type:
+    """The class of instances loading only ``loaded`` (``qplan.deferred``)."""
+    return deferred.model_for(meta, loaded)
 
 
 def _check_related(b: Any, state: tuple) -> None:

@@ -409,8 +409,8 @@ class Model(metaclass=ModelBase):
         return {a: d[a] if a in d else getattr(self, a) for a in self._meta.attnames}
 
     def __eq__(self, other: Any) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
+        if type(other) is not type(self) and getattr(other, "_meta", None) is not self._meta:
+            return NotImplemented  # a deferred class (qplan.deferred) equals its model
         if self.pk is None:
             return self is other
         return self.pk == other.pk
@@ -418,7 +418,7 @@ class Model(metaclass=ModelBase):
     def __hash__(self) -> int:
         if self.pk is None:
             raise TypeError("unsaved model instances are unhashable")
-        return hash((type(self), self.pk))
+        return hash((self._meta.model, self.pk))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.pk!r}>"

@@ -249,10 +249,20 @@ def test_only_loads_those_fields_and_the_rest_on_access(rel_db, monkeypatch):
 
 
 def test_loaded_fields_read_as_before(rel_db):
+    """The model class never gets a descriptor (CPython's fast attribute path stays); only
+    instances of a deferring plan are of a deferred subclass, equal to the model's."""
     fill()
     novel = Novel.objects.only("title").first()
-    assert type(novel).__dict__["pages"].__get__(None, Novel) is type(novel).__dict__["pages"]
-    assert novel.title == "A1" and novel.__dict__["title"] == "A1"
+    assert not {f.attname for f in Novel._meta.fields} & set(Novel.__dict__)
+    assert type(novel) is not Novel and isinstance(novel, Novel)
+    assert "title" not in type(novel).__dict__ and "pages" in type(novel).__dict__
+    assert type(novel).__name__ == "Novel" and repr(novel) == f"<Novel: {novel.pk}>"
+    full = Novel.objects.get(pk=novel.pk)
+    assert novel == full and full == novel and hash(novel) == hash(full)
+    assert type(Novel.objects.first()) is Novel
+    again = pickle.loads(pickle.dumps(novel))
+    assert again == novel and again.get_deferred_fields() == novel.get_deferred_fields()
+    assert again.pages == 100 and again.title == "A1"
 
 
 def test_save_of_a_deferred_instance_writes_only_loaded_fields(rel_db):
