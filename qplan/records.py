@@ -13,6 +13,9 @@ Record grammar (everything is a tuple of plain values):
                 | ("agg", function, expression | "*", distinct)
                 | ("as", internal_type, expression)   ExpressionWrapper(output_field=)
 
+Plan commands of ``qplan.methods`` (``alias``, ``none``, ``only``, ``defer``,
+``select_for_update``) are listed with their record forms in that module's docstring.
+
 A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
 field or lookup name, so the shape of a plan is its records with every value node
 replaced by a slot (see ``shape_of``).

@@ -289,6 +289,7 @@ def test_only_across_a_select_related_relation(rel_db, monkeypatch):
     assert len(seen) == 1
     assert novels[0].writer.get_deferred_fields() == {"age", "mentor_id"}
     assert novels[0].writer.age == 50  # loads on access
+    assert novels[0].writer.novel_set.count() == 2  # related managers work on deferred classes
     deferred = list(Novel.objects.select_related("writer").defer("writer__age").order_by("id"))
     assert deferred[0].writer.get_deferred_fields() == {"age"} and deferred[0].pages == 100
     with pytest.raises(qplan.FieldError, match="select_related"):
@@ -341,6 +342,10 @@ def test_sharded_plans_refuse_what_their_merge_cannot_keep(databases):
         with pytest.raises(qplan.NotSupportedError, match="only"):
             list(Writer.objects.only("name"))
         assert list(Writer.objects.none()) == []
+        Writer.objects.create(id=1, name="one")
+        Writer.objects.create(id=2, name="two")
+        text = Writer.objects.filter(age__gte=0).explain()
+        assert text.count("-- shard ") == 2 and "rel_writer" in text
     finally:
         qplan.configure(routers=[])
         qplan.drop_tables([Writer], using="s0", missing_ok=True)
