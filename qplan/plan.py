@@ -417,6 +417,8 @@ class Plan(Evaluation):
     def defer(self, *fields: str | None) -> "Plan":
         """Load all but ``fields``; ``defer(None)`` loads all again. Record:
         ``("defer", names)`` or ``("defer", None)``."""
+        if not fields:
+            return self
         return self._add(M.defer_record(self, fields))
 
     def select_for_update(self, nowait: bool = False, skip_locked: bool = False,

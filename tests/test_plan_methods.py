@@ -13,11 +13,11 @@ from typing import Iterator
 import pytest
 
 import qplan
-from qplan import Count, F, Max, Model, Q, Sum, fields
+from qplan import Count, F, Max, Model, Sum, fields
 from qplan.connections import Connection
 from qplan.jsonplan import from_json
 from qplan.shapecache import cache
-from relmodels import Bio, Novel, Review, Writer
+from relmodels import Bio, Novel, Writer
 
 DIALECTS = ("sqlite", "postgresql", "mysql", "duckdb")
 
