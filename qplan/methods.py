@@ -28,6 +28,40 @@ RECORDS = ("alias", "none", "only", "defer", "select_for_update")
 QUERY = object()  # empty_result(): this one needs its query (an aggregate's empty values)
 
 
+class Methods:
+    """These building methods of ``Plan`` (a mixin: ``Plan`` holds the state)."""
+
+    __slots__ = ()
+
+    def alias(self, *args: Any, **kwargs: Any) -> Any:
+        """Django's ``alias()``: named expressions for ``filter()``/``order_by()`` that the
+        rows do not carry. Record: ``("alias", ((name, expression), ...))``."""
+        return self._add(("alias", self.annotate(*args, **kwargs)._records[-1][1]))
+
+    def none(self) -> Any:
+        """A plan of no rows, answered without a query (``qplan.methods``); chainable.
+        Record: ``("none",)`` (compiled as ``WHERE 1 = 0``)."""
+        return self if self._has("none") else self._add(("none",))
+
+    def only(self, *fields: str) -> Any:
+        """Load only ``fields`` (and the primary key); the rest load on access, one query
+        per instance (Django). Record: ``("only", names)``."""
+        return self._add(only_record(self, fields))
+
+    def defer(self, *fields: str | None) -> Any:
+        """Load all but ``fields``; ``defer(None)`` loads all again. Record:
+        ``("defer", names)`` or ``("defer", None)``."""
+        if not fields:
+            return self
+        return self._add(defer_record(self, fields))
+
+    def select_for_update(self, nowait: bool = False, skip_locked: bool = False,
+                          of: tuple = (), no_key: bool = False) -> Any:
+        """Lock the rows read until the enclosing ``atomic()`` block ends (PostgreSQL,
+        MariaDB). Record: ``("select_for_update", nowait, skip_locked, of, no_key)``."""
+        return self._add(lock_record(self, nowait, skip_locked, of, no_key))
+
+
 # --- alias() -----------------------------------------------------------------------------------
 
 def aliases(records: tuple) -> set[str]:

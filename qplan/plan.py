@@ -52,11 +52,12 @@ def _ops_of(records: tuple) -> int:
 
 
 
-class Plan(Evaluation):
+class Plan(Evaluation, M.Methods):
     """An immutable query plan over one model; see the module docstring.
 
     This class holds the value (records, equality, pickling, shape) and the building
-    methods; evaluating it (``list(plan)``, ``count()``, writes) is ``Evaluation``'s.
+    methods; evaluating it (``list(plan)``, ``count()``, writes) is ``Evaluation``'s, and
+    ``alias``/``none``/``only``/``defer``/``select_for_update`` are ``qplan.methods``'.
     """
 
     __slots__ = ("_key", "_records", "_alias", "_meta", "_ops", "_shape", "_values", "_hash")
@@ -398,34 +399,6 @@ class Plan(Evaluation):
             items.append((name, record))
             ctx.annotations[name] = record
         return self._add(("annotate", tuple(items)))
-
-    def alias(self, *args: Aggregate, **kwargs: Any) -> "Plan":
-        """Django's ``alias()``: named expressions for ``filter()``/``order_by()`` that the
-        rows do not carry. Record: ``("alias", ((name, expression), ...))``."""
-        return self._add(("alias", self.annotate(*args, **kwargs)._records[-1][1]))
-
-    def none(self) -> "Plan":
-        """A plan of no rows, answered without a query (``qplan.methods``); chainable.
-        Record: ``("none",)`` (compiled as ``WHERE 1 = 0``)."""
-        return self if self._ops & NONE else self._add(("none",))
-
-    def only(self, *fields: str) -> "Plan":
-        """Load only ``fields`` (and the primary key); the rest load on access, one query
-        per instance (Django). Record: ``("only", names)``."""
-        return self._add(M.only_record(self, fields))
-
-    def defer(self, *fields: str | None) -> "Plan":
-        """Load all but ``fields``; ``defer(None)`` loads all again. Record:
-        ``("defer", names)`` or ``("defer", None)``."""
-        if not fields:
-            return self
-        return self._add(M.defer_record(self, fields))
-
-    def select_for_update(self, nowait: bool = False, skip_locked: bool = False,
-                          of: tuple = (), no_key: bool = False) -> "Plan":
-        """Lock the rows read until the enclosing ``atomic()`` block ends (PostgreSQL,
-        MariaDB). Record: ``("select_for_update", nowait, skip_locked, of, no_key)``."""
-        return self._add(M.lock_record(self, nowait, skip_locked, of, no_key))
 
     # --- writes held as plans --------------------------------------------------------------------
 
