@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding, kinds, selectrelated
+from . import aggregates, binding, kinds, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
@@ -156,7 +156,9 @@ class Builder:
                    lhs.nullable or rhs.nullable, aggregate=lhs.aggregate or rhs.aggregate)
 
     def aggregate(self, node: tuple) -> Ref:
-        _, fn, arg, distinct = node
+        fn, arg, distinct = node[1], node[2], node[3]
+        options = aggregates.options_of(node)  # filter=, default= (qplan.aggregates)
+        cond = options.get("filter")
         if arg == "*":
             inner: exp.Expression = exp.Star()
             kind, field = "int", None
@@ -168,19 +170,44 @@ class Builder:
             kind, field = ref.kind, ref.field
         if kind == "json" and fn != "count":
             raise NotSupportedError(f"{fn.capitalize()}() of a JSONField: JSON has no order")
+        where = None
+        if cond is not None:
+            where = self.condition(cond, False)[0]
+            if not self.backend.aggregate_filter:  # CASE WHEN cond THEN x END (MariaDB)
+                inner, where = self.when(where, inner), None
         if distinct:
             inner = exp.Distinct(expressions=[inner])
         sql = self.backend.aggregate(fn, inner, kind)
+        if where is not None:  # FILTER (WHERE cond)
+            sql = exp.Filter(this=sql, expression=exp.Where(this=where))
         decode_kind = self.backend.DECODE_KIND
         kind = kinds.of_aggregate(fn, kind)  # Sum of booleans is a number, Avg a float...
         if field is not None and fn in ("min", "max"):
             decode = self.backend.DECODE.get(field.internal_type)
         else:
             decode = decode_kind.get(kind or "")
-        if isinstance(field, DecimalField) and fn != "avg" and fn != "count":
+        if isinstance(field, DecimalField) and fn in ("sum", "min", "max"):
             base = decode_kind["decimal"]
             decode = (lambda v, f=field, b=base: None if v is None else f.quantize(b(v)))
-        return Ref(sql, kind, decode, True, aggregate=True)
+        default = options.get("default")
+        if default is not None:  # Django 5.2: Coalesce(aggregate, default)
+            sql = exp.Coalesce(this=sql, expressions=[self.expr(default).sql])
+        return Ref(sql, kind, decode, default is None, aggregate=True)
+
+    def case_arg(self, arg: Any, cond: tuple) -> Ref:
+        """An aggregate's argument under its ``filter=``: ``CASE WHEN cond THEN arg END``."""
+        where = self.condition(cond, False)[0]
+        if arg == "*":
+            return Ref(self.when(where, exp.Star()), "int", None, True)
+        ref = self.expr(arg)
+        return Ref(self.when(where, ref.sql), ref.kind, ref.decode, True, ref.field)
+
+    @staticmethod
+    def when(condition: exp.Expression, value: exp.Expression) -> exp.Expression:
+        """``CASE WHEN condition THEN value END`` (``*``: 1): an aggregate's filter where
+        the database has no ``FILTER (WHERE ...)``."""
+        then = exp.Literal.number(1) if isinstance(value, exp.Star) else value
+        return exp.Case(ifs=[exp.If(this=condition, true=then)])
 
     # conditions
     def condition(self, node: Any, negated: bool) -> tuple[exp.Expression, bool]:
