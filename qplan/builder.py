@@ -466,8 +466,13 @@ class Builder:
         terms = []
         self.order_refs = []
         for name in self.order:
-            desc = name.startswith("-")
-            ref = self.column(name.lstrip("-"))
+            nulls = None
+            if type(name) is tuple:  # ("expr", expression, descending, nulls): qplan.ordering
+                _, node, desc, nulls = name
+                ref = self.expr(node)
+            else:
+                desc = name.startswith("-")
+                ref = self.column(name.lstrip("-"))
             if ref.kind == "json":
                 raise NotSupportedError(f"order_by({name!r}): JSON values have no portable order")
             self.order_refs.append(ref)
@@ -475,6 +480,8 @@ class Builder:
             # own order is kept, so PostgreSQL still walks an index instead of sorting.
             smallest = ref.nullable or self.backend.null_order_small
             nulls_first = not desc if smallest else desc
+            if nulls is not None:  # Django's explicit nulls_first/nulls_last
+                nulls_first = nulls == "first"
             terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=nulls_first))
         return terms
 

@@ -179,9 +179,9 @@ class _Spread(Aggregate):
     allow_distinct = False
     functions = ("", "")  # (population, sample)
 
-    def __init__(self, expr: Any, sample: bool = False, *, filter: Any = None,
-                 default: Any = None) -> None:
-        super().__init__(expr, filter=filter, default=default)
+    def __init__(self, expr: Any, sample: bool = False, *, distinct: bool = False,
+                 filter: Any = None, default: Any = None) -> None:
+        super().__init__(expr, distinct=distinct, filter=filter, default=default)
         self.sample = bool(sample)
 
     @property

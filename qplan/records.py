@@ -446,8 +446,8 @@ SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    **dict.fromkeys(("order_by", "values", "values_list", "distinct", "select_related"),
-                    _unchanged),
+    "order_by": lambda r, values: r if all(type(t) is str for t in r[1]) else walk(r, values),
+    **dict.fromkeys(("values", "values_list", "distinct", "select_related"), _unchanged),
 }
 
 

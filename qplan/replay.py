@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Callable
 
-from . import conflicts
+from . import conflicts, ordering
 from . import records as R
 from .errors import PlanError
 from .expressions import (ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q,
@@ -77,6 +77,17 @@ def _names(node: Any, what: str) -> tuple[str, ...]:
     if type(node) is not tuple or not all(type(n) is str for n in node):
         raise PlanError(f"{what} names are not a tuple of str: {node!r:.80}")
     return node
+
+
+def _order_terms(node: Any) -> list[Any]:
+    """order_by() arguments: names, and ``OrderBy`` for expression terms (qplan.ordering)."""
+    if type(node) is not tuple:
+        raise PlanError(f"order_by names are not a tuple: {node!r:.80}")
+    try:
+        return [ordering.as_order_by(t, expression) if type(t) is tuple else _names((t,), "order_by")[0]
+                for t in node]
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def _flag(node: Any, what: str) -> bool:
@@ -250,7 +261,7 @@ def _prefetch_related(plan: Plan, record: tuple) -> Plan:
 STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "filter": lambda p, r: p.filter(_q(_fields(r, 2)[1])),
     "exclude": lambda p, r: p.exclude(_q(_fields(r, 2)[1])),
-    "order_by": lambda p, r: p.order_by(*_names(_fields(r, 2)[1], "order_by")),
+    "order_by": lambda p, r: p.order_by(*_order_terms(_fields(r, 2)[1])),
     "slice": _slice,
     "values": lambda p, r: p.values(*_names(_fields(r, 2)[1], "values")),
     "values_list": lambda p, r: p.values_list(
