@@ -348,7 +348,8 @@ class Builder:
         return ()
 
     def grouped(self) -> bool:
-        return any(ref.aggregate for ref in self.annotations.values())
+        return any(ref.aggregate for ref in self.annotations.values()) or \
+            any(ref.aggregate for ref in self.order_refs)  # order_by(Sum(...)): qplan.ordering
 
     def selection(self, related: bool = False) -> tuple[list[tuple[str, Ref]], str]:
         """The selected (key, reference) pairs and the result kind; ``related``: with the
