@@ -331,6 +331,8 @@ class Backend:
     # SQLite through PRAGMA foreign_keys, the others always): the builder then uses INNER
     # JOIN along non-null foreign keys, which could otherwise drop such a row.
     ENFORCES_FOREIGN_KEYS = True
+    # Whether to use those INNER JOINs at all (same rows either way, a question of speed).
+    INNER_JOINS = True
 
     # Whether foreign keys carry out their ON DELETE action (CASCADE, SET NULL); where not,
     # a referenced row cannot be deleted (and delete() counts no cascaded rows).

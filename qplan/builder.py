@@ -92,9 +92,11 @@ class Builder:
         (or one-to-one) reached through INNER joins only (``after_left`` False), on a
         backend enforcing foreign keys. There INNER and LEFT give the same rows whatever
         the conditions (OR, NOT, exclude's complement) say, and INNER lets the database
-        plan the join freely (Django's rule). LEFT JOIN everywhere else."""
+        plan the join freely (Django's rule). LEFT JOIN everywhere else, and on a backend
+        whose planner does worse with INNER (``INNER_JOINS``: MariaDB)."""
+        backend = self.backend
         inner = (not after_left and rel.kind == "forward" and not rel.nullable
-                 and self.backend.ENFORCES_FOREIGN_KEYS)
+                 and backend.ENFORCES_FOREIGN_KEYS and backend.INNER_JOINS)
         base = f"{parent}{R.SEP}{rel.name}" if parent else rel.name
         key = base
         if rel.many:

@@ -80,6 +80,10 @@ def test_inner_join_only_where_a_row_is_always_there():
     assert joins(Review.objects.filter(qplan.Q(novel__writer__name="x") | qplan.Q(stars=1))) \
         == (1, 1)
     assert joins(Writer.objects.filter(novel__reviews__stars=1)) == (0, 2)  # many: LEFT after
+    for backend in ("postgresql", "duckdb"):
+        assert "INNER JOIN" in Review.objects.select_related("novel").compile(backend).sql
+    mariadb = Review.objects.select_related("novel").compile("mysql").sql  # its planner's sake
+    assert "LEFT JOIN" in mariadb and "INNER" not in mariadb
 
 
 def test_inner_joins_keep_the_rows(rel_db):
