@@ -11,8 +11,11 @@ import math
 import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import qplan
+from conftest import VENDORS
 from qplan import Avg, Count, F, FieldError, Max, Min, Q, StdDev, Sum, Variance
 from qplan.shapecache import cache
 from relmodels import Genre, Novel, Writer
@@ -188,3 +191,67 @@ def test_math_of_the_sample_statistics_on_one_value_is_null(any_db):
     Book.objects.create(title="x", pages=3)
     got = Book.objects.aggregate(v=Variance("pages", sample=True), p=Variance("pages"))
     assert got["v"] is None and got["p"] == 0.0 and not math.isnan(got["p"])
+
+
+# --- property: every backend computes what Python computes on the rows -----------------------
+
+ROWS = st.lists(st.tuples(st.integers(-50, 50), st.none() | st.integers(-400, 400).map(lambda i: i / 4),
+                          st.booleans()), max_size=10)
+FILTERS = {  # name -> (Q, the same test in Python on (pages, rating, is_active))
+    "pages>0": (Q(pages__gt=0), lambda r: r[0] > 0),
+    "active": (Q(is_active=True), lambda r: r[2]),
+    "not rated>1": (~Q(rating__gt=1), lambda r: not (r[1] is not None and r[1] > 1)),
+    "rated|pages<-10": (Q(rating__isnull=False) | Q(pages__lt=-10),
+                        lambda r: r[1] is not None or r[0] < -10),
+}
+FUNCS = {
+    "count": (Count, len, 0), "sum": (Sum, sum, 1), "avg": (Avg, statistics.fmean, 1),
+    "min": (Min, min, 1), "max": (Max, max, 1), "stddev": (StdDev, statistics.pstdev, 1),
+    "var_samp": (lambda f, **kw: Variance(f, sample=True, **kw), statistics.variance, 2),
+}
+SPECS = st.tuples(st.sampled_from(sorted(FUNCS)), st.sampled_from(["pages", "rating"]),
+                  st.sampled_from(sorted(FILTERS)), st.booleans())
+
+
+def expected(spec, rows):
+    fn, field, name, with_default = spec
+    make, compute, least = FUNCS[fn]
+    test = FILTERS[name][1]
+    values = [r[0] if field == "pages" else r[1] for r in rows if test(r)]
+    values = [v for v in values if v is not None]
+    result = compute(values) if len(values) >= least else None
+    if fn in ("avg", "stddev", "var_samp") and result is not None:
+        result = float(result)
+    default = None if fn == "count" or not with_default else (
+        0 if field == "pages" and fn in ("sum", "min", "max") else 0.0)
+    return default if result is None else result
+
+
+@settings(max_examples=15)
+@given(rows=ROWS, specs=st.lists(SPECS, min_size=1, max_size=4))
+def test_filtered_aggregates_match_python_on_every_backend(every_backend, rows, specs):
+    aggs = {}
+    for i, (fn, field, name, with_default) in enumerate(specs):
+        make = FUNCS[fn][0]
+        kwargs = {"filter": FILTERS[name][0]}
+        if with_default and fn != "count":
+            kwargs["default"] = 0 if field == "pages" and fn in ("sum", "min", "max") else 0.0
+        aggs[f"a{i}"] = make(field, **kwargs)
+    for alias in every_backend:
+        with qplan.atomic(using=alias):
+            Book.objects.using(alias).delete()
+            Book.objects.using(alias).bulk_create(
+                [Book(title="t", pages=p, rating=r, is_active=a) for p, r, a in rows])
+            got = Book.objects.using(alias).aggregate(**aggs)
+        for i, spec in enumerate(specs):
+            want = expected(spec, rows)
+            value = got[f"a{i}"]
+            if isinstance(want, float) and value is not None:
+                assert value == pytest.approx(want, rel=1e-9, abs=1e-9), (alias, spec)
+            else:
+                assert value == want and type(value) is type(want), (alias, spec, value, want)
+
+
+@pytest.fixture
+def every_backend(databases):
+    return databases(**{vendor: vendor for vendor in VENDORS})
