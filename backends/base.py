@@ -157,6 +157,8 @@ class Backend:
     # Aggregates take ``FILTER (WHERE ...)``; False: the compiler spells an aggregate's
     # ``filter=`` as ``CASE WHEN cond THEN x END`` inside it instead (MariaDB, MySQL).
     aggregate_filter = True
+    # ORDER BY takes NULLS FIRST/LAST; False: ``x IS NULL`` is ordered first instead (MariaDB).
+    nulls_placement = True
 
     # Field.internal_type -> column type in CREATE TABLE.
     DATA_TYPES: dict[str, str] = {

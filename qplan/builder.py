@@ -494,7 +494,14 @@ class Builder:
             # own order is kept, so PostgreSQL still walks an index instead of sorting.
             smallest = ref.nullable or self.backend.null_order_small
             nulls_first = not desc if smallest else desc
-            if nulls is not None:  # Django's explicit nulls_first/nulls_last
+            if nulls is not None and not self.backend.nulls_placement:  # MariaDB
+                # ``x IS NULL`` first (sqlglot's own emulation would repeat x's placeholders
+                # unbound); the expression built again binds its values once more
+                again = self.expr(name[1]).sql
+                terms.append(exp.Ordered(this=exp.Paren(this=exp.Is(this=again, expression=exp.Null())),
+                                         desc=nulls == "first", nulls_first=nulls != "first"))
+                nulls_first = not desc  # the database's own order: nothing more to emulate
+            elif nulls is not None:  # Django's explicit nulls_first/nulls_last
                 nulls_first = nulls == "first"
             terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=nulls_first))
         return terms

@@ -10,7 +10,12 @@ import pytest
 
 import qplan
 from qplan import Avg, Count, F, Max, Min, Q, StdDev, Sum, Variance
-from test_sharding import Order, _read_only_files, break_shard, cluster, library  # noqa: F401
+import test_sharding
+from test_sharding import Order, break_shard
+
+# the sharding fixtures: three SQLite shards and 'one' holding every row
+_read_only_files = test_sharding._read_only_files
+cluster, library = test_sharding.cluster, test_sharding.library
 
 D = decimal.Decimal
 
