@@ -35,8 +35,9 @@ def term(ctx: Any, value: Any, expression: Callable[[Any, Any], tuple]) -> str |
                          f"got {value!r:.80}")
     nulls = "first" if order.nulls_first else ("last" if order.nulls_last else None)
     inner = order.expression
-    if isinstance(inner, OrderBy):
-        raise FieldError(f"{ctx.who}: order_by() cannot order an ordering: {value!r:.80}")
+    if not isinstance(inner, Combinable):  # OrderBy('x'), OrderBy(OrderBy(...)): no constants
+        raise FieldError(f"{ctx.who}: order_by() orders by a field or an expression, not by an "
+                         f"ordering or a value: {value!r:.80}")
     if isinstance(inner, F) and nulls is None:  # the name it always was
         path = ctx.path(inner.name)[0]
         return "-" + path if order.descending else path

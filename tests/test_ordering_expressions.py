@@ -110,5 +110,7 @@ def test_mistakes_are_refused_when_the_plan_is_built():
         Book.objects.order_by(F("ratin").desc(nulls_last=True))
     with pytest.raises(FieldError, match="ordering"):
         Book.objects.order_by(OrderBy(F("rating").desc()))
+    with pytest.raises(FieldError, match="not by an ordering or a value"):
+        Book.objects.order_by(OrderBy("rating"))
     with pytest.raises(FieldError):
         Book.objects.order_by((F("title") + 1).asc())
