@@ -75,13 +75,14 @@ def aliases(records: tuple) -> set[str]:
     return out
 
 
-def check_selected(records: tuple, names: tuple, who: str) -> None:
-    """Django's refusal to select an ``alias()`` name in ``values()``."""
+def check_selected(records: tuple, names: tuple, who: str) -> set[str]:
+    """The ``alias()`` names, after Django's refusal to select one in ``values()``."""
     hidden = aliases(records)
     for name in names:
         if name in hidden:
             raise FieldError(f"{who}: Cannot select the {name!r} alias. Use annotate() to "
                              f"promote it.")
+    return hidden
 
 
 # --- none() ------------------------------------------------------------------------------------
