@@ -17,6 +17,7 @@ from qplan.plan import FORMAT_VERSION
 from qplan.shapecache import cache
 from payloadkit import PlanLike
 from relmodels import Genre, Novel, NovelGenres, Review, Writer
+from test_sharding import cluster, orders as sharded_orders  # noqa: F401 - fixtures
 
 # Writers 1 ann, 2 bob, 3 cid, 4 dan. Novels 1 "a" 100p ann; 2 "b" 200p ann; 3 "a" 350p bob;
 # 4 "c" 50p no writer. Reviews: novel 1: 5 (id 1), 3 (id 2); novel 2: 4 (id 3).
@@ -57,6 +58,8 @@ def test_exists_in_filter_exclude_and_with_q(data):
     assert pks(Novel.objects.filter(reviewed(), title="b")) == [2]
     assert pks(Novel.objects.exclude(Q(title="a") & reviewed())) == [2, 3, 4]
     assert Novel.objects.filter(reviewed()).count() == 2
+    five = Exists(Review.objects.filter(novel__writer=OuterRef("pk"), stars__gt=4))
+    assert pks(Writer.objects.exclude(Q(novel__title="a") & five)) == [2, 3, 4]  # NOT pk IN (...)
     assert Novel.objects.filter(~reviewed()).exists()
 
 
@@ -163,6 +166,9 @@ def test_records_and_related_models():
     assert plan.records == (("filter", ("exists", ("query", Review._meta.key, (
         ("filter", ("&", (("novel", "exact", ("outer", "pk")), ("stars", "gt", ("=", 3))))),)))),)
     assert Review in plan.related_models()
+    elsewhere = Novel.objects.filter(Exists(Review.objects.using("other").filter(
+        novel=OuterRef("pk"), stars__gt=3)))
+    assert elsewhere == plan  # the inner plan's using() is not kept: it runs on the outer alias
     assert set(plans()[5].related_models()) == {Novel, Review}
 
 
@@ -204,3 +210,32 @@ def test_property_exists_and_its_exclude_partition_the_rows(data, stars, negate,
     best = {n: max((s for m, s in [(1, 5), (1, 3), (2, 4)] if m == n and s >= stars), default=None)
             for n in pages_of}
     assert got == best
+
+
+# --- sharding: co-located inner models run per shard, others are refused -------------------------
+
+def test_sharded_exists_and_subquery_run_per_shard(sharded_orders):
+    from test_sharding import Line, Order, Region
+    lines = [Line(id=o.id, tenant_id=o.tenant_id, order=o.id, sku=f"k{o.id % 4}")
+             for o in sharded_orders if o.id % 3]
+    Line.objects.bulk_create(lines)
+    Line.objects.using("one").bulk_create([Line(**line.values()) for line in lines])
+    has_k1 = Exists(Line.objects.filter(order=OuterRef("pk"), sku="k1"))
+    sku = Subquery(Line.objects.filter(order=OuterRef("pk")).values("sku")[:1])
+    for build in (lambda p: sorted(p.filter(has_k1).values_list("id", flat=True)),
+                  lambda p: sorted(p.exclude(has_k1).values_list("id", flat=True)),
+                  lambda p: p.filter(~has_k1 | Q(paid=True)).count(),
+                  lambda p: list(p.annotate(k=has_k1, s=sku).order_by("-k", "s", "id")
+                                 .values_list("id", "k", "s")[:12])):
+        assert build(Order.objects) == build(Order.objects.using("one"))
+    line_id = Subquery(Line.objects.filter(order=OuterRef("pk")).values("id"))
+    assert Order.objects.filter(has_k1).update(qty=line_id) == 7
+    assert sorted(Order.objects.filter(has_k1).values_list("id", "qty")) == \
+        [(o.id, o.id) for o in sharded_orders if o.id % 3 and o.id % 4 == 1]
+    assert Region in Order.objects.filter(Exists(Region.objects.filter(id=OuterRef("region")))) \
+        .related_models()
+    with pytest.raises(qplan.NotSupportedError, match="Region is not"):
+        list(Order.objects.filter(Exists(Region.objects.filter(id=OuterRef("region")))))
+    with pytest.raises(qplan.NotSupportedError, match="Region is not"):
+        list(Order.objects.annotate(r=Subquery(Region.objects.filter(id=OuterRef("region"))
+                                               .values("name"))))
