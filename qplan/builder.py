@@ -261,9 +261,11 @@ class Builder:
                 sql = self.backend.iexact(lhs.sql, rhs_ref.sql)
             else:
                 sql = COMPARISONS[lookup](this=self.compare(lhs), expression=rhs_ref.sql)
-        if negated:  # keep NOT two-valued: a NULL never makes a row vanish from exclude()
+        # keep NOT two-valued: a NULL never makes a row vanish from exclude(); but a NULL
+        # Subquery does (Django adds IS NOT NULL for nullable columns only)
+        if negated:
             for ref in (lhs, rhs_ref):
-                if ref is not None and ref.nullable:
+                if ref is not None and ref.nullable and not isinstance(ref.sql, exp.Subquery):
                     sql = exp.and_(sql, exp.Not(this=exp.Is(this=ref.sql, expression=exp.Null())),
                                    copy=False)
             sql = exp.Paren(this=sql)
