@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from qplan import errors
+from qplan import errors, regex
 
 from .base import UTC, Backend, MemoryDatabases, decimal_of_double
 
@@ -65,6 +65,26 @@ def simple_lower(value: Any) -> Any:
     if type(value) is not str:
         return value
     return value.lower() if value.isascii() else value.translate(_LOWER)
+
+
+class _UpperMap(dict):
+    """Code point -> simple (one-character) upper case (``ß`` stays ``ß``)."""
+
+    def __missing__(self, cp: int) -> str:
+        c = chr(cp)
+        up = c.upper()
+        self[cp] = up if len(up) == 1 else c
+        return self[cp]
+
+
+_UPPER = _UpperMap()
+
+
+def simple_upper(value: Any) -> Any:
+    """UPPER() as PostgreSQL and MariaDB map case: every letter, one character each."""
+    if type(value) is not str:
+        return value
+    return value.upper() if value.isascii() else value.translate(_UPPER)
 
 
 def memory_uri(memory_id: str) -> str:
@@ -135,6 +155,8 @@ class SQLiteBackend(Backend):
         raw.execute("PRAGMA foreign_keys = ON")
         raw.execute("PRAGMA case_sensitive_like = ON")
         raw.create_function("lower", 1, simple_lower, deterministic=True)
+        raw.create_function("upper", 1, simple_upper, deterministic=True)
+        raw.create_function("regexp", 2, regex.search, deterministic=True)  # qplan.regex subset
         if journal:
             raw.execute(f"PRAGMA journal_mode = {journal}")  # one of JOURNAL_MODES
         return raw

@@ -12,6 +12,10 @@ Record grammar (everything is a tuple of plain values):
     expression := ("=", value) | ("F", path) | (op, expression, expression)
                 | ("agg", function, expression | "*", distinct)
                 | ("as", internal_type, expression)   ExpressionWrapper(output_field=)
+                | ("fn", name, options, expression, ...)    qplan.functions (funcrecords)
+                | ("case", ((condition, expression), ...), default | None, output | None)
+    leaf lookup:  a lookup name, or transforms then one ("year__gte", "date__exact"),
+                  and "regex"/"iregex" (the shared subset, ``qplan.regex``)
 
 A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
 field or lookup name, so the shape of a plan is its records with every value node
@@ -32,6 +36,7 @@ from .relations import relations, reverse_accessors
 from . import kinds
 from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
+from . import funcrecords
 
 SEP = "__"
 VALUE = "="
@@ -39,7 +44,7 @@ PLAIN_TYPES = (str, int, float, decimal.Decimal, _dt.datetime, _dt.date, _dt.tim
                bool, type(None))
 LOOKUP_NAMES = (
     "exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith",
-    "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull",
+    "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull", "regex", "iregex",
 )
 AGGREGATES = ("count", "sum", "avg", "min", "max")
 SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, bytes, bool})
@@ -220,6 +225,10 @@ def expression(ctx: Context, value: Any, field: Field | None = None, depth: int 
         if isinstance(arg, tuple) and arg[0] == "agg":
             raise FieldError(f"{ctx.who}: cannot nest aggregate {value!r}")
         return ("agg", value.function, arg, value.distinct)
+    if isinstance(value, funcrecords.OBJECTS):
+        deeper = _nested(ctx, depth)
+        return funcrecords.record(ctx, value, lambda v: expression(ctx, v, depth=deeper, typed=typed),
+                                  lambda q: q_record(ctx, q, deeper))
     if isinstance(value, Q):
         raise FieldError(f"{ctx.who}: a Q object is a condition, not a value")
     if field is not None and value is not None:
@@ -248,7 +257,7 @@ def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str)
             raise FieldError(f"{ctx.who}.{key}: a plan is a subquery for 'in', not for {lookup!r}")
         _same_database(ctx.meta, value.model._meta, f"{ctx.who}.{key}")
         return value.as_subquery()
-    if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper)):
+    if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper, *funcrecords.OBJECTS)):
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")
         return expression(ctx, value)
@@ -284,10 +293,15 @@ def leaf(ctx: Context, key: str, value: Any) -> tuple:
         lookup = "exact"
         if len(parts) > 1 and parts[-1] in LOOKUP_NAMES:
             lookup = parts.pop()
-        elif len(parts) > 1:
+        transformed = funcrecords.transformed(ctx, parts, lookup, key) if len(parts) > 1 and \
+            parts[-1] in funcrecords.TRANSFORMS else None
+        if transformed is not None:  # published__year__gte: (path, "year__gte", IntegerField)
+            path, lookup, field = transformed
+        elif len(parts) > 1 and lookup == "exact" and key.split(SEP)[-1] != "exact":
             _check_last_part(ctx, parts, key)
-        path, field = ctx.path(SEP.join(parts))
-        if field is not None and lookup not in field.lookups:
+        if transformed is None:
+            path, field = ctx.path(SEP.join(parts))
+        if field is not None and lookup.rpartition(SEP)[2] not in field.lookups:
             raise FieldError(
                 f"{ctx.who}.{path}: lookup {lookup!r} is not supported for "
                 f"{field.internal_type}" + suggest(lookup, field.lookups)
@@ -296,6 +310,11 @@ def leaf(ctx: Context, key: str, value: Any) -> tuple:
         if cache_key:
             ctx.meta.lookup_cache[cache_key] = parsed
     path, lookup, field = parsed
+    last = lookup.rpartition(SEP)[2]
+    if last == "regex" or last == "iregex":
+        funcrecords.check_regex(ctx, key, value)
+    if last != lookup:  # after transforms: the value is checked by the transform's output
+        return (path, lookup, _lookup_value(ctx, field, last, value, key))
     if field is None:  # an annotation: compare with plain values
         if value is None:
             return (path, "isnull", True)
