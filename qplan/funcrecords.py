@@ -65,6 +65,8 @@ def _case(ctx: Any, value: Case, expression: Callable[[Any], tuple],
             raise FieldError(f"{ctx.who}: When() needs a condition: an empty Q() matches every row")
         branches.append((cond, expression(when.result)))
     default = None if value.default is None else expression(value.default)
+    if default == ("=", None):  # Value(None): no default, as a loaded plan writes it
+        default = None
     output = None if value.output is None else _output(ctx, value.output)
     node = ("case", tuple(branches), default, output)
     kind_of(ctx, node)

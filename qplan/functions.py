@@ -214,7 +214,7 @@ class When:
         if condition is None or not condition.children:
             raise FieldError("When() needs a condition: a non-empty Q object or keyword lookups")
         self.condition = condition
-        self.result = then
+        self.result = _arg(then)  # as Django: a str names a field (Value('x') is text)
 
     def __repr__(self) -> str:
         return f"When({self.condition!r}, then={self.result!r})"
@@ -230,7 +230,7 @@ class Case(Combinable):
             if not isinstance(case, When):
                 raise TypeError(f"Case() takes When() branches, got {case!r:.80}")
         self.cases = cases
-        self.default = default
+        self.default = _arg(default)
         self.output = _output(output_field)
 
     def __repr__(self) -> str:

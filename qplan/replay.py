@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import conflicts
 from . import records as R
 from .errors import PlanError
+from . import funcreplay
 from .expressions import ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q, Sum
 from .models import get_model
 from .plan import SLICE_LIMIT, Plan
@@ -96,6 +97,8 @@ def expression(node: Any) -> Any:
         return AGGREGATES[node[1]](arg, distinct=_flag(node[3], "an aggregate's distinct"))
     if tag == "as" and len(node) == 3 and type(node[1]) is str:
         return ExpressionWrapper(expression(node[2]), output_field=node[1])
+    if tag in funcreplay.TAGS:
+        return funcreplay.rebuild(node, expression, _q)
     if tag in ARITHMETIC and len(node) == 3:
         return Combined(tag, expression(node[1]), expression(node[2]))
     raise PlanError(f"not an expression: {node!r:.80}")
