@@ -131,6 +131,9 @@ def _case_fold(upper: bool):
             low = sql if isinstance(sql, exp.Lower) else sql.find(exp.Lower)
             up = exp.Upper(this=low.this)
             sql = up if low is sql else (low.replace(up) and sql)
+            if b.backend.dialect == "duckdb":  # utf8proc upper-cases ß to ẞ; no other does
+                sql = exp.Replace(this=sql, expression=exp.Literal.string("\u1e9e"),
+                                  replacement=exp.Literal.string("\u00df"))
         return sql, refs[0].nullable
     return build
 
