@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,8 +74,9 @@ def function_plans(draw: Any) -> Any:
     return plan.order_by("id").values_list("id", *exprs)
 
 
+@pytest.mark.usefixtures("every")
 @given(data=datasets(), specs=st.lists(function_plans(), min_size=3, max_size=3))
-def test_functions_return_what_sqlite_returns(every, data, specs):
+def test_functions_return_what_sqlite_returns(data, specs):
     authors, books = data
     with rows_in_every_database(authors, books):
         for spec in specs:
