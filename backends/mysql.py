@@ -111,6 +111,8 @@ class MySQLBackend(Backend):
     max_params = 65535
     insert_returning = True  # MariaDB >= 10.5 (INSERT/DELETE ... RETURNING, not UPDATE)
     LIMIT_FOR_OFFSET = "18446744073709551615"  # the largest LIMIT: MySQL has no OFFSET alone
+    aggregate_filter = False  # no FILTER (WHERE ...): CASE WHEN inside the aggregate
+    nulls_placement = False  # no NULLS FIRST/LAST: ORDER BY (x IS NULL) first
     TABLE_COLLATION = "utf8mb4_nopad_bin"
     # Its LOWER() uses Unicode 14 simple case mapping (MariaDB >= 10.10; on MySQL 8 use
     # utf8mb4_0900_ai_ci). The default utf8mb4 tables are older and BMP-only.
@@ -151,6 +153,12 @@ class MySQLBackend(Backend):
         # No DEFAULT VALUES here: an empty value list is a row of defaults.
         return exp.Insert(this=table, expression=exp.Values(expressions=[exp.Tuple(expressions=[])]))
 
+    # LEFT JOIN even along non-null foreign keys: MariaDB 10.11 reorders an INNER JOIN to read
+    # the related table first and filesort, ignoring ORDER BY pk LIMIT (select_related of
+    # 20 rows out of 10,000: 11 ms instead of 0.3 ms, benchmarks/bench_relations.py). A WHERE
+    # rejecting NULLs still lets it turn the LEFT JOIN into an inner one (outer join
+    # simplification), so filters on the related table keep their plans.
+    INNER_JOINS = False
     UPSERT_NEEDS_TARGET = False  # MariaDB cannot name the unique key: any one conflicts
 
     def on_conflict(self, insert: exp.Insert, meta: Any, option: tuple) -> exp.Insert:

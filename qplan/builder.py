@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding, funcsql, kinds, selectrelated
+from . import aggregates, binding, funcsql, kinds, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
@@ -70,22 +70,33 @@ class Builder:
             raise NotSupportedError(f"{path!r}: this statement cannot refer to related fields")
         table, key, nullable = self.table, "", False
         for rel in found.hops:
-            key, table = self.hop(rel, key, table, len(rel.steps))
+            key, table = self.hop(rel, key, table, len(rel.steps), nullable)
             nullable = nullable or rel.nullable
         end = found.end
         if end is not None:
             joins, column = end.pk_column
-            key, table = self.hop(end, key, table, joins)
+            key, table = self.hop(end, key, table, joins, nullable)
             return self.field_ref(found.field, table, True, column)
         field = found.field
         return self.field_ref(field, table, nullable or field.null)
 
-    def hop(self, rel: Any, parent: str, table: str, steps: int) -> tuple[str, str]:
+    def hop(self, rel: Any, parent: str, table: str, steps: int,
+            after_left: bool = False) -> tuple[str, str]:
         """Join the first ``steps`` tables of relation ``rel`` from the join ``parent``
         (``table`` its alias); the new join key and alias. A single-valued join is shared by
         every reference with its path; a multi-valued one (reverse foreign key,
         many-to-many) by the references of one filter() record (``scope``), and elsewhere
-        the most recent one of its path is reused (Django's rule)."""
+        the most recent one of its path is reused (Django's rule).
+
+        INNER JOIN where the related row is always there: a non-null forward foreign key
+        (or one-to-one) reached through INNER joins only (``after_left`` False), on a
+        backend enforcing foreign keys. There INNER and LEFT give the same rows whatever
+        the conditions (OR, NOT, exclude's complement) say, and INNER lets the database
+        plan the join freely (Django's rule). LEFT JOIN everywhere else, and on a backend
+        whose planner does worse with INNER (``INNER_JOINS``: MariaDB)."""
+        backend = self.backend
+        inner = (not after_left and rel.kind == "forward" and not rel.nullable
+                 and backend.ENFORCES_FOREIGN_KEYS and backend.INNER_JOINS)
         base = f"{parent}{R.SEP}{rel.name}" if parent else rel.name
         key = base
         if rel.many:
@@ -101,7 +112,7 @@ class Builder:
                 on = exp.EQ(this=col(step.left_column, table), expression=col(step.right_column, alias))
                 self.join_sql.append(exp.Join(
                     this=exp.Table(this=ident(step.right.db_table), alias=exp.TableAlias(this=ident(alias))),
-                    side="LEFT", on=on))
+                    side="" if inner else "LEFT", kind="INNER" if inner else None, on=on))
                 self.joins[step_key] = (alias, step.right)
             table = self.joins[step_key][0]
         return key, table
@@ -158,7 +169,9 @@ class Builder:
                    lhs.nullable or rhs.nullable, aggregate=lhs.aggregate or rhs.aggregate)
 
     def aggregate(self, node: tuple) -> Ref:
-        _, fn, arg, distinct = node
+        fn, arg, distinct = node[1], node[2], node[3]
+        options = aggregates.options_of(node)  # filter=, default= (qplan.aggregates)
+        cond = options.get("filter")
         if arg == "*":
             inner: exp.Expression = exp.Star()
             kind, field = "int", None
@@ -170,19 +183,44 @@ class Builder:
             kind, field = ref.kind, ref.field
         if kind == "json" and fn != "count":
             raise NotSupportedError(f"{fn.capitalize()}() of a JSONField: JSON has no order")
+        where = None
+        if cond is not None:
+            where = self.condition(cond, False)[0]
+            if not self.backend.aggregate_filter:  # CASE WHEN cond THEN x END (MariaDB)
+                inner, where = self.when(where, inner), None
         if distinct:
             inner = exp.Distinct(expressions=[inner])
         sql = self.backend.aggregate(fn, inner, kind)
+        if where is not None:  # FILTER (WHERE cond)
+            sql = exp.Filter(this=sql, expression=exp.Where(this=where))
         decode_kind = self.backend.DECODE_KIND
         kind = kinds.of_aggregate(fn, kind)  # Sum of booleans is a number, Avg a float...
         if field is not None and fn in ("min", "max"):
             decode = self.backend.DECODE.get(field.internal_type)
         else:
             decode = decode_kind.get(kind or "")
-        if isinstance(field, DecimalField) and fn != "avg" and fn != "count":
+        if isinstance(field, DecimalField) and fn in ("sum", "min", "max"):
             base = decode_kind["decimal"]
             decode = (lambda v, f=field, b=base: None if v is None else f.quantize(b(v)))
-        return Ref(sql, kind, decode, True, aggregate=True)
+        default = options.get("default")
+        if default is not None:  # Django 5.2: Coalesce(aggregate, default)
+            sql = exp.Coalesce(this=sql, expressions=[self.expr(default).sql])
+        return Ref(sql, kind, decode, default is None, aggregate=True)
+
+    def case_arg(self, arg: Any, cond: tuple) -> Ref:
+        """An aggregate's argument under its ``filter=``: ``CASE WHEN cond THEN arg END``."""
+        where = self.condition(cond, False)[0]
+        if arg == "*":
+            return Ref(self.when(where, exp.Star()), "int", None, True)
+        ref = self.expr(arg)
+        return Ref(self.when(where, ref.sql), ref.kind, ref.decode, True, ref.field)
+
+    @staticmethod
+    def when(condition: exp.Expression, value: exp.Expression) -> exp.Expression:
+        """``CASE WHEN condition THEN value END`` (``*``: 1): an aggregate's filter where
+        the database has no ``FILTER (WHERE ...)``."""
+        then = exp.Literal.number(1) if isinstance(value, exp.Star) else value
+        return exp.Case(ifs=[exp.If(this=condition, true=then)])
 
     # conditions
     def condition(self, node: Any, negated: bool) -> tuple[exp.Expression, bool]:
@@ -330,7 +368,8 @@ class Builder:
         return ()
 
     def grouped(self) -> bool:
-        return any(ref.aggregate for ref in self.annotations.values())
+        return any(ref.aggregate for ref in self.annotations.values()) or \
+            any(ref.aggregate for ref in self.order_refs)  # order_by(Sum(...)): qplan.ordering
 
     def selection(self, related: bool = False) -> tuple[list[tuple[str, Ref]], str]:
         """The selected (key, reference) pairs and the result kind; ``related``: with the
@@ -367,8 +406,9 @@ class Builder:
     def related_pairs(self, start: int) -> list[tuple[str, Ref]]:
         """The columns of every select_related model after the plan's own (and its
         annotations'), through the joins filters share; sets ``nested`` to how rows split:
-        ``(start, ((parent, cache attribute, model, first, stop, attnames, pk index), ...))``,
-        parent -1 for the plan's model, else the index of the entry it hangs from."""
+        ``(start, ((parent, cache attribute, model, first, stop, attnames, pk index, back
+        cache attribute or None), ...))``, parent -1 for the plan's model, else the index of
+        the entry it hangs from (``selectrelated.caches``)."""
         pairs: list[tuple[str, Ref]] = []
         entries: list[tuple] = []
         index: dict[str, int] = {}
@@ -378,9 +418,10 @@ class Builder:
             for f in target.fields:
                 pairs.append((path + R.SEP + f.name, self.column(path + R.SEP + f.name)))
             parent = path.rpartition(R.SEP)[0]
-            entries.append((index[parent] if parent else -1, "_cache_" + rel.name, target.model,
+            cache, back = selectrelated.caches(rel)
+            entries.append((index[parent] if parent else -1, cache, target.model,
                             first, start + len(pairs), tuple(f.attname for f in target.fields),
-                            first + target.fields.index(target.pk)))
+                            first + target.fields.index(target.pk), back))
             index[path] = len(entries) - 1
         self.related_refs = [ref for _, ref in pairs]
         self.nested = (start, tuple(entries))
@@ -448,8 +489,13 @@ class Builder:
         terms = []
         self.order_refs = []
         for name in self.order:
-            desc = name.startswith("-")
-            ref = self.column(name.lstrip("-"))
+            nulls = None
+            if type(name) is tuple:  # ("expr", expression, descending, nulls): qplan.ordering
+                _, node, desc, nulls = name
+                ref = self.expr(node)
+            else:
+                desc = name.startswith("-")
+                ref = self.column(name.lstrip("-"))
             if ref.kind == "json":
                 raise NotSupportedError(f"order_by({name!r}): JSON values have no portable order")
             self.order_refs.append(ref)
@@ -457,6 +503,15 @@ class Builder:
             # own order is kept, so PostgreSQL still walks an index instead of sorting.
             smallest = ref.nullable or self.backend.null_order_small
             nulls_first = not desc if smallest else desc
+            if nulls is not None and not self.backend.nulls_placement:  # MariaDB
+                # ``x IS NULL`` first (sqlglot's own emulation would repeat x's placeholders
+                # unbound); the expression built again binds its values once more
+                again = self.expr(name[1]).sql
+                terms.append(exp.Ordered(this=exp.Paren(this=exp.Is(this=again, expression=exp.Null())),
+                                         desc=nulls == "first", nulls_first=nulls != "first"))
+                nulls_first = not desc  # the database's own order: nothing more to emulate
+            elif nulls is not None:  # Django's explicit nulls_first/nulls_last
+                nulls_first = nulls == "first"
             terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=nulls_first))
         return terms
 

@@ -11,6 +11,8 @@ Record grammar (everything is a tuple of plain values):
                 | ("query", model_key, records)  "in" a one-column plan: IN (SELECT ...)
     expression := ("=", value) | ("F", path) | (op, expression, expression)
                 | ("agg", function, expression | "*", distinct)
+                | ("agg", function, expression | "*", distinct, options)
+                                                filter=/default= given (``qplan.aggregates``)
                 | ("as", internal_type, expression)   ExpressionWrapper(output_field=)
                 | ("fn", name, options, expression, ...)    qplan.functions (funcrecords)
                 | ("case", ((condition, expression), ...), default | None, output | None)
@@ -33,7 +35,7 @@ from typing import Any, Iterable
 from .errors import FieldError, suggest
 from . import paths
 from .relations import relations, reverse_accessors
-from . import kinds
+from . import aggregates, kinds
 from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
 from . import funcrecords
@@ -46,7 +48,7 @@ LOOKUP_NAMES = (
     "exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith",
     "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull", "regex", "iregex",
 )
-AGGREGATES = ("count", "sum", "avg", "min", "max")
+AGGREGATES = aggregates.FUNCTIONS
 SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, bytes, bool})
 SCALAR_LOOKUPS = frozenset(LOOKUP_NAMES) - {"in", "range", "isnull"}
 
@@ -224,7 +226,12 @@ def expression(ctx: Context, value: Any, field: Field | None = None, depth: int 
             raise FieldError(f"{ctx.who}: {type(value).__name__}('*') is not allowed")
         if isinstance(arg, tuple) and arg[0] == "agg":
             raise FieldError(f"{ctx.who}: cannot nest aggregate {value!r}")
-        return ("agg", value.function, arg, value.distinct)
+        node = ("agg", value.function, arg, value.distinct)
+        if value.function in aggregates.SPREADS or value.filter is not None \
+                or value.default is not None:
+            arg_kind = kinds.of_record(arg, ctx.kind) if arg != "*" else "int"
+            node = aggregates.record(ctx, value, node, arg_kind, q_record, has_aggregate, plain)
+        return node
     if isinstance(value, funcrecords.OBJECTS):
         deeper = _nested(ctx, depth)
         return funcrecords.record(ctx, value, lambda v: expression(ctx, v, depth=deeper, typed=typed),
@@ -458,8 +465,8 @@ SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    **dict.fromkeys(("order_by", "values", "values_list", "distinct", "select_related"),
-                    _unchanged),
+    "order_by": lambda r, values: r if all(type(t) is str for t in r[1]) else walk(r, values),
+    **dict.fromkeys(("values", "values_list", "distinct", "select_related"), _unchanged),
 }
 
 

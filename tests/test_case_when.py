@@ -44,6 +44,12 @@ def test_active_first_through_an_annotation(books):
     plan = Book.objects.annotate(rank=Case(When(is_active=True, then=0), default=1))
     assert list(plan.order_by("rank", "-pages").values_list("title", flat=True)) == ["c", "a", "b"]
     assert list(plan.filter(rank=1).values_list("title", flat=True)) == ["b"]
+    direct = Book.objects.order_by(Case(When(is_active=True, then=0), default=1), "-pages")
+    assert list(direct.values_list("title", flat=True)) == ["c", "a", "b"]
+    assert list(Book.objects.order_by(Lower("title").desc()).values_list("title", flat=True)) == [
+        "c", "b", "a"]
+    again = qplan.loads(qplan.dumps(direct))
+    assert again._records == direct._records
 
 
 def test_case_in_filter_rhs_aggregate_and_update(books):
