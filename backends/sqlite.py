@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import re
 import sqlite3
 import statistics
 from typing import Any
 
 from sqlglot import exp
 
-from qplan import errors, regex
+from qplan import errors
 
 from .base import UTC, Backend, MemoryDatabases, decimal_of_double
 
@@ -86,6 +87,14 @@ def simple_upper(value: Any) -> Any:
     if type(value) is not str:
         return value
     return value.upper() if value.isascii() else value.translate(_UPPER)
+
+
+def regexp(pattern: Any, value: Any) -> Any:
+    """``value REGEXP pattern`` (``__regex``): Python ``re``, a match anywhere; NULL for NULL.
+    qplan only sends patterns of the subset every backend shares (``qplan.regex``)."""
+    if pattern is None or value is None:
+        return None
+    return 1 if re.search(pattern, value) else 0
 
 
 def memory_uri(memory_id: str) -> str:
@@ -186,7 +195,7 @@ class SQLiteBackend(Backend):
         raw.execute("PRAGMA case_sensitive_like = ON")
         raw.create_function("lower", 1, simple_lower, deterministic=True)
         raw.create_function("upper", 1, simple_upper, deterministic=True)
-        raw.create_function("regexp", 2, regex.search, deterministic=True)  # qplan.regex subset
+        raw.create_function("regexp", 2, regexp, deterministic=True)  # qplan.regex's subset
         for spread_name, spread in SPREADS.items():
             raw.create_aggregate(spread_name, 1, spread)
         if journal:

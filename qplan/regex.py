@@ -106,9 +106,3 @@ def _bracket(pattern: str, start: int) -> int:
             raise ValueError(f"regex: range {m.group(0)!r} is reversed")
     return i
 
-
-def search(pattern: str | None, value: str | None) -> int | None:
-    """SQLite's REGEXP function (``value REGEXP pattern``): 1 or 0, NULL for NULL."""
-    if pattern is None or value is None:
-        return None
-    return 1 if re.search(pattern, value) else 0
