@@ -11,6 +11,7 @@ from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
 from . import paths as P
+from . import subquerysql
 from .fields import DecimalField, Field
 from .models import get_model
 from .sqlparts import (ARITHMETIC, COMPARISONS, FIELD_KIND, LIKE_PATTERNS, Ref, Slot, col, ident,
@@ -48,6 +49,9 @@ class Builder:
         self.select_related: tuple = ()  # the plan's select_related records
         self.related_refs: list[Ref] = []  # their columns, once selected
         self.nested: tuple | None = None  # (own columns, entries): see ``related_pairs``
+        self.outer: Builder | None = None  # the enclosing statement's, in a subquery
+        self.depth = 0  # how many subqueries deep (``qplan.subquerysql``)
+        self.prefix = ""  # of join aliases: a subquery's differ from the enclosing ones
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -108,7 +112,7 @@ class Builder:
         for i, step in enumerate(rel.steps[:steps]):
             step_key = key if i == len(rel.steps) - 1 else f"{key}/{i}"
             if step_key not in self.joins:
-                alias = f"T{len(self.joins) + 1}"
+                alias = f"{self.prefix}T{len(self.joins) + 1}"
                 on = exp.EQ(this=col(step.left_column, table), expression=col(step.right_column, alias))
                 self.join_sql.append(exp.Join(
                     this=exp.Table(this=ident(step.right.db_table), alias=exp.TableAlias(this=ident(alias))),
@@ -139,6 +143,8 @@ class Builder:
         tag = node[0]
         if tag == "F":
             return self.column(node[1])
+        if tag in subquerysql.TAGS:  # Subquery, Exists, ~Exists, OuterRef
+            return subquerysql.expr(self, node)
         if tag == "agg":
             return self.aggregate(node)
         if tag == "fn" or tag == "case":  # qplan.functions
@@ -231,6 +237,8 @@ class Builder:
                 return exp.Not(this=exp.Paren(this=self.pk_in(node[1]))), False
             inner, agg = self.condition(node[1], not negated)
             return exp.Not(this=exp.Paren(this=inner)), agg
+        if tag == "exists":
+            return subquerysql.condition(self, node)
         if tag == "^":  # an odd number true; UNKNOWN counts as false, so NOT stays two-valued
             parts = [self.condition(c, False) for c in node[1]]
             ones = [exp.Case(ifs=[exp.If(this=p[0], true=exp.Literal.number(1))],
@@ -289,9 +297,11 @@ class Builder:
                 sql = self.backend.iexact(lhs.sql, rhs_ref.sql)
             else:
                 sql = COMPARISONS[lookup](this=self.compare(lhs), expression=rhs_ref.sql)
-        if negated:  # keep NOT two-valued: a NULL never makes a row vanish from exclude()
+        # keep NOT two-valued: a NULL never makes a row vanish from exclude(); but a NULL
+        # Subquery does (Django adds IS NOT NULL for nullable columns only)
+        if negated:
             for ref in (lhs, rhs_ref):
-                if ref is not None and ref.nullable:
+                if ref is not None and ref.nullable and not isinstance(ref.sql, exp.Subquery):
                     sql = exp.and_(sql, exp.Not(this=exp.Is(this=ref.sql, expression=exp.Null())),
                                    copy=False)
             sql = exp.Paren(this=sql)
@@ -318,6 +328,7 @@ class Builder:
         inner = Builder(self.meta, self.backend)
         inner.binds = self.binds
         inner.scope = 0
+        subquerysql.alias_like(inner, self)
         sql, _ = inner.condition(node, False)
         pk = self.meta.pk.column
         select = inner.from_(exp.Select(expressions=[col(pk, inner.table)])).where(sql, copy=False)
@@ -438,7 +449,10 @@ class Builder:
         return R.resolve_path(self.meta, name.split(R.SEP), self.meta.model.__name__)[0]
 
     def from_(self, select: exp.Select) -> exp.Select:
-        select = select.from_(exp.Table(this=ident(self.table)), copy=False)
+        table = exp.Table(this=ident(self.meta.db_table))
+        if self.table != self.meta.db_table:  # a correlated subquery's own alias
+            table.set("alias", exp.TableAlias(this=ident(self.table)))
+        select = select.from_(table, copy=False)
         for join in self.join_sql:
             select = select.join(join, copy=False)
         return select
@@ -583,6 +597,8 @@ def _condition_paths(node: Any) -> list[str]:
         return [p for child in node[1] for p in _condition_paths(child)]
     if tag == "!":
         return _condition_paths(node[1])
+    if tag == "exists":  # its paths are its own model's
+        return []
     return [tag, *_refs(node[2])]
 
 

@@ -38,6 +38,12 @@ def _value(node: Any) -> str:
         return f"{name}({arg}{flag})"
     if tag == "query":
         return node[1].rsplit(".", 1)[-1] + ".objects" + "".join(describe(r) for r in node[2])
+    if tag in ("subquery", "exists") and len(node) == 2:
+        return f"{tag.capitalize()}({_value(node[1])})"
+    if tag == "outer":
+        return f"OuterRef({_value(node[1]) if type(node[1]) is tuple else repr(node[1])})"
+    if tag == "!" and len(node) == 2:
+        return f"~{_value(node[1])}"
     if tag == "as":
         return f"ExpressionWrapper({_value(node[2])}, output_field={node[1]})"
     if tag == "fn":  # qplan.functions
@@ -52,6 +58,8 @@ def _condition(node: tuple, top: bool = False) -> str:
     tag = node[0]
     if tag == "!":
         return f"~{_condition(node[1])}"
+    if tag == "exists":
+        return _value(node)
     if tag in ("&", "|", "^"):
         if top and tag == "&" and all(c[0] not in ("&", "|", "!") for c in node[1]):
             return ", ".join(_condition(c, True) for c in node[1])

@@ -247,7 +247,7 @@ class Q:
 
     def __init__(self, *args: "Q", _connector: str = "&", _negated: bool = False, **kwargs: Any):
         for arg in args:
-            if not isinstance(arg, Q):
+            if not isinstance(arg, Q) and not getattr(arg, "conditional", False):  # or Exists
                 raise TypeError(f"Q() takes Q objects and keyword lookups, got {arg!r}")
         self.children: tuple[Any, ...] = (*args, *sorted(kwargs.items()))
         self.connector = _connector

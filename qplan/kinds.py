@@ -83,4 +83,8 @@ def of_record(node: Any, field_kind: Callable[[str], str | None]) -> str | None:
         return FIELD_KIND[node[1]]
     if tag in ("fn", "case"):  # qplan.functions
         return funckinds.of_record(node, lambda n: of_record(n, field_kind), FIELD_KIND)
+    if tag == "exists" or tag == "!":  # Exists, ~Exists
+        return "bool"
+    if tag == "subquery" or tag == "outer":  # known when compiled: any, as NULL is
+        return None
     return combined(tag, of_record(node[1], field_kind), of_record(node[2], field_kind))

@@ -19,6 +19,7 @@ from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.C
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Combined, ExpressionWrapper, F, Q
 from .models import Model, get_model
+from .subqueries import Exists, OuterRef, Subquery
 
 FORMAT_VERSION = 1
 
@@ -26,7 +27,8 @@ FORMAT_VERSION = 1
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 WRITES = frozenset({"update", "delete", "insert"})
 
-EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, *funcrecords.OBJECTS)
+EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, Subquery, Exists, OuterRef,
+               *funcrecords.OBJECTS)
 
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((

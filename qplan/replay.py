@@ -25,6 +25,7 @@ from .expressions import (ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F
 from .models import get_model
 from .plan import SLICE_LIMIT, Plan
 from .prefetch import ITEM, Prefetch
+from .subqueries import Exists, OuterRef, Subquery
 
 AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max,
               "stddev_pop": StdDev, "stddev_samp": StdDev, "var_pop": Variance,
@@ -114,6 +115,8 @@ def expression(node: Any) -> Any:
         return funcreplay.rebuild(node, expression, _q)
     if tag in ARITHMETIC and len(node) == 3:
         return Combined(tag, expression(node[1]), expression(node[2]))
+    if tag in ("subquery", "exists", "outer", "!") and len(node) == 2:
+        return _subquery(node)
     raise PlanError(f"not an expression: {node!r:.80}")
 
 
@@ -141,6 +144,24 @@ def _aggregate(node: tuple) -> Any:
         raise PlanError(f"not an aggregate: {node!r:.80} ({exc})") from None
 
 
+def _subquery(node: tuple) -> Any:
+    """A Subquery / Exists / ~Exists / OuterRef record as the object it was made from; the
+    inner plan replayed too (its OuterRefs are checked when the object is added back)."""
+    tag, arg = node
+    if tag == "outer":
+        return OuterRef(_subquery(arg) if type(arg) is tuple else arg)
+    if tag == "!":
+        inner = expression(arg)
+        if not isinstance(inner, Exists):
+            raise PlanError(f"not an expression: {node!r:.80}")
+        return ~inner
+    if type(arg) is not tuple or len(arg) != 3 or arg[0] != "query" or type(arg[1]) is not str \
+            or type(arg[2]) is not tuple:
+        raise PlanError(f"not a subquery record: {node!r:.80}")
+    plan = replay(get_model(arg[1]), arg[2], None)
+    return Subquery(plan) if tag == "subquery" else Exists(plan)
+
+
 def _q(node: Any) -> Q:
     """A condition record as the ``Q`` that ``filter()`` turns back into it."""
     q = Q()
@@ -159,6 +180,8 @@ def _child(node: Any) -> Any:
         raise PlanError(f"not a condition: {node!r:.80}")
     if node[0] in ("!", "&", "|", "^"):
         return _q(node)
+    if node[0] == "exists" and len(node) == 2:  # filter(Exists(...))
+        return expression(node)
     if len(node) != 3 or type(node[0]) is not str or type(node[1]) is not str:
         raise PlanError(f"not a condition: {node!r:.80}")
     path, lookup, rhs = node

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from .. import aggregates as A
 from .. import records as R
 from ..kinds import of_aggregate, of_record
+from ..registry import get_model
 from ..sqlparts import FIELD_KIND
 from ..errors import Error, NotSupportedError
 from ..fields import DecimalField
@@ -37,6 +38,10 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
     tag = node[0]
     if tag == VALUE:
         return PY_KINDS.get(type(node[1]))
+    if tag == "exists" or tag == "!":  # Exists, ~Exists
+        return "bool"
+    if tag == "subquery":  # the kind of the one column its plan selects
+        return _subquery_kind(node[1])
     if tag == "F":
         if node[1] in annotations:
             return _kind(meta, annotations, annotations[node[1]])
@@ -53,6 +58,21 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
         if k in kinds:
             return k
     return "int" if kinds <= {"int", "bool"} else lhs
+
+
+def _subquery_kind(query: tuple) -> str | None:
+    meta = get_model(query[1])._meta
+    names = [r[1] for r in query[2] if r[0] in ("values", "values_list")]
+    annotations = {k: v for r in query[2] if r[0] == "annotate" for k, v in r[1]}
+    if not names or len(names[-1]) != 1:
+        return None
+    name = names[-1][0]
+    if name in annotations:
+        return _kind(meta, annotations, annotations[name])
+    try:
+        return FIELD_KIND.get(_field(meta, name).internal_type)
+    except Error:
+        return None
 
 
 def _is_agg(node: Any, agg: set[str] | frozenset[str]) -> bool:
@@ -73,6 +93,8 @@ def _cond_is_agg(node: tuple, agg: set[str]) -> bool:
         return _cond_is_agg(node[1], agg)
     if tag in ("&", "|", "^"):
         return any(_cond_is_agg(child, agg) for child in node[1])
+    if tag == "exists":
+        return False
     path, lookup, rhs = node
     if path in agg:
         return True
