@@ -74,4 +74,9 @@ def describe(record: tuple) -> str:
         return ".select_related(" + ", ".join(map(repr, record[1:])) + ")"
     if op in ("order_by", "values"):
         return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
+    if op == "combine":  # union() & co (qplan.setops): the first operand, then the others
+        (key, first), *others = record[3]
+        plans = [k.rpartition(".")[2] + ".objects" + "".join(map(describe, r)) for k, r in others]
+        return "".join(map(describe, first)) + f".{record[1]}(" + ", ".join(plans) + (
+            ", all=True" if record[2] else "") + ")"
     return f".{op}()"

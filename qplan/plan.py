@@ -13,7 +13,7 @@ from typing import Any, Callable
 from . import conflicts, hints, jsonform
 from . import prefetch as P
 from . import records as R
-from . import selectrelated
+from . import selectrelated, setops
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
@@ -32,8 +32,9 @@ EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
     "count", "exists", "aggregate", "update", "delete", "insert", "select_related",
-    "prefetch_related"))}
+    "prefetch_related", "combine"))}
 SLICED = OP_BITS["slice"]
+COMBINED = OP_BITS["combine"]
 PREFETCH = OP_BITS["prefetch_related"]
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
@@ -49,7 +50,7 @@ def _ops_of(records: tuple) -> int:
 
 
 
-class Plan(Evaluation):
+class Plan(setops.SetOperations, Evaluation):
     """An immutable query plan over one model; see the module docstring.
 
     This class holds the value (records, equality, pickling, shape) and the building
@@ -86,6 +87,8 @@ class Plan(Evaluation):
     def _add(self, record: tuple) -> "Plan":
         if self._records and self._records[-1][0] in TERMINAL:
             raise PlanError(f"cannot add {record[0]}() to a plan that ends in {self._records[-1][0]}()")
+        if self._ops & COMBINED:  # union() & co: only what Django allows after them
+            setops.check_after(self, record)
         return self._derive(self._records + (record,), self._alias, self._ops | OP_BITS[record[0]])
 
     def __eq__(self, other: Any) -> bool:
@@ -232,6 +235,8 @@ class Plan(Evaluation):
 
     def order_by(self, *names: str) -> "Plan":
         self._no_slice("reorder")
+        if self._ops & COMBINED:
+            return self._add(("order_by", setops.order_names(self, names)))
         ctx = self._ctx()
         cache = None if ctx.annotations else self._meta.path_cache
         key = ("order_by", names)
@@ -261,7 +266,7 @@ class Plan(Evaluation):
         for record in reversed(self._records):
             if record[0] == "order_by":
                 return record[1]
-        return self._meta.ordering
+        return () if self._ops & COMBINED else self._meta.ordering  # combined: unordered
 
     def __getitem__(self, key: int | slice) -> Any:
         if isinstance(key, slice):
@@ -321,6 +326,8 @@ class Plan(Evaluation):
         return self._add(("values_list", columns, bool(flat), bool(named)))
 
     def _value_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        if self._ops & COMBINED:
+            return setops.value_names(self, names)
         ctx = self._ctx()
         cache = None if ctx.annotations else self._meta.path_cache
         key = ("values", names)
