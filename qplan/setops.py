@@ -190,6 +190,10 @@ def order_names(plan: Any, names: tuple) -> tuple[str, ...]:
 def value_names(plan: Any, names: tuple) -> tuple[str, ...]:
     """``values()`` after a set operation: names among the combined columns (all: none given)."""
     cols = [n for n, _ in columns(plan._meta, plan._records)[0]]
-    if not names:
-        return tuple(cols)
-    return tuple(_column(plan, name, cols, "values") for name in names)
+    chosen = tuple(_column(plan, name, cols, "values") for name in names) if names else tuple(cols)
+    for record in plan._records[1:]:
+        for name in record[1] if record[0] == "order_by" else ():
+            if name.lstrip("-") not in chosen:
+                raise FieldError(f"{operation(plan)}(): values() must keep the column "
+                                 f"{name.lstrip('-')!r} the rows are ordered by")
+    return chosen
