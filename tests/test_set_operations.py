@@ -307,3 +307,50 @@ def test_set_operations_are_pythons_on_every_backend(every, rows, left, right, o
             got = collections.Counter(plan)
             assert got == expected, f"{alias}: {op} {left} {right}"
             assert plan.count() == sum(expected.values())
+
+
+# --- over several shards: each operand a sharded read, the set operation after the merge ----------
+
+from test_sharding import Order, Region, _read_only_files, _same, library  # noqa: E402,F401
+
+SHARDED = {
+    "union of models": lambda p: sorted(o.id for o in p.filter(qty__gt=5).union(
+        p.filter(customer="bob"))),
+    "union all, ordered, sliced": lambda p: [o.id for o in p.filter(paid=True).union(
+        p.filter(tenant_id=3), all=True).order_by("-amount", "id")[2:9]],
+    "intersection across shards": lambda p: list(p.values_list("customer", "paid").filter(
+        tenant_id__lte=2).intersection(p.values_list("customer", "paid").filter(tenant_id__gte=4))
+        .order_by("customer", "paid")),
+    "difference with NULLs": lambda p: list(p.values_list("customer", flat=True).difference(
+        p.filter(qty__lt=0).values_list("customer", flat=True)).order_by("-customer")),
+    "values() pushed into model operands": lambda p: list(p.filter(paid=True).union(
+        p.filter(paid=False)).values("customer").order_by("customer")),
+    "sliced operands, nested": lambda p: sorted(p.order_by("-id")[:5].union(
+        p.order_by("id")[:3].union(p.filter(id=20))).values_list("id", flat=True)),
+    "count and exists": lambda p: (p.union(p).count(), p.union(p, all=True).count(),
+                                   p.filter(id=1).intersection(p.filter(id=2)).exists(),
+                                   p.order_by("id").values("tenant_id").union(
+                                       p.values("tenant_id")).count()),
+    "first and get": lambda p: (p.union(p.filter(id=3)).order_by("-score", "id").first(),
+                                p.filter(id=7).union(p.filter(id=7)).get()),
+}
+
+
+@pytest.mark.usefixtures("library")
+@pytest.mark.parametrize("name", SHARDED)
+def test_combined_reads_over_shards_match_one_database(name):
+    got = SHARDED[name](Order.objects)
+    want = SHARDED[name](Order.objects.using("one"))
+    assert _same(got, want), (got, want)
+
+
+@pytest.mark.usefixtures("library")
+def test_combined_reads_over_shards_keep_each_shard_and_refuse_what_cannot_merge():
+    rows = list(Order.objects.filter(id__lte=4).union(Order.objects.filter(id=9)).order_by("id"))
+    assert [(o.id, o._db) for o in rows] == [(o.id, o._db) for o in Order.objects.filter(
+        id__in=[1, 2, 3, 4, 9]).order_by("id")]
+    regions = Region.objects.using("one").values_list("name", flat=True)
+    with pytest.raises(NotSupportedError, match="Region is not"):
+        list(Order.objects.values_list("customer", flat=True).union(regions))
+    explained = str(Order.objects.union(Order.objects.filter(paid=True)).explain_routing())
+    assert "then the union in Python" in explained
