@@ -16,7 +16,7 @@ from . import records as R
 from . import selectrelated, setops
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
-from .errors import FieldError, PlanError
+from .errors import FieldError, NotSupportedError, PlanError
 from .expressions import Aggregate, Combined, ExpressionWrapper, F, Q
 from .models import Model, get_model
 
@@ -481,6 +481,8 @@ class Plan(setops.SetOperations, Evaluation):
         """
         if self._records and self._records[-1][0] in TERMINAL:
             raise PlanError(f"a plan ending in {self._records[-1][0]}() is not a subquery")
+        if self._ops & COMBINED:
+            raise NotSupportedError(f"a plan combined by {setops.operation(self)}() is not a subquery")
         names = None
         for record in self._records:
             if record[0] in ("values", "values_list"):

@@ -354,3 +354,9 @@ def test_combined_reads_over_shards_keep_each_shard_and_refuse_what_cannot_merge
         list(Order.objects.values_list("customer", flat=True).union(regions))
     explained = str(Order.objects.union(Order.objects.filter(paid=True)).explain_routing())
     assert "then the union in Python" in explained
+
+
+def test_a_combined_plan_is_not_a_subquery():
+    combined = Book.objects.values("id").union(Book.objects.values("id"))
+    with pytest.raises(NotSupportedError, match="not a subquery"):
+        Book.objects.filter(id__in=combined)
