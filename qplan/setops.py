@@ -141,6 +141,12 @@ def operation(plan: Any) -> str:
     return plan._records[0][1]
 
 
+def check_subquery(plan: Any) -> None:
+    """A combined plan is not a ``field__in=`` subquery (not supported yet)."""
+    if plan._records and plan._records[0][0] == OP:
+        raise NotSupportedError(f"a plan combined by {operation(plan)}() is not a subquery")
+
+
 def check_after(plan: Any, record: tuple) -> None:
     """Refuse what Django refuses after a set operation; check an ordering's names."""
     op = record[0]
