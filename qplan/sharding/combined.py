@@ -98,7 +98,7 @@ class Combined:
             rows = [(tuple(key[i] for i in self.pick),) * 2 for key, _ in rows]
         if self.order:
             index = {name: i for i, name in enumerate(self.names)}
-            _sort(rows, [((lambda r, i=index[n.lstrip("-")]: r[0][i]), n.startswith("-"))
+            _sort(rows, [((lambda r, i=index[n.lstrip("-")]: r[0][i]), n.startswith("-"), None)
                          for n in self.order])
         if self.window is not None:
             offset, limit = self.window
