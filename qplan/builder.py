@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import aggregates, binding, kinds, selectrelated
+from . import aggregates, binding, funcsql, kinds, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
@@ -147,6 +147,8 @@ class Builder:
             return subquerysql.expr(self, node)
         if tag == "agg":
             return self.aggregate(node)
+        if tag == "fn" or tag == "case":  # qplan.functions
+            return funcsql.expr(self, node)
         if tag == "as":  # ExpressionWrapper: the SQL as is, read as the field it names
             ref, kind = self.expr(node[2]), FIELD_KIND[node[1]]
             decode = self.backend.DECODE.get(node[1]) or self.backend.DECODE_KIND.get(kind)
@@ -257,6 +259,10 @@ class Builder:
     def leaf(self, node: tuple, negated: bool) -> tuple[exp.Expression, bool]:
         path, lookup, rhs = node
         lhs = self.column(path)
+        if R.SEP in lookup:  # transforms first: published__year__gte
+            *names, lookup = lookup.split(R.SEP)
+            for name in names:
+                lhs = funcsql.transform(self, lhs, name)
         target = lhs.sql
         rhs_ref: Ref | None = None
         if lookup == "isnull":
@@ -272,6 +278,9 @@ class Builder:
                 rhs_ref = self.expr(rhs)
                 value = like_pattern(rhs_ref.sql, lookup)
             sql = self.backend.like(target, value, insensitive)
+        elif lookup == "regex" or lookup == "iregex":
+            rhs_ref = self.expr(rhs)
+            sql = funcsql.regex_match(self, target, rhs_ref.sql, lookup == "iregex")
         elif lookup == "in" and type(rhs) is tuple:  # ("query", key, records)
             sql = exp.In(this=target, query=exp.Subquery(this=self.subquery(rhs[1], rhs[2])))
         elif lookup == "in":

@@ -46,6 +46,11 @@ def _value(node: Any) -> str:
         return f"~{_value(node[1])}"
     if tag == "as":
         return f"ExpressionWrapper({_value(node[2])}, output_field={node[1]})"
+    if tag == "fn":  # qplan.functions
+        return f"{node[1]}(" + ", ".join([*map(_value, node[3:]), *map(repr, node[2])]) + ")"
+    if tag == "case":
+        whens = [f"When({_condition(c)}, then={_value(t)})" for c, t in node[1]]
+        return f"Case({', '.join(whens)}, default={_value(node[2])})"
     return f"({_value(node[1])} {tag} {_value(node[2])})"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import conflicts, hints, jsonform
+from . import conflicts, funcrecords, hints, jsonform
 from . import prefetch as P
 from . import records as R
 from . import ordering, selectrelated, setops
@@ -27,7 +27,8 @@ FORMAT_VERSION = 1
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 WRITES = frozenset({"update", "delete", "insert"})
 
-EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, Subquery, Exists, OuterRef)
+EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, Subquery, Exists, OuterRef,
+               *funcrecords.OBJECTS)
 
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import conflicts, ordering
 from . import records as R
 from .errors import PlanError
+from . import funcreplay
 from .expressions import (ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q,
                           StdDev, Sum, Variance)
 from .models import get_model
@@ -110,6 +111,8 @@ def expression(node: Any) -> Any:
         return _aggregate(node)
     if tag == "as" and len(node) == 3 and type(node[1]) is str:
         return ExpressionWrapper(expression(node[2]), output_field=node[1])
+    if tag in funcreplay.TAGS:
+        return funcreplay.rebuild(node, expression, _q)
     if tag in ARITHMETIC and len(node) == 3:
         return Combined(tag, expression(node[1]), expression(node[2]))
     if tag in ("subquery", "exists", "outer", "!") and len(node) == 2:
