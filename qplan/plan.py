@@ -460,7 +460,6 @@ class Plan(setops.SetOperations, Evaluation):
         conflicts.check_rows(option, record[1], rows)
         return self._add(record if option is None else (*record, option))
 
-
     def aggregate_plan(self, *args: Aggregate, **kwargs: Aggregate) -> "Plan":
         """``aggregate()`` held unevaluated: ``execute()`` returns the dict of results."""
         named = dict(_aggregate_names(args))
