@@ -103,6 +103,13 @@ class ModelBase(type):
         parents = [b for b in bases if isinstance(b, ModelBase)]
         if not parents:  # the Model base class itself
             return super().__new__(mcs, name, bases, attrs)
+        concrete = [p for p in parents if getattr(p, "_meta", None) is not None
+                    and not p._meta.abstract]
+        if concrete:
+            raise FieldError(
+                f"{name}: multi-table inheritance (a subclass of the concrete model "
+                f"{concrete[0].__name__}) is not supported; inherit from an abstract model "
+                f"(class Meta: abstract = True)")
         meta = attrs.pop("Meta", None)
         for option in vars(meta or object):
             if not option.startswith("_") and option not in META_OPTIONS:

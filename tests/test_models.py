@@ -110,3 +110,17 @@ def test_instance_equality_and_hash():
     assert len({Author(id=1), Author(id=1)}) == 1
     with pytest.raises(TypeError):
         hash(Author(name="unsaved"))
+
+
+def test_multi_table_inheritance_is_refused_at_the_class_statement():
+    from qplan import FieldError, Model, fields
+
+    class Place(Model):
+        name = fields.CharField(max_length=10)
+
+        class Meta:
+            db_table = "test_mti_place"
+
+    with pytest.raises(FieldError, match="multi-table inheritance.*Place.*abstract"):
+        class Restaurant(Place):
+            seats = fields.IntegerField()
