@@ -19,7 +19,8 @@ from .fields import NOT_PROVIDED
 from .instances import nested_models
 from .models import Model
 from .plan import PREFETCH, Compiled, Plan
-from .replication import record_write, refresh, with_failover
+from .replication import failover_steps, record_write_steps, refresh, refresh_steps
+from .steps import CHECK, CONN, EXECUTE, FETCH, Steps, drive
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       placement_keys, resolve, route)
 from .sharding import ShardSet
@@ -138,13 +139,26 @@ class Engine:
 
     def _execute(self, plan: Plan, using: str | None) -> Any:
         if using is not None:
-            return self.run(plan, connections[using])
+            return drive(self.run_steps(plan, connections[using]), check_statement)
         alias, router = _resolve_read(plan) if plan.kind == "read" else resolve(plan)
         if type(alias) is ShardSet:  # several shards: scatter-gather (qplan.sharding)
             return sharding.execute(self, plan, alias)
-        return with_failover(plan, alias, router, self.run, plan.kind == "write")
+        return drive(failover_steps(plan, alias, router, self.run_steps, plan.kind == "write"),
+                     check_statement)
+
+    def route_steps(self, plan: Plan) -> Steps:
+        """Where ``plan`` runs: ``(alias or ShardSet, router)``; a read first reads the
+        replay positions read-your-writes routers decide from, when this context wrote."""
+        if plan.kind == "read" and pending_writes():
+            yield from refresh_steps(plan)
+        return resolve(plan)
 
     def run(self, plan: Plan, conn: Connection) -> Any:
+        return drive(self.run_steps(plan, conn), check_statement)
+
+    def prepare(self, plan: Plan, conn: Any) -> tuple[Template, tuple, str]:
+        """The statement ``plan`` runs on ``conn``: its template, parameters and result
+        kind, after the checks every statement passes (relations, writable alias)."""
         template, values = self.template(plan, conn.backend)
         if template.related:  # the models a shape joins are the same for all its plans
             related = template.related_models
@@ -153,19 +167,28 @@ class Engine:
             check_relations(plan, related)
         params = template.params(values) if template.binds else ()
         kind = template.result
-        write = kind == "rowcount" or kind == "insert"
-        if write:
+        if kind == "rowcount" or kind == "insert":
             check_writable(conn.alias, plan)
-        check_statement(conn.alias, write)
+        return template, params, kind
+
+    def run_steps(self, plan: Plan, conn: Any) -> Steps:
+        """One statement of ``plan`` on ``conn`` and its materialised result (steps)."""
+        template, params, kind = self.prepare(plan, conn)
+        write = kind == "rowcount" or kind == "insert"
+        yield (CHECK, conn, write)
         if kind == "rowcount":
-            count = conn.execute(template.sql, params).rowcount
-            record_write(conn)
+            count = (yield (EXECUTE, conn, template.sql, params))[0]
+            yield from record_write_steps(conn)
             return count
         if kind == "insert":
-            pks = self._insert(conn, template, params)
-            record_write(conn)
+            if conn.backend.insert_returning:
+                rows = yield (FETCH, conn, template.sql, params)
+                pks = [row[0] for row in _decode(rows, template.decoders)]
+            else:
+                pks = [(yield (EXECUTE, conn, template.sql, params))[1]]
+            yield from record_write_steps(conn)
             return pks
-        rows = conn.fetchall(template.sql, params)
+        rows = yield (FETCH, conn, template.sql, params)
         return MATERIALISE[kind](template, rows, plan._meta.model, conn.alias)
 
     def stream(self, plan: Plan, chunk_size: int) -> Iterator[Any]:
@@ -194,7 +217,11 @@ class Engine:
 
     def get(self, plan: Plan) -> Any:
         sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]
-        rows = self.execute(sliced, None)
+        return self.one(plan, self.execute(sliced, None))
+
+    @staticmethod
+    def one(plan: Plan, rows: list) -> Any:
+        """The one row ``get()`` found, else Django's error for none or several."""
         if len(rows) == 1:
             return rows[0]
         model = plan._meta.model
@@ -210,13 +237,6 @@ class Engine:
         return sharding.explain(self, plan)
 
     # --- writes -----------------------------------------------------------------------------------------
-
-    def _insert(self, conn: Connection, template: Template, params: tuple) -> list:
-        if conn.backend.insert_returning:
-            rows = conn.fetchall(template.sql, params)
-            return [row[0] for row in _decode(rows, template.decoders)]
-        cur = conn.execute(template.sql, params)
-        return [cur.lastrowid]
 
     def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None,
                     options: dict[str, Any] | None = None) -> None:

@@ -362,6 +362,26 @@ class Model(metaclass=ModelBase):
         for name in [k for k in self.__dict__ if k.startswith("_cache_")]:
             del self.__dict__[name]
 
+    async def asave(self, using: str | None = None, *, force_insert: bool = False) -> None:
+        """``save()`` awaited (``update_fields`` / ``force_update``: the blocking ``save()``)."""
+        await runner.aio().asave(self, using, force_insert)
+
+    async def adelete(self, using: str | None = None) -> tuple[int, dict[str, int]]:
+        """``delete()`` awaited."""
+        if self.pk is None:
+            raise FieldError(f"{type(self).__name__} instance has no primary key; save it first")
+        plan = type(self).objects.filter(pk=self.pk)
+        result = await runner.aio().adelete(plan.using(using) if using else plan)
+        self.pk = None if self._meta.pk.auto else self.pk
+        self._adding = True
+        return result
+
+    async def arefresh_from_db(self, using: str | None = None) -> None:
+        fresh = await type(self).objects.using(using or self._db).aget(pk=self.pk)
+        self.__dict__.update({a: fresh.__dict__[a] for a in self._meta.attnames})
+        for name in [k for k in self.__dict__ if k.startswith("_cache_")]:
+            del self.__dict__[name]
+
     def values(self) -> dict[str, Any]:
         """The row as a dict by attname."""
         return {a: self.__dict__.get(a) for a in self._meta.attnames}

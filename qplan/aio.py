@@ -1,0 +1,292 @@
+"""Awaiting plans: the async edge that drives the one execution core (``qplan.steps``).
+
+``await plan.acount()`` and the other ``a*`` methods run the same generators as the
+blocking methods (``Engine.route_steps``, ``failover_steps``, ``Engine.run_steps``):
+routing, compiling, decoding, read-your-writes and failover are written once;
+:func:`adrive` answers their requests with awaits on ``qplan.aconnections``.
+
+``aatomic(using=None)`` is ``atomic()`` for tasks: nesting through savepoints, doomed
+blocks, the router's write alias (or, under ``Sharded``, the first statement's alias),
+held in a ``ContextVar`` so it is bound to the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any, AsyncIterator
+
+from . import aconnections
+from .aconnections import Transaction, set_transaction, transactions
+from .errors import NotSupportedError, PlanError, TransactionManagementError
+from .execution import MAX_GET_RESULTS, Engine, engine
+from .plan import PREFETCH, Plan
+from .replication import failover_steps, record_write_steps
+from .fields import NOT_PROVIDED
+from .relations import relations
+from .routing import db_for_write, write_alias
+from .sharding import ShardSet
+from .steps import CHECK, CONN, EXECUTE, FETCH, GATHER, SLEEP, Steps
+
+
+async def adrive(gen: Steps) -> Any:
+    """Run the core's steps ``gen`` to its end with awaits; its return value."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            req = gen.send(value) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        op = req[0]
+        try:
+            if op == FETCH:
+                value = await req[1].fetchall(req[2], req[3])
+            elif op == CONN:
+                value = aconnections.connection(req[1])
+            elif op == EXECUTE:
+                value = await req[1].execute(req[2], req[3])
+            elif op == CHECK:
+                value = await _check(req[1].alias, req[2])
+            elif op == SLEEP:
+                value = await asyncio.sleep(req[1])
+            elif op == GATHER:
+                value = list(await asyncio.gather(*(adrive(sub) for sub in req[1])))
+            else:  # pragma: no cover - a bug in the core
+                raise AssertionError(f"unknown step {req!r}")
+        except Exception as exc:  # thrown into the core at its yield, where it is handled
+            value, error = None, exc
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def _no_prefetch(plan: Plan) -> None:
+    if plan._ops & PREFETCH:
+        raise NotSupportedError("prefetch_related() is not awaited yet: evaluate the plan "
+                                "with the blocking methods, or prefetch with a second await")
+
+
+async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = None) -> Any:
+    """Run ``plan`` (rows, a count, a rowcount or primary keys), as ``Engine.execute``."""
+    core = core or engine
+    _no_prefetch(plan)
+    if using is not None:
+        return await adrive(core.run_steps(plan, aconnections.connection(using)))
+    alias, router = await adrive(core.route_steps(plan))
+    if type(alias) is ShardSet:
+        raise NotSupportedError(
+            f"awaiting a plan over several shards {list(alias.names)!r} is not supported yet: "
+            f"evaluate it with the blocking methods")
+    return await adrive(failover_steps(plan, alias, router, core.run_steps, plan.kind == "write"))
+
+
+async def aget(plan: Plan) -> Any:
+    """``Engine.get`` awaited: exactly one row, else ``DoesNotExist`` / ``MultipleObjectsReturned``."""
+    sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]
+    return engine.one(plan, await aexecute(sliced))
+
+
+async def aiterate(plan: Plan, chunk_size: int) -> AsyncIterator[Any]:
+    """``iterator(chunk_size)`` awaited: the rows in chunks of ``chunk_size`` (a page of
+    keyset-free LIMIT/OFFSET is not used: the rows are fetched once, yielded in chunks)."""
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    rows = await aexecute(plan)
+    for start in range(0, len(rows), chunk_size):
+        for obj in rows[start:start + chunk_size]:
+            yield obj
+
+
+async def asave(obj: Any, using: str | None = None, force_insert: bool = False) -> None:
+    """``save()`` awaited, as ``Engine.save_instance``: with a primary key, UPDATE its row
+    where the routers send writes of it, then INSERT when no row matched."""
+    model = type(obj)
+    root, meta = model.objects, model._meta
+    alias = using or db_for_write(root, obj)
+    if (obj._adding and meta.pk.default is not NOT_PROVIDED) or obj.pk is None:
+        force_insert = True
+    if not force_insert:
+        fields = {f.name: obj.__dict__.get(f.attname) for f in meta.fields if not f.primary_key}
+        match = root.filter(pk=obj.pk)
+        done = await aexecute(match.update_plan(**fields) if fields else match._add(("exists",)),
+                              alias)
+        if done:
+            obj._adding, obj._db = False, alias
+            return
+    pks = await aexecute(root.bulk_create_plan([obj]), alias)
+    obj.pk = pks[0]
+    obj._adding, obj._db = False, alias
+
+
+async def adelete(plan: Plan) -> tuple[int, dict[str, int]]:
+    """``delete()`` awaited. Rows other models point to (cascades) are counted by the
+    blocking ``delete()`` only (``qplan.deletion``): refused here for such a model."""
+    meta = plan._meta
+    if any(rel.kind != "forward" for rel in relations(meta).values()):
+        raise NotSupportedError(f"adelete() of {meta.label}, which other rows point to, is not "
+                                f"supported yet: use delete()")
+    n = await aexecute(plan.delete_plan())
+    return (n, {meta.label: n}) if n else (0, {})
+
+
+# --- aatomic -----------------------------------------------------------------------------------
+
+
+class _AFrame:
+    __slots__ = ("alias", "tx", "name", "routed", "lazy")
+
+    def __init__(self, alias: str | None, routed: bool, lazy: bool) -> None:
+        self.alias, self.routed, self.lazy = alias, routed, lazy
+        self.tx: Transaction | None = None
+        self.name = ""
+
+
+_frames: contextvars.ContextVar[tuple[_AFrame, ...]] = contextvars.ContextVar(
+    "qplan_aio_frames", default=())
+
+
+async def _open(frame: _AFrame) -> None:
+    alias = frame.alias
+    assert alias is not None
+    conn = aconnections.connection(alias)
+    tx = transactions().get(alias)
+    if tx is None:
+        tx = Transaction(alias)
+        set_transaction(alias, tx)
+        try:
+            await conn.run(conn.backend.begin_sql(), (), False, control=True)
+        except BaseException:
+            set_transaction(alias, None)
+            if tx.slot is not None:
+                conn.pool.release(tx.slot, broken=True)
+            raise
+        name = ""
+    else:
+        if tx.doomed is not None:
+            raise conn.doomed_error(tx)
+        tx.ids += 1
+        name = f"qplan_asp_{tx.ids}"
+        await conn.run(conn.backend.savepoint_sql(name), (), False)
+    tx.savepoints.append(name)
+    frame.tx, frame.name = tx, name
+
+
+async def _check(alias: str, write: bool) -> None:
+    """``check_statement`` of the async edge: bind a waiting block, refuse another alias."""
+    routed = [f for f in _frames.get() if f.routed]
+    if not routed:
+        return
+    top = routed[-1]
+    if top.alias is None:
+        for frame in routed:
+            if frame.alias is None:
+                frame.alias = alias
+                await _open(frame)
+    elif top.alias != alias and (write or top.lazy):
+        what = "a write" if write else "a statement"
+        raise TransactionManagementError(
+            f"{what} routed to {alias!r} inside an aatomic() block on {top.alias!r}: it cannot "
+            f"join that transaction and would commit on its own")
+
+
+class AAtomic:
+    """``async with aatomic(using=None):`` (see the module docstring)."""
+
+    def __init__(self, using: str | None = None) -> None:
+        self.using = using
+        self._mine: contextvars.ContextVar[tuple[_AFrame, ...]] = contextvars.ContextVar(
+            "qplan_aatomic", default=())
+
+    async def __aenter__(self) -> None:
+        stack = _frames.get()
+        routed = [f for f in stack if f.routed]
+        outer = routed[-1] if routed else None
+        if self.using is not None:
+            if outer is not None and outer.alias is not None and outer.alias != self.using:
+                raise TransactionManagementError(
+                    f"aatomic(using={self.using!r}) inside an aatomic() block on "
+                    f"{outer.alias!r}: its commit would not wait for the outer block's")
+            frame = _AFrame(self.using, routed=False, lazy=False)
+        elif outer is not None:
+            frame = _AFrame(outer.alias, routed=True, lazy=outer.lazy)
+        else:
+            alias = write_alias()
+            frame = _AFrame(alias, routed=True, lazy=alias is None)
+        if frame.alias is not None:
+            await _open(frame)
+        _frames.set(stack + (frame,))
+        self._mine.set(self._mine.get() + (frame,))
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        mine = self._mine.get()
+        frame = mine[-1]
+        self._mine.set(mine[:-1])
+        _frames.set(tuple(f for f in _frames.get() if f is not frame))
+        if frame.tx is not None:
+            await _leave(frame, exc_type is not None)
+
+
+async def _leave(frame: _AFrame, failing: bool) -> None:
+    tx = frame.tx
+    assert tx is not None and frame.alias is not None
+    conn = aconnections.connection(frame.alias)
+    depth = len(tx.savepoints)
+    reason = tx.doomed
+    lost = reason is not None and tx.doomed_depth == 0
+    doomed = reason is not None and tx.doomed_depth <= depth
+    name = tx.savepoints.pop()
+    if name:
+        if lost:
+            if not failing:
+                raise TransactionManagementError(
+                    f"{conn.where()}: {reason}; nothing this aatomic() block wrote was committed")
+            return
+        if not failing and not doomed:
+            await conn.run(conn.backend.release_sql(name), (), False, control=True)
+            return
+        await conn.run(conn.backend.rollback_to_sql(name), (), False, control=True)
+        await conn.run(conn.backend.release_sql(name), (), False, control=True)
+        if doomed and tx.doomed_depth == depth:
+            tx.doomed = None
+        if doomed and not failing:
+            raise TransactionManagementError(
+                f"{conn.where()}: {reason}; the aatomic() block was rolled back to its savepoint")
+        return
+    set_transaction(frame.alias, None)
+    slot, tx.slot = tx.slot, None
+    try:
+        if slot is None:  # the connection was lost: nothing to commit or roll back
+            if not failing:
+                raise TransactionManagementError(
+                    f"{conn.where()}: {reason}; the transaction was rolled back, nothing in it "
+                    f"was committed")
+            return
+        ok = False
+        try:
+            if not failing and not doomed:
+                await conn.backend.arun(slot[0], "COMMIT", (), False)
+            else:
+                await conn.backend.arun(slot[0], "ROLLBACK", (), False)
+            ok = True
+        finally:
+            conn.pool.release(slot, broken=not ok)
+        if not failing and not doomed:
+            await adrive(record_write_steps(conn))
+        elif not failing:
+            raise TransactionManagementError(
+                f"{conn.where()}: {reason}; the transaction was rolled back, nothing in it was "
+                f"committed")
+    except Exception as error:
+        if failing:
+            return
+        raise error
+
+
+def aatomic(using: str | None = None) -> AAtomic:
+    """``async with qplan.aatomic():`` (``using``: the alias; None follows the router)."""
+    return AAtomic(using)
+
+
+__all__ = ["aatomic", "AAtomic", "adrive", "aexecute", "aget", "aiterate", "asave", "adelete"]
