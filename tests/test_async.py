@@ -1,0 +1,101 @@
+"""Awaited plans on every backend: same rows as the blocking path, ``aatomic``, pools,
+cancellation (plain tests: each runs its coroutine with ``asyncio.run``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import qplan
+from qplan import aconnections
+from testmodels import Author, Book
+
+
+def run(coro: Any) -> Any:
+    async def main() -> Any:
+        try:
+            return await coro
+        finally:
+            await aconnections.close_all()
+
+    return asyncio.run(main())
+
+
+def test_same_rows_as_blocking(any_db: str) -> None:
+    a = Author.objects.create(name="ann")
+    Book.objects.create(title="t1", author=a, pages=3)
+    Book.objects.create(title="t2", author=a, pages=5)
+    plans = [Book.objects.order_by("id"), Book.objects.values("title", "author__name"),
+             Book.objects.filter(pages__gt=3).values_list("title", flat=True)]
+
+    async def main() -> Any:
+        rows = [await p.aexecute() for p in plans]
+        streamed = [b async for b in Book.objects.order_by("id")]
+        return (rows, streamed, await Book.objects.acount(), await Book.objects.aexists(),
+                await Book.objects.aaggregate(n=qplan.Sum("pages")),
+                await Book.objects.aget(title="t2"), await Book.objects.alast(),
+                await Book.objects.ain_bulk([1, 2]))
+
+    rows, streamed, n, exists, agg, got, last, bulk = run(main())
+    assert rows == [p.execute() for p in plans]
+    assert streamed == list(Book.objects.order_by("id"))
+    assert (n, exists, agg) == (2, True, {"n": 8})
+    assert got.title == "t2" and last == Book.objects.last() and bulk == Book.objects.in_bulk([1, 2])
+
+
+def test_writes_and_aatomic(any_db: str) -> None:
+    async def main() -> None:
+        a = await Author.objects.acreate(name="x")
+        a.name = "y"
+        await a.asave()
+        await a.arefresh_from_db()
+        assert a.name == "y"
+        with pytest.raises(ZeroDivisionError):
+            async with qplan.aatomic():
+                await Author.objects.acreate(name="gone")
+                1 / 0
+        async with qplan.aatomic():
+            await Author.objects.acreate(name="kept")
+            with pytest.raises(ValueError):
+                async with qplan.aatomic():
+                    await Author.objects.acreate(name="inner")
+                    raise ValueError
+        assert await Author.objects.filter(name="kept").aupdate(name="k") == 1
+
+    run(main())
+    assert sorted(Author.objects.values_list("name", flat=True)) == ["k", "y"]
+
+
+def test_concurrent_tasks_share_a_bounded_pool(pg_db: str) -> None:
+    qplan.configure(databases={"default": {**qplan.settings.database("default"),
+                                           "POOL": {"max_size": 3}}})
+    Author.objects.bulk_create([Author(name=f"a{i}") for i in range(20)])
+
+    async def main() -> Any:
+        results = await asyncio.gather(*(Author.objects.order_by("id").aexecute()
+                                         for _ in range(50)))
+        return results, aconnections.stats("default")
+
+    results, stats = run(main())
+    assert all(len(r) == 20 for r in results) and stats["open"] <= 3
+
+
+def test_a_cancelled_query_leaves_the_pool_healthy(pg_db: str) -> None:
+    Author.objects.create(name="a")
+
+    async def main() -> Any:
+        slow = asyncio.ensure_future(_sleep())
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        return await Author.objects.acount(), aconnections.stats("default")
+
+    async def _sleep() -> Any:
+        conn = aconnections.connection("default")
+        return await conn.fetchall("SELECT pg_sleep(5)")
+
+    n, stats = run(main())
+    assert n == 1 and stats["open"] <= 1
