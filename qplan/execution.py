@@ -20,7 +20,7 @@ from .instances import nested_models
 from .models import Model
 from .plan import PREFETCH, Compiled, Plan
 from .replication import failover_steps, record_write_steps, refresh, refresh_steps
-from .steps import CHECK, CONN, EXECUTE, FETCH, Steps, drive
+from .steps import CHECK, EXECUTE, FETCH, Steps, drive
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       placement_keys, resolve, route)
 from .sharding import ShardSet
