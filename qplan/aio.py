@@ -16,7 +16,7 @@ import asyncio
 import contextvars
 from typing import Any, AsyncIterator
 
-from . import aconnections
+from . import aconnections, sharding
 from .aconnections import Transaction, set_transaction, transactions
 from .errors import NotSupportedError, PlanError, TransactionManagementError
 from .execution import MAX_GET_RESULTS, Engine, engine
@@ -75,10 +75,8 @@ async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = N
     if using is not None:
         return await adrive(core.run_steps(plan, aconnections.connection(using)))
     alias, router = await adrive(core.route_steps(plan))
-    if type(alias) is ShardSet:
-        raise NotSupportedError(
-            f"awaiting a plan over several shards {list(alias.names)!r} is not supported yet: "
-            f"evaluate it with the blocking methods")
+    if type(alias) is ShardSet:  # scatter-gather: the shards concurrently on this loop
+        return await adrive(sharding.execute_steps(core, plan, alias))
     return await adrive(failover_steps(plan, alias, router, core.run_steps, plan.kind == "write"))
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RoutingError
+from ..errors import NotSupportedError, RoutingError
 from ..plan import Plan
-from .pool import _gather, _Job
+from ..steps import Steps
+from .pool import _gather, _Job, gather_steps
 from .router import Shard, Sharded, ShardSet
 
 
@@ -23,6 +24,15 @@ def _write(engine: Any, plan: Plan, shards: ShardSet) -> Any:
         return _insert(engine, plan, shards)
     jobs = [_Job(shard, shard.write_alias(plan), plan) for shard in shards]
     return sum(_gather(engine, jobs, write=True))
+
+
+def write_steps(engine: Any, plan: Plan, shards: ShardSet) -> Steps:
+    """``_write`` of an update or delete as core steps: every shard's statement at once."""
+    if plan.records[-1][0] == "insert":
+        raise NotSupportedError(f"{plan.model.__name__}: inserting over several shards is not "
+                                f"awaited yet; use the blocking methods")
+    jobs = [_Job(shard, shard.write_alias(plan), plan) for shard in shards]
+    return sum((yield from gather_steps(engine, jobs, write=True)))
 
 
 def _insert(engine: Any, plan: Plan, shards: ShardSet) -> list:
