@@ -99,3 +99,28 @@ def test_a_cancelled_query_leaves_the_pool_healthy(pg_db: str) -> None:
 
     n, stats = run(main())
     assert n == 1 and stats["open"] <= 1
+
+
+def test_sharded_reads_and_writes_awaited(tmp_path) -> None:
+    """Scatter-gather awaited: the shards run concurrently on the loop, merged as in sync."""
+    from test_sharding import Order, build, configure, reset
+
+    configure(tmp_path)
+    build(tmp_path, with_rows=True)
+    try:
+        plans = [Order.objects.order_by("-amount", "id")[3:9].values_list("id", flat=True),
+                 Order.objects.values("tenant_id").annotate(n=qplan.Count("id")).order_by("tenant_id"),
+                 Order.objects.filter(paid=True)._add(("count",))]
+
+        async def main() -> Any:
+            rows = [await p.aexecute() for p in plans]
+            agg = await Order.objects.aaggregate(total=qplan.Sum("amount"), top=qplan.Max("qty"))
+            changed = await Order.objects.filter(paid=False).aupdate(customer="x")
+            return rows, agg, changed
+
+        rows, agg, changed = run(main())
+        assert rows[:2] == [plans[0].execute(), plans[1].execute()] and rows[2] == plans[2].execute()
+        assert agg == Order.objects.aggregate(total=qplan.Sum("amount"), top=qplan.Max("qty"))
+        assert changed == Order.objects.filter(customer="x").count() > 0
+    finally:
+        reset()
