@@ -9,22 +9,22 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import bulkupdate, conflicts, deletion, prefetching, settings, sharding, upserts
+from . import bulkupdate, deletion, prefetching, saving, settings, sharding, upserts
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
 from .connections import Connection, connections
-from .errors import DatabaseError, PlanError, RoutingError
-from .fields import NOT_PROVIDED
+from .errors import PlanError
 from .instances import nested_models
 from .models import Model
 from .plan import PREFETCH, Compiled, Plan
-from .replication import failover_steps, record_write_steps, refresh, refresh_steps
-from .steps import CHECK, EXECUTE, FETCH, Steps, drive
+from .replication import (failover_steps, record_write_steps, refresh, refresh_steps,
+                          with_failover)
+from .steps import CHECK, CONN, EXECUTE, FETCH, Steps, drive
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
-                      placement_keys, resolve, route)
+                      resolve, route)
 from .sharding import ShardSet
-from .transactions import Atomic, check_statement
+from .transactions import Atomic, check_statement, in_block
 
 MAX_GET_RESULTS = 21
 
@@ -139,12 +139,27 @@ class Engine:
 
     def _execute(self, plan: Plan, using: str | None) -> Any:
         if using is not None:
-            return drive(self.run_steps(plan, connections[using]), check_statement)
+            return self.run(plan, connections[using])
         alias, router = _resolve_read(plan) if plan.kind == "read" else resolve(plan)
         if type(alias) is ShardSet:  # several shards: scatter-gather (qplan.sharding)
             return sharding.execute(self, plan, alias)
-        return drive(failover_steps(plan, alias, router, self.run_steps, plan.kind == "write"),
-                     check_statement)
+        return with_failover(plan, alias, router, self.run, plan.kind == "write")
+
+    def execute_steps(self, plan: Plan, using: str | None) -> Steps:
+        """``_execute`` as core steps: on ``using``, or routed (a ShardSet scatter-gathers);
+        ``prefetch_related`` is the caller's."""
+        if using is not None:
+            return (yield from self.run_steps(plan, (yield (CONN, using))))
+        alias, router = yield from self.route_steps(plan)
+        if type(alias) is ShardSet:
+            return (yield from sharding.execute_steps(self, plan, alias))
+        return (yield from failover_steps(plan, alias, router, self.run_steps,
+                                          plan.kind == "write"))
+
+    def get_steps(self, plan: Plan) -> Steps:
+        """``get`` as core steps."""
+        sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]
+        return self.one(plan, (yield from self.execute_steps(sliced, None)))
 
     def route_steps(self, plan: Plan) -> Steps:
         """Where ``plan`` runs: ``(alias or ShardSet, router)``; a read first reads the
@@ -154,7 +169,7 @@ class Engine:
         return resolve(plan)
 
     def run(self, plan: Plan, conn: Connection) -> Any:
-        return drive(self.run_steps(plan, conn), check_statement)
+        return drive(self.run_steps(plan, conn), EDGE)
 
     def prepare(self, plan: Plan, conn: Any) -> tuple[Template, tuple, str]:
         """The statement ``plan`` runs on ``conn``: its template, parameters and result
@@ -240,94 +255,15 @@ class Engine:
 
     def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None,
                     options: dict[str, Any] | None = None) -> None:
-        """``options``: bulk_create's conflict keywords, checked before anything runs."""
-        options = options or {}
-        conflict = conflicts.options(root._meta, **options)
-        if not objs:
-            return
-        if conflict is not None:  # the whole call at once: no clash hides in separate batches
-            root.bulk_create_plan(objs, **options)
-        target = route(root._add(("insert", (), ())))
-        if isinstance(target, ShardSet):  # each row to the shard of its key
-            for alias in target.write_aliases():  # every shard can, before any writes
-                conflicts.require_target(conflict, connections[alias].backend)
-            return sharding.bulk_create(self, root, objs, batch_size, target, options)
-        conn = connections[target]
-        conflicts.require_target(conflict, conn.backend)
-        keys = conflicts.returns_keys(conflict, conn.backend)
-        per_row = max(len(root._meta.fields), 1)
-        limit = max(conn.backend.max_params // per_row, 1)
-        size = min(batch_size or limit, limit)
-        if not conn.backend.insert_returning:
-            size = 1 if root._meta.pk.auto else size
-        # All rows or none: a block of its own, or (no savepoints) the enclosing block's.
-        with Atomic(conn.alias, savepoint=conn.backend.SUPPORTS_SAVEPOINTS):
-            for start in range(0, len(objs), size):
-                batch = objs[start:start + size]
-                pks = self.execute(root.bulk_create_plan(batch, **options), conn.alias)
-                if keys:
-                    for obj, pk in zip(batch, pks):
-                        obj.pk = pk
-        for obj in objs:
-            obj._adding = False
-            obj._db = conn.alias
+        """``options``: bulk_create's conflict keywords (``qplan.saving``)."""
+        drive(saving.bulk_create_steps(self, root, objs, batch_size, options,
+                                       sharding.bulk_create), EDGE)
 
     def save_instance(self, obj: Model, using: str | None, force_insert: bool = False,
                       force_update: bool = False, update_fields: Any = None) -> None:
-        """Save as Django does: with a primary key, UPDATE the row where ``db_for_write``
-        sends it (the instance is the routers' hint), then INSERT when no row matched; without
-        one (or ``force_insert``), INSERT. ``force_update`` and ``update_fields`` only update,
-        and raise ``DatabaseError`` when no row matched.
-
-        Fields that place a row (a shard key, ``routing.placement_keys``) are part of the
-        update's filter, so a row whose key changed is refused instead of copied.
-        """
-        model = type(obj)
-        root: Plan = model.objects
-        meta = model._meta
-        if force_insert and (force_update or update_fields is not None):
-            raise PlanError("cannot force both insert and updating in model saving")
-        names = None if update_fields is None else meta.written_fields(update_fields, "update_fields")
-        if names == ():
-            return  # Django: an empty update_fields saves nothing
-        only_update = force_update or names is not None
-        if (obj._adding and not only_update and meta.pk.default is not NOT_PROVIDED) \
-                or obj.pk is None:
-            force_insert = True  # a new row whose key comes from its default: no UPDATE first
-        if only_update and force_insert:
-            raise PlanError(f"cannot update a {model.__name__} without a primary key")
-        alias = using or db_for_write(root, obj)
-        if not force_insert and self._update(obj, root, alias, names):
-            obj._adding = False
-            obj._db = alias
-            return
-        if only_update:
-            what = "save with update_fields" if names is not None else "forced update"
-            raise DatabaseError(f"{model.__name__} {obj.pk!r}: {what} did not affect any rows")
-        pks = self.execute(root.bulk_create_plan([obj]), alias)
-        obj.pk = pks[0]
-        obj._adding = False
-        obj._db = alias
-
-    def _update(self, obj: Model, root: Plan, alias: str, names: tuple | None) -> bool:
-        """UPDATE ``obj``'s row (its fields, or ``names``); whether a row matched."""
-        meta = type(obj)._meta
-        fields = [f for f in meta.fields if not f.primary_key and (names is None or f.name in names)]
-        pins = {name: obj.__dict__.get(meta.get_field(name).attname)
-                for name in placement_keys(root)}
-        match = root.filter(pk=obj.pk, **pins)
-        if not fields:  # nothing but the key: the row exists, or it does not
-            return bool(self.execute(match._add(("exists",)), alias))
-        updates = {f.name: obj.__dict__.get(f.attname) for f in fields}
-        if self.execute(match.update_plan(**updates), alias):
-            return True
-        if pins and not obj._adding and self.execute(root.filter(pk=obj.pk)._add(("exists",)),
-                                                     alias):
-            raise RoutingError(
-                f"{type(obj).__name__} {obj.pk!r}: cannot change the shard key "
-                f"{', '.join(map(repr, pins))} of an existing row (it decides which database "
-                f"holds the row); delete it and create it again")
-        return False
+        """Save as Django does (``qplan.saving.save_steps``)."""
+        drive(saving.save_steps(self, obj, using, force_insert, force_update, update_fields),
+              EDGE)
 
     def get_or_create(self, plan: Plan, defaults: Any, lookups: dict[str, Any]) -> tuple[Any, bool]:
         """Django's ``get_or_create`` on the plan's write alias (``qplan.upserts``)."""
@@ -359,6 +295,20 @@ class Engine:
         if n:
             counts[plan.model._meta.label] = counts.get(plan.model._meta.label, 0) + n
         return sum(counts.values()), counts
+
+
+class _Blocking:
+    """The blocking edge's answers to the core's transaction requests (``qplan.steps``)."""
+
+    check = staticmethod(check_statement)
+    in_block = staticmethod(in_block)
+
+    def block(self, alias: str, savepoint: bool, inner: Steps) -> Any:
+        with Atomic(alias, savepoint=savepoint):
+            return drive(inner, self)
+
+
+EDGE = _Blocking()
 
 
 def _resolve_read(plan: Plan) -> tuple[Any, Any]:

@@ -19,26 +19,34 @@ A request is a plain tuple, first item the operation:
   ``aatomic()`` binding, a write outside its block refused) before a plan's statement;
 - ``(SLEEP, seconds)`` -> None;
 - ``(GATHER, [generators])`` -> their results in order (the async edge runs them
-  concurrently, the sync one in turn).
+  concurrently, the sync one in turn);
+- ``(BLOCK, alias, savepoint, generator)`` -> the generator's result, run inside the
+  edge's transaction block on ``alias`` (``atomic()`` / ``aatomic()``; ``savepoint`` False
+  joins an open block instead of nesting); its exception comes out at the ``yield``;
+- ``(IN_BLOCK,)`` -> whether a transaction block of the edge is open.
+
+The edge-specific ones (``CHECK``, ``BLOCK``, ``IN_BLOCK``) are answered by the ``edge``
+object :func:`drive` is given (``qplan.execution``'s blocking one): the layers below it
+never ask them.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Generator
+from typing import Any, Generator
 
 from .connections import connections
 
-CONN, FETCH, EXECUTE, CHECK, SLEEP, GATHER = 0, 1, 2, 3, 4, 5
+CONN, FETCH, EXECUTE, CHECK, SLEEP, GATHER, BLOCK, IN_BLOCK = 0, 1, 2, 3, 4, 5, 6, 7
 
 Steps = Generator[tuple, Any, Any]
 
 
-def drive(gen: Steps, check: Callable[[str, bool], None] | None = None) -> Any:
+def drive(gen: Steps, edge: Any = None) -> Any:
     """Run ``gen`` to its end on the blocking connections; its return value.
 
-    ``check(alias, write)`` answers ``CHECK`` requests (``transactions.check_statement``;
-    None: none are expected).
+    ``edge`` answers ``CHECK`` (``edge.check(alias, write)``), ``BLOCK``
+    (``edge.block(alias, savepoint, generator)``) and ``IN_BLOCK`` (``edge.in_block()``).
     """
     value: Any = None
     error: BaseException | None = None
@@ -59,17 +67,20 @@ def drive(gen: Steps, check: Callable[[str, bool], None] | None = None) -> Any:
                 cur = req[1].execute(req[2], req[3])
                 value = (cur.rowcount, cur.lastrowid)
             elif op == CHECK:
-                value = None
-                if check is not None:
-                    check(req[1].alias, req[2])
+                value = edge.check(req[1].alias, req[2])
             elif op == SLEEP:
                 value = time.sleep(req[1])
             elif op == GATHER:
-                value = [drive(sub, check) for sub in req[1]]
+                value = [drive(sub, edge) for sub in req[1]]
+            elif op == BLOCK:
+                value = edge.block(req[1], req[2], req[3])
+            elif op == IN_BLOCK:
+                value = edge.in_block()
             else:  # pragma: no cover - a bug in the core
                 raise AssertionError(f"unknown step {req!r}")
         except Exception as exc:  # thrown into the core at its yield, where it is handled
             value, error = None, exc
 
 
-__all__ = ["CONN", "FETCH", "EXECUTE", "CHECK", "SLEEP", "GATHER", "Steps", "drive"]
+__all__ = ["CONN", "FETCH", "EXECUTE", "CHECK", "SLEEP", "GATHER", "BLOCK", "IN_BLOCK", "Steps",
+           "drive"]
