@@ -16,17 +16,16 @@ import asyncio
 import contextvars
 from typing import Any, AsyncIterator
 
-from . import aconnections, sharding
+from . import aconnections, bulkupdate, saving, sharding, upserts
 from .aconnections import Transaction, set_transaction, transactions
 from .errors import NotSupportedError, PlanError, TransactionManagementError
 from .execution import MAX_GET_RESULTS, Engine, engine
 from .plan import PREFETCH, Plan
 from .replication import failover_steps, record_write_steps
-from .fields import NOT_PROVIDED
 from .relations import relations
-from .routing import db_for_write, write_alias
+from .routing import write_alias
 from .sharding import ShardSet
-from .steps import CHECK, CONN, EXECUTE, FETCH, GATHER, SLEEP, Steps
+from .steps import BLOCK, CHECK, CONN, EXECUTE, FETCH, GATHER, IN_BLOCK, SLEEP, Steps
 
 
 async def adrive(gen: Steps) -> Any:
@@ -53,6 +52,11 @@ async def adrive(gen: Steps) -> Any:
                 value = await asyncio.sleep(req[1])
             elif op == GATHER:
                 value = list(await asyncio.gather(*(adrive(sub) for sub in req[1])))
+            elif op == BLOCK:
+                async with AAtomic(req[1], savepoint=req[2]):
+                    value = await adrive(req[3])
+            elif op == IN_BLOCK:
+                value = bool(_frames.get())
             else:  # pragma: no cover - a bug in the core
                 raise AssertionError(f"unknown step {req!r}")
         except Exception as exc:  # thrown into the core at its yield, where it is handled
@@ -97,25 +101,34 @@ async def aiterate(plan: Plan, chunk_size: int) -> AsyncIterator[Any]:
             yield obj
 
 
-async def asave(obj: Any, using: str | None = None, force_insert: bool = False) -> None:
-    """``save()`` awaited, as ``Engine.save_instance``: with a primary key, UPDATE its row
-    where the routers send writes of it, then INSERT when no row matched."""
-    model = type(obj)
-    root, meta = model.objects, model._meta
-    alias = using or db_for_write(root, obj)
-    if (obj._adding and meta.pk.default is not NOT_PROVIDED) or obj.pk is None:
-        force_insert = True
-    if not force_insert:
-        fields = {f.name: obj.__dict__.get(f.attname) for f in meta.fields if not f.primary_key}
-        match = root.filter(pk=obj.pk)
-        done = await aexecute(match.update_plan(**fields) if fields else match._add(("exists",)),
-                              alias)
-        if done:
-            obj._adding, obj._db = False, alias
-            return
-    pks = await aexecute(root.bulk_create_plan([obj]), alias)
-    obj.pk = pks[0]
-    obj._adding, obj._db = False, alias
+async def asave(obj: Any, using: str | None = None, force_insert: bool = False,
+                force_update: bool = False, update_fields: Any = None) -> None:
+    """``save()`` awaited: the same steps (``qplan.saving``)."""
+    await adrive(saving.save_steps(engine, obj, using, force_insert, force_update, update_fields))
+
+
+async def abulk_create(root: Plan, objs: list, batch_size: int | None,
+                       options: dict[str, Any]) -> None:
+    """``bulk_create()`` awaited: the same steps (``qplan.saving``); one alias only."""
+    await adrive(saving.bulk_create_steps(engine, root, objs, batch_size, options, _no_shards))
+
+
+def _no_shards(*args: Any) -> Any:
+    raise NotSupportedError("bulk_create() over several shards is not awaited yet: use the "
+                            "blocking bulk_create()")
+
+
+async def aget_or_create(plan: Plan, defaults: Any, lookups: dict[str, Any]) -> tuple[Any, bool]:
+    return await adrive(upserts.get_or_create(engine, plan, defaults, lookups))
+
+
+async def aupdate_or_create(plan: Plan, defaults: Any, create_defaults: Any,
+                            lookups: dict[str, Any]) -> tuple[Any, bool]:
+    return await adrive(upserts.update_or_create(engine, plan, defaults, create_defaults, lookups))
+
+
+async def abulk_update(plan: Plan, objs: Any, fields: Any, batch_size: int | None) -> int:
+    return await adrive(bulkupdate.bulk_update(engine, plan, objs, fields, batch_size))
 
 
 async def adelete(plan: Plan) -> tuple[int, dict[str, int]]:
@@ -192,8 +205,9 @@ async def _check(alias: str, write: bool) -> None:
 class AAtomic:
     """``async with aatomic(using=None):`` (see the module docstring)."""
 
-    def __init__(self, using: str | None = None) -> None:
+    def __init__(self, using: str | None = None, savepoint: bool = True) -> None:
         self.using = using
+        self.savepoint = savepoint  # False: inside an open block on the alias, join it
         self._mine: contextvars.ContextVar[tuple[_AFrame, ...]] = contextvars.ContextVar(
             "qplan_aatomic", default=())
 
@@ -212,7 +226,8 @@ class AAtomic:
         else:
             alias = write_alias()
             frame = _AFrame(alias, routed=True, lazy=alias is None)
-        if frame.alias is not None:
+        joins = not self.savepoint and frame.alias in transactions()
+        if frame.alias is not None and not joins:
             await _open(frame)
         _frames.set(stack + (frame,))
         self._mine.set(self._mine.get() + (frame,))
@@ -287,4 +302,5 @@ def aatomic(using: str | None = None) -> AAtomic:
     return AAtomic(using)
 
 
-__all__ = ["aatomic", "AAtomic", "adrive", "aexecute", "aget", "aiterate", "asave", "adelete"]
+__all__ = ["aatomic", "AAtomic", "adrive", "aexecute", "aget", "aiterate", "asave", "adelete",
+           "abulk_create", "aget_or_create", "aupdate_or_create", "abulk_update"]

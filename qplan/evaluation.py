@@ -204,3 +204,24 @@ class Evaluation:
                 rows += await aio().aexecute(self.filter(
                     **{f"{field_name}__in": ids[start:start + IN_BULK_BATCH]}))
         return {obj.pk if field_name == "pk" else getattr(obj, field_name): obj for obj in rows}
+
+    async def aget_or_create(self, defaults: dict[str, Any] | None = None, **kwargs: Any
+                             ) -> tuple[Any, bool]:
+        return await aio().aget_or_create(self, defaults, kwargs)
+
+    async def aupdate_or_create(self, defaults: dict[str, Any] | None = None,
+                                create_defaults: dict[str, Any] | None = None, **kwargs: Any
+                                ) -> tuple[Any, bool]:
+        return await aio().aupdate_or_create(self, defaults, create_defaults, kwargs)
+
+    async def abulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        return await aio().abulk_update(self, objs, fields, batch_size)
+
+    async def abulk_create(self, objs: Any, batch_size: int | None = None,
+                           ignore_conflicts: bool = False, update_conflicts: bool = False,
+                           update_fields: Any = None, unique_fields: Any = None) -> list[Any]:
+        objs = list(objs)
+        await aio().abulk_create(self, objs, batch_size, dict(
+            ignore_conflicts=ignore_conflicts, update_conflicts=update_conflicts,
+            update_fields=update_fields, unique_fields=unique_fields))
+        return objs

@@ -267,16 +267,17 @@ class Engine:
 
     def get_or_create(self, plan: Plan, defaults: Any, lookups: dict[str, Any]) -> tuple[Any, bool]:
         """Django's ``get_or_create`` on the plan's write alias (``qplan.upserts``)."""
-        return upserts.get_or_create(plan, defaults, lookups)
+        return drive(upserts.get_or_create(self, plan, defaults, lookups), EDGE)
 
     def update_or_create(self, plan: Plan, defaults: Any, create_defaults: Any,
                          lookups: dict[str, Any]) -> tuple[Any, bool]:
         """Django's ``update_or_create`` on the plan's write alias (``qplan.upserts``)."""
-        return upserts.update_or_create(plan, defaults, create_defaults, lookups)
+        return drive(upserts.update_or_create(self, plan, defaults, create_defaults, lookups),
+                     EDGE)
 
     def bulk_update(self, plan: Plan, objs: Any, fields: Any, batch_size: int | None) -> int:
         """Django's ``bulk_update``: the rows matched (``qplan.bulkupdate``)."""
-        return bulkupdate.bulk_update(plan, objs, fields, batch_size)
+        return drive(bulkupdate.bulk_update(self, plan, objs, fields, batch_size), EDGE)
 
     def delete_instance(self, obj: Model, using: str | None) -> tuple[int, dict[str, int]]:
         """Delete one row where the routers send writes of it (never simply where it was

@@ -362,9 +362,10 @@ class Model(metaclass=ModelBase):
         for name in [k for k in self.__dict__ if k.startswith("_cache_")]:
             del self.__dict__[name]
 
-    async def asave(self, using: str | None = None, *, force_insert: bool = False) -> None:
-        """``save()`` awaited (``update_fields`` / ``force_update``: the blocking ``save()``)."""
-        await runner.aio().asave(self, using, force_insert)
+    async def asave(self, using: str | None = None, *, force_insert: bool = False,
+                    force_update: bool = False, update_fields: Any = None) -> None:
+        """``save()`` awaited."""
+        await runner.aio().asave(self, using, force_insert, force_update, update_fields)
 
     async def adelete(self, using: str | None = None) -> tuple[int, dict[str, int]]:
         """``delete()`` awaited."""

@@ -63,9 +63,29 @@ def test_writes_and_aatomic(any_db: str) -> None:
                     await Author.objects.acreate(name="inner")
                     raise ValueError
         assert await Author.objects.filter(name="kept").aupdate(name="k") == 1
+        made = await Author.objects.abulk_create([Author(name=f"b{i}") for i in range(3)])
+        assert all(m.pk is not None for m in made) or vendor_lacks_returning()
+        got, created = await Author.objects.aget_or_create(name="b1")
+        assert not created and got.name == "b1"
+        got, created = await Author.objects.aget_or_create(name="new", defaults={"email": "e"})
+        assert created and got.email == "e"
+        got, created = await Author.objects.aupdate_or_create(name="new", defaults={"email": "f"})
+        assert not created and (await Author.objects.aget(name="new")).email == "f"
+        rows = [o async for o in Author.objects.filter(name__startswith="b").order_by("id")]
+        for o in rows:
+            o.email = "bulk" + o.name
+        assert await Author.objects.abulk_update(rows, ["email"]) == 3
+        a.email = "only"
+        await a.asave(update_fields=["email"])
 
     run(main())
-    assert sorted(Author.objects.values_list("name", flat=True)) == ["k", "y"]
+    assert sorted(Author.objects.values_list("name", flat=True)) == ["b0", "b1", "b2", "k", "new", "y"]
+    assert Author.objects.filter(email__startswith="bulk").count() == 3
+    assert Author.objects.get(name="y").email == "only"
+
+
+def vendor_lacks_returning() -> bool:
+    return not qplan.connections["default"].backend.insert_returning
 
 
 def test_concurrent_tasks_share_a_bounded_pool(pg_db: str) -> None:
