@@ -173,9 +173,9 @@ class AsyncConnection:
     async def run(self, sql: str, params: tuple, fetch: bool, control: bool = False) -> tuple:
         """Run one statement on this task's transaction connection, or a borrowed one."""
         tx = _transactions.get().get(self.alias)
+        if tx is not None and tx.doomed is not None and not control:
+            raise self.doomed_error(tx)  # also a lost connection: never replaced in a block
         if tx is not None and tx.slot is not None:
-            if tx.doomed is not None and not control:
-                raise self.doomed_error(tx)
             return await self._on(tx.slot[0], sql, params, fetch, tx)
         slot = await self.pool.acquire()
         if tx is not None:  # BEGIN of a block: the connection stays with it

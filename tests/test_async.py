@@ -58,10 +58,11 @@ def test_writes_and_aatomic(any_db: str) -> None:
                 1 / 0
         async with qplan.aatomic():
             await Author.objects.acreate(name="kept")
-            with pytest.raises(ValueError):
-                async with qplan.aatomic():
-                    await Author.objects.acreate(name="inner")
-                    raise ValueError
+            if qplan.connections["default"].backend.SUPPORTS_SAVEPOINTS:
+                with pytest.raises(ValueError):
+                    async with qplan.aatomic():
+                        await Author.objects.acreate(name="inner")
+                        raise ValueError
         assert await Author.objects.filter(name="kept").aupdate(name="k") == 1
         made = await Author.objects.abulk_create([Author(name=f"b{i}") for i in range(3)])
         assert all(m.pk is not None for m in made) or vendor_lacks_returning()
