@@ -102,6 +102,19 @@ def _conversions() -> dict:
     return conv
 
 
+
+def _bytes_as_hex(escape: Any) -> Any:
+    """aiomysql's ``escape`` with bytes as PyMySQL 1.2 writes them (``X'..'``): aiomysql
+    0.3 calls PyMySQL's ``escape_bytes_prefixed``, which PyMySQL 1.2 no longer has as a
+    function."""
+    def escape_bytes(obj: Any, *args: Any) -> str:
+        if isinstance(obj, (bytes, bytearray)):
+            return f"X'{bytes(obj).hex()}'"
+        return escape(obj, *args)
+
+    return escape_bytes
+
+
 class MySQLBackend(Backend):
     name = "mysql"
     SPELLINGS = ("mariadb", "pymysql")
@@ -224,6 +237,7 @@ class MySQLBackend(Backend):
             host=settings["HOST"] or "localhost", port=settings["PORT"] or 3306,
             user=settings["USER"] or None, password=settings["PASSWORD"] or "",
             db=settings["NAME"] or None, autocommit=True, **options)
+        raw.escape = _bytes_as_hex(raw.escape)
         async with raw.cursor() as cur:
             await cur.execute("SET time_zone = '+00:00'")
             if settings.get("READ_ONLY"):

@@ -4,7 +4,9 @@
 answering through ``qplan.aio.aexecute`` (the same core generators, driven by awaits on
 aiosqlite, psycopg 3, aiomysql and DuckDB's worker threads): the tests' own assertions
 are the comparison with the blocking path. Statements inside a blocking ``atomic()``
-block, ``prefetch_related`` and plans over several shards stay on the blocking edge.
+block, ``prefetch_related`` and inserts over several shards stay on the blocking edge;
+saves, ``bulk_create``, ``get_or_create``, ``update_or_create`` and ``bulk_update`` are
+awaited too.
 """
 
 from __future__ import annotations
@@ -40,6 +42,28 @@ def _through_the_async_edge(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
         return result
 
     monkeypatch.setattr(execution.Engine, "_execute", via_async)
+
+    def awaiting(name: str, coroutine: Any) -> None:  # the write paths written as steps
+        sync = getattr(execution.Engine, name)
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if in_block():
+                return sync(self, *args, **kwargs)
+            try:
+                result = loop.run_until_complete(coroutine(*args, **kwargs))
+            except NotSupportedError:
+                return sync(self, *args, **kwargs)
+            awaited.append(name)
+            return result
+
+        monkeypatch.setattr(execution.Engine, name, method)
+
+    awaiting("save_instance", aio.asave)
+    awaiting("get_or_create", aio.aget_or_create)
+    awaiting("update_or_create", aio.aupdate_or_create)
+    awaiting("bulk_update", aio.abulk_update)
+    awaiting("bulk_create", lambda root, objs, size, options=None: aio.abulk_create(
+        root, objs, size, options or {}))
     yield awaited
     monkeypatch.undo()
     loop.run_until_complete(aconnections.close_all())
@@ -52,4 +76,4 @@ def test_plans_are_awaited_here(any_db: str, _through_the_async_edge: list) -> N
 
     Author.objects.create(name="a")
     assert Author.objects.count() == 1 and list(Author.objects.values_list("name", flat=True)) == ["a"]
-    assert len(_through_the_async_edge) >= 3
+    assert "save_instance" in _through_the_async_edge and len(_through_the_async_edge) >= 3
