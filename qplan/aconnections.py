@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
 import weakref
 from typing import Any, Mapping
@@ -21,6 +22,27 @@ from . import settings
 from .backends import get as get_backend
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, PoolTimeout,
                      TransactionManagementError)
+
+if sys.version_info >= (3, 11):
+    _deadline = asyncio.timeout  # a timer on the running task: no task of its own
+else:  # pragma: no cover - Python 3.10
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def _deadline(seconds: float | None) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        handle = None if seconds is None else asyncio.get_running_loop().call_later(
+            seconds, task.cancel)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if handle is not None and handle.when() <= asyncio.get_running_loop().time():
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
 
 DEFAULT_POOL = {"max_size": 10, "min_size": 0, "timeout": 30.0, "max_lifetime": None}
 
@@ -40,7 +62,11 @@ class AsyncPool:
 
     async def acquire(self) -> tuple[Any, float]:
         try:
-            await asyncio.wait_for(self._free.acquire(), self.timeout)
+            if not self._free.locked():  # a free place: no timer, no task (the common case)
+                await self._free.acquire()
+            else:
+                async with _deadline(self.timeout):
+                    await self._free.acquire()
         except asyncio.TimeoutError:
             raise PoolTimeout(
                 f"{self.where}: no connection of its async pool came free within "
@@ -198,7 +224,8 @@ class AsyncConnection:
         try:
             if self.timeout is None:
                 return await backend.arun(raw, sql, params, fetch)
-            return await asyncio.wait_for(backend.arun(raw, sql, params, fetch), self.timeout)
+            async with _deadline(self.timeout):  # cancels the driver call; closed below
+                return await backend.arun(raw, sql, params, fetch)
         except asyncio.TimeoutError:
             error: DatabaseError = ConnectionFailure(
                 f"{self.where()}: no answer within READ_TIMEOUT={self.timeout} s: the server "

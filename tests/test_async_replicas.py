@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import psycopg2
 import pytest
