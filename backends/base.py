@@ -350,6 +350,13 @@ class Backend:
             sql.append(self.create_index(self.quote(name), table, cols, exist_ok))
         return sql
 
+    # Whether the database refuses a foreign key pointing at no row (every backend here:
+    # SQLite through PRAGMA foreign_keys, the others always): the builder then uses INNER
+    # JOIN along non-null foreign keys, which could otherwise drop such a row.
+    ENFORCES_FOREIGN_KEYS = True
+    # Whether to use those INNER JOINs at all (same rows either way, a question of speed).
+    INNER_JOINS = True
+
     # Whether foreign keys carry out their ON DELETE action (CASCADE, SET NULL); where not,
     # a referenced row cannot be deleted (and delete() counts no cascaded rows).
     ON_DELETE_IN_DATABASE = True

@@ -70,22 +70,33 @@ class Builder:
             raise NotSupportedError(f"{path!r}: this statement cannot refer to related fields")
         table, key, nullable = self.table, "", False
         for rel in found.hops:
-            key, table = self.hop(rel, key, table, len(rel.steps))
+            key, table = self.hop(rel, key, table, len(rel.steps), nullable)
             nullable = nullable or rel.nullable
         end = found.end
         if end is not None:
             joins, column = end.pk_column
-            key, table = self.hop(end, key, table, joins)
+            key, table = self.hop(end, key, table, joins, nullable)
             return self.field_ref(found.field, table, True, column)
         field = found.field
         return self.field_ref(field, table, nullable or field.null)
 
-    def hop(self, rel: Any, parent: str, table: str, steps: int) -> tuple[str, str]:
+    def hop(self, rel: Any, parent: str, table: str, steps: int,
+            after_left: bool = False) -> tuple[str, str]:
         """Join the first ``steps`` tables of relation ``rel`` from the join ``parent``
         (``table`` its alias); the new join key and alias. A single-valued join is shared by
         every reference with its path; a multi-valued one (reverse foreign key,
         many-to-many) by the references of one filter() record (``scope``), and elsewhere
-        the most recent one of its path is reused (Django's rule)."""
+        the most recent one of its path is reused (Django's rule).
+
+        INNER JOIN where the related row is always there: a non-null forward foreign key
+        (or one-to-one) reached through INNER joins only (``after_left`` False), on a
+        backend enforcing foreign keys. There INNER and LEFT give the same rows whatever
+        the conditions (OR, NOT, exclude's complement) say, and INNER lets the database
+        plan the join freely (Django's rule). LEFT JOIN everywhere else, and on a backend
+        whose planner does worse with INNER (``INNER_JOINS``: MariaDB)."""
+        backend = self.backend
+        inner = (not after_left and rel.kind == "forward" and not rel.nullable
+                 and backend.ENFORCES_FOREIGN_KEYS and backend.INNER_JOINS)
         base = f"{parent}{R.SEP}{rel.name}" if parent else rel.name
         key = base
         if rel.many:
@@ -101,7 +112,7 @@ class Builder:
                 on = exp.EQ(this=col(step.left_column, table), expression=col(step.right_column, alias))
                 self.join_sql.append(exp.Join(
                     this=exp.Table(this=ident(step.right.db_table), alias=exp.TableAlias(this=ident(alias))),
-                    side="LEFT", on=on))
+                    side="" if inner else "LEFT", kind="INNER" if inner else None, on=on))
                 self.joins[step_key] = (alias, step.right)
             table = self.joins[step_key][0]
         return key, table
@@ -358,8 +369,9 @@ class Builder:
     def related_pairs(self, start: int) -> list[tuple[str, Ref]]:
         """The columns of every select_related model after the plan's own (and its
         annotations'), through the joins filters share; sets ``nested`` to how rows split:
-        ``(start, ((parent, cache attribute, model, first, stop, attnames, pk index), ...))``,
-        parent -1 for the plan's model, else the index of the entry it hangs from."""
+        ``(start, ((parent, cache attribute, model, first, stop, attnames, pk index, back
+        cache attribute or None), ...))``, parent -1 for the plan's model, else the index of
+        the entry it hangs from (``selectrelated.caches``)."""
         pairs: list[tuple[str, Ref]] = []
         entries: list[tuple] = []
         index: dict[str, int] = {}
@@ -369,9 +381,10 @@ class Builder:
             for f in target.fields:
                 pairs.append((path + R.SEP + f.name, self.column(path + R.SEP + f.name)))
             parent = path.rpartition(R.SEP)[0]
-            entries.append((index[parent] if parent else -1, "_cache_" + rel.name, target.model,
+            cache, back = selectrelated.caches(rel)
+            entries.append((index[parent] if parent else -1, cache, target.model,
                             first, start + len(pairs), tuple(f.attname for f in target.fields),
-                            first + target.fields.index(target.pk)))
+                            first + target.fields.index(target.pk), back))
             index[path] = len(entries) - 1
         self.related_refs = [ref for _, ref in pairs]
         self.nested = (start, tuple(entries))

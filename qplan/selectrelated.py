@@ -1,7 +1,8 @@
 """``select_related``: which single-valued relations a plan joins to fill related instances.
 
 A plan holds ``("select_related", name, ...)`` records of canonical relation paths
-(``"writer"``, ``"writer__mentor"``), ``("select_related",)`` for Django's "every
+(``"writer"``, ``"writer__mentor"``, forward foreign keys and one-to-ones both ways:
+``"bio"``, ``"writer__bio"``), ``("select_related",)`` for Django's "every
 non-null foreign key" and ``("select_related", None)`` to clear. ``check`` validates
 the names a user gives (Django's messages, with a did-you-mean); ``chains`` folds a
 plan's records into the relation paths to join, parents first, which the builder
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import FieldError, NotSupportedError, suggest
+from .errors import FieldError, suggest
 from .records import SEP, _same_database
-from .relations import Relation, relations
+from .relations import Relation, relations, reverse_accessor
 
 OP = "select_related"
 MAX_DEPTH = 5  # Django's Query.max_depth for select_related() without names
@@ -48,11 +49,19 @@ def follow(meta: Any, part: str, name: str) -> Relation:
     rel = relations(meta).get(part)
     if rel is None or rel.many:
         raise _invalid(meta, name, part, part in meta.by_name or part == "pk")
-    if rel.kind != "forward":  # a reverse one-to-one: needs the compiler's reverse joins
-        raise NotSupportedError(
-            f"{meta.model.__name__}: select_related({name!r}) follows the reverse one-to-one "
-            f"{part!r}, which this version cannot join yet; use prefetch or the accessor")
     return rel
+
+
+def caches(rel: Relation) -> tuple[str, str | None]:
+    """The cache attributes a joined relation fills: on the parent (``_cache_writer``,
+    ``_cache_bio``: what ``ForwardRelation`` and the reverse one-to-one accessor read) and,
+    as Django does for one-to-ones both ways, on the related instance pointing back
+    (``bio._cache_writer``, ``writer._cache_bio``); None where there is no way back (a
+    foreign key's reverse side is a manager, ``related_name='+'`` has no accessor)."""
+    if rel.kind == "reverse":
+        return "_cache_" + rel.accessor, "_cache_" + rel.field.name
+    back = reverse_accessor(rel.field) if rel.one_to_one else None
+    return "_cache_" + rel.name, None if back is None else "_cache_" + back
 
 
 def check(meta: Any, names: tuple) -> tuple[str, ...]:

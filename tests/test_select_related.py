@@ -165,11 +165,11 @@ def test_bad_names_raise_at_the_building_line(names, message):
         assert "Choices are: writer, editor" in str(info.value)
 
 
-def test_misplaced_calls_and_reverse_one_to_one():
+def test_misplaced_calls_and_reverse_names():
     with pytest.raises(qplan.PlanError, match="after .values"):
         Novel.objects.values("title").select_related("writer")
-    with pytest.raises(qplan.NotSupportedError, match="reverse one-to-one"):
-        Writer.objects.select_related("bio")
+    with pytest.raises(qplan.FieldError, match="Choices are: mentor, bio"):
+        Writer.objects.select_related("mentees")  # a reverse foreign key: many-valued
     with pytest.raises(qplan.PlanError, match="ends in count"):
         Novel.objects._add(("count",)).select_related("writer")
 
