@@ -224,6 +224,8 @@ class AsyncConnection:
         try:
             if self.timeout is None:
                 return await backend.arun(raw, sql, params, fetch)
+            if backend.INTERRUPTS_READS:  # cut the socket: psycopg would wait for a frozen
+                return await self._cut_after(raw, sql, params, fetch)  # server's cancel
             async with _deadline(self.timeout):  # cancels the driver call; closed below
                 return await backend.arun(raw, sql, params, fetch)
         except asyncio.TimeoutError:
@@ -247,6 +249,28 @@ class AsyncConnection:
                 tx.doom(len(tx.savepoints), f"a statement failed inside aatomic() "
                                             f"({type(error).__name__}: {error})")
             raise error from exc
+
+    async def _cut_after(self, raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
+        """The driver call, its connection's socket shut after READ_TIMEOUT (as the blocking
+        edge's watchdog does): the call then fails at once, reported as a timeout."""
+        cut: list[bool] = []
+
+        def fire() -> None:
+            cut.append(True)
+            try:
+                self.backend.interrupt(raw)
+            except OSError:  # already closed
+                pass
+
+        handle = asyncio.get_running_loop().call_later(self.timeout, fire)  # type: ignore[arg-type]
+        try:
+            return await self.backend.arun(raw, sql, params, fetch)
+        except Exception:
+            if cut:
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            handle.cancel()
 
     def _lost(self, tx: Transaction | None) -> None:
         """The connection of ``tx`` is gone mid-statement: doom the block, free its place."""
