@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import weakref
 from typing import Any, AsyncIterator
 
 from . import aconnections, bulkupdate, saving, sharding, upserts
@@ -72,10 +73,35 @@ def _no_prefetch(plan: Plan) -> None:
                                 "with the blocking methods, or prefetch with a second await")
 
 
+# Evaluations running at once per event loop outside aatomic(); more wait their turn before
+# routing and compiling, so a burst of tasks never runs all their first steps in one loop
+# iteration (the loop's lag stays bounded). Tasks inside aatomic() hold a connection and
+# never wait here, so no task waiting here can starve the block that would free it.
+MAX_IN_FLIGHT = 32
+_admission: "weakref.WeakKeyDictionary[Any, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def _gate() -> asyncio.Semaphore | None:
+    if transactions():
+        return None
+    loop = asyncio.get_running_loop()
+    gate = _admission.get(loop)
+    if gate is None:
+        gate = _admission[loop] = asyncio.Semaphore(MAX_IN_FLIGHT)
+    return gate
+
+
 async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = None) -> Any:
     """Run ``plan`` (rows, a count, a rowcount or primary keys), as ``Engine.execute``."""
-    core = core or engine
     _no_prefetch(plan)
+    gate = _gate()
+    if gate is None:
+        return await _aexecute(plan, using, core or engine)
+    async with gate:
+        return await _aexecute(plan, using, core or engine)
+
+
+async def _aexecute(plan: Plan, using: str | None, core: Engine) -> Any:
     if using is not None:
         return await adrive(core.run_steps(plan, aconnections.connection(using)))
     alias, router = await adrive(core.route_steps(plan))
