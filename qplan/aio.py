@@ -67,12 +67,6 @@ async def adrive(gen: Steps) -> Any:
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def _no_prefetch(plan: Plan) -> None:
-    if plan._ops & PREFETCH:
-        raise NotSupportedError("prefetch_related() is not awaited yet: evaluate the plan "
-                                "with the blocking methods, or prefetch with a second await")
-
-
 # Evaluations running at once per event loop outside aatomic(); more wait their turn before
 # routing and compiling, so a burst of tasks never runs all their first steps in one loop
 # iteration (the loop's lag stays bounded). Tasks inside aatomic() hold a connection and
@@ -93,7 +87,6 @@ def _gate() -> asyncio.Semaphore | None:
 
 async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = None) -> Any:
     """Run ``plan`` (rows, a count, a rowcount or primary keys), as ``Engine.execute``."""
-    _no_prefetch(plan)
     gate = _gate()
     if gate is None:
         return await _aexecute(plan, using, core or engine)
@@ -102,8 +95,8 @@ async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = N
 
 
 async def _aexecute(plan: Plan, using: str | None, core: Engine) -> Any:
-    if using is not None:
-        return await adrive(core.run_steps(plan, aconnections.connection(using)))
+    if using is not None or plan._ops & PREFETCH:
+        return await adrive(core.evaluate_steps(plan, using))
     alias, router = await adrive(core.route_steps(plan))
     if type(alias) is ShardSet:  # scatter-gather: the shards concurrently on this loop
         return await adrive(sharding.execute_steps(core, plan, alias))

@@ -133,9 +133,26 @@ class Engine:
         if plan._ops & PREFETCH:
             result = self._execute(plan, using)
             if prefetching.wanted(plan, result):
-                prefetching.apply(self, plan, result, using or plan.alias)
+                self.prefetch(plan, result, using or plan.alias)
             return result
         return self._execute(plan, using)
+
+    def prefetch(self, plan: Plan, objs: list, pinned: str | None) -> None:
+        """``plan``'s ``prefetch_related`` lookups for ``objs`` (``qplan.prefetching``'s
+        steps, each query run by the blocking ``execute``)."""
+        drive(prefetching.apply(self, plan, objs, pinned, self._blocking_query))
+
+    def _blocking_query(self, plan: Plan) -> Steps:
+        return self.execute(plan, None)
+        yield  # a generator: the query itself is a blocking call
+
+    def evaluate_steps(self, plan: Plan, using: str | None = None) -> Steps:
+        """``execute`` as core steps: the plan's rows, then its ``prefetch_related``."""
+        result = yield from self.execute_steps(plan, using)
+        if plan._ops & PREFETCH and prefetching.wanted(plan, result):
+            yield from prefetching.apply(self, plan, result, using or plan.alias,
+                                         self.evaluate_steps)
+        return result
 
     def _execute(self, plan: Plan, using: str | None) -> Any:
         if using is not None:
@@ -214,7 +231,7 @@ class Engine:
         if isinstance(alias, ShardSet):
             rows = list(sharding.stream(self, plan, alias, chunk_size))
             if prefetch and prefetching.wanted(plan, rows):
-                prefetching.apply(self, plan, rows, plan.alias)
+                self.prefetch(plan, rows, plan.alias)
             yield from rows
             return
         conn = connections[alias]
@@ -227,7 +244,7 @@ class Engine:
         for rows in conn.stream(template.sql, template.params(values), chunk_size):
             objs = materialise(template, rows, model, alias)
             if prefetch and prefetching.wanted(plan, objs):  # per chunk, as Django does
-                prefetching.apply(self, plan, objs, plan.alias)
+                self.prefetch(plan, objs, plan.alias)
             yield from objs
 
     def get(self, plan: Plan) -> Any:

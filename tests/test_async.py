@@ -145,3 +145,24 @@ def test_sharded_reads_and_writes_awaited(tmp_path) -> None:
         assert changed == Order.objects.filter(customer="x").count() > 0
     finally:
         reset()
+
+
+def test_prefetch_related_awaited(rel_db: str) -> None:
+    """The same prefetch steps as the blocking path: one query per level, the same caches."""
+    from relmodels import Genre, Novel, Writer
+
+    w1, w2 = Writer.objects.create(name="w1"), Writer.objects.create(name="w2")
+    g1, g2 = Genre.objects.create(name="g1"), Genre.objects.create(name="g2")
+    for i, w in enumerate([w1, w1, w2]):
+        n = Novel.objects.create(title=f"n{i}", writer=w)
+        n.genres.add(g1, *([g2] if i else []))
+    plan = Writer.objects.order_by("id").prefetch_related("novel_set__genres")
+
+    def shape(writers: list) -> list:
+        return [(w.name, [(n.title, sorted(g.name for g in n.genres.all()))
+                          for n in sorted(w.novel_set.all(), key=lambda n: n.title)])
+                for w in writers]
+
+    awaited = run(plan.aexecute())
+    assert all("_prefetched" in w.__dict__ for w in awaited)
+    assert shape(awaited) == shape(list(plan))

@@ -4,7 +4,7 @@
 answering through ``qplan.aio.aexecute`` (the same core generators, driven by awaits on
 aiosqlite, psycopg 3, aiomysql and DuckDB's worker threads): the tests' own assertions
 are the comparison with the blocking path. Statements inside a blocking ``atomic()``
-block, ``prefetch_related`` and inserts over several shards stay on the blocking edge;
+block and inserts over several shards stay on the blocking edge;
 saves, ``bulk_create``, ``get_or_create``, ``update_or_create`` and ``bulk_update`` are
 awaited too.
 """
@@ -18,7 +18,6 @@ import pytest
 
 from qplan import aconnections, aio, execution
 from qplan.errors import NotSupportedError
-from qplan.plan import PREFETCH
 from qplan.transactions import in_block
 
 from test_cross_backend import *  # noqa: F401,F403 - the plan set, run again below
@@ -32,7 +31,7 @@ def _through_the_async_edge(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
     awaited: list[Any] = []
 
     def via_async(self: Any, plan: Any, using: Any) -> Any:
-        if in_block() or plan._ops & PREFETCH:
+        if in_block():
             return blocking(self, plan, using)
         try:
             result = loop.run_until_complete(aio.aexecute(plan, using))
