@@ -18,7 +18,7 @@ import time
 import weakref
 from typing import Any, Mapping
 
-from . import settings
+from . import routing, settings
 from .backends import get as get_backend
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, PoolTimeout,
                      TransactionManagementError)
@@ -168,6 +168,7 @@ def set_transaction(alias: str, tx: Transaction | None) -> None:
     else:
         current[alias] = tx
     _transactions.set(current)
+    routing.set_task_blocks(frozenset(current))  # reads inside the block go to its alias
 
 
 class AsyncConnection:

@@ -97,6 +97,12 @@ def test_read_your_writes_across_awaits(setup: Any) -> None:
     routing.forget_writes()
     assert run(Author.objects.aget(name="fresh"))._db == "replica"
 
+    async def in_block() -> str:
+        async with qplan.aatomic():  # the router's write alias; its reads stay there
+            return (await Author.objects.aget(name="fresh"))._db
+
+    assert run(in_block()) == "primary"
+
 
 def test_a_killed_replica_fails_over(setup: Any) -> None:
     vendor, h, router = setup
