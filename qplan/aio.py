@@ -23,8 +23,7 @@ from .errors import NotSupportedError, PlanError, TransactionManagementError
 from .execution import MAX_GET_RESULTS, Engine, engine
 from .plan import PREFETCH, Plan
 from .replication import failover_steps, record_write_steps
-from .relations import relations
-from .routing import write_alias
+from .routing import db_for_write, write_alias
 from .sharding import ShardSet
 from .steps import BLOCK, CHECK, CONN, EXECUTE, FETCH, GATHER, IN_BLOCK, SLEEP, Steps
 
@@ -150,15 +149,9 @@ async def abulk_update(plan: Plan, objs: Any, fields: Any, batch_size: int | Non
     return await adrive(bulkupdate.bulk_update(engine, plan, objs, fields, batch_size))
 
 
-async def adelete(plan: Plan) -> tuple[int, dict[str, int]]:
-    """``delete()`` awaited. Rows other models point to (cascades) are counted by the
-    blocking ``delete()`` only (``qplan.deletion``): refused here for such a model."""
-    meta = plan._meta
-    if any(rel.kind != "forward" for rel in relations(meta).values()):
-        raise NotSupportedError(f"adelete() of {meta.label}, which other rows point to, is not "
-                                f"supported yet: use delete()")
-    n = await aexecute(plan.delete_plan())
-    return (n, {meta.label: n}) if n else (0, {})
+async def adelete(plan: Plan, using: str | None = None) -> tuple[int, dict[str, int]]:
+    """``delete()`` awaited: the same steps, cascaded rows counted (``Engine.delete_steps``)."""
+    return await adrive(engine.delete_steps(plan, using, engine.evaluate_steps))
 
 
 # --- aatomic -----------------------------------------------------------------------------------
@@ -321,5 +314,5 @@ def aatomic(using: str | None = None) -> AAtomic:
     return AAtomic(using)
 
 
-__all__ = ["aatomic", "AAtomic", "adrive", "aexecute", "aget", "aiterate", "asave", "adelete",
+__all__ = ["db_for_write", "aatomic", "AAtomic", "adrive", "aexecute", "aget", "aiterate", "asave", "adelete",
            "abulk_create", "aget_or_create", "aupdate_or_create", "abulk_update"]

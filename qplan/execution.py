@@ -142,8 +142,8 @@ class Engine:
         steps, each query run by the blocking ``execute``)."""
         drive(prefetching.apply(self, plan, objs, pinned, self._blocking_query))
 
-    def _blocking_query(self, plan: Plan) -> Steps:
-        return self.execute(plan, None)
+    def _blocking_query(self, plan: Plan, using: str | None = None) -> Steps:
+        return self.execute(plan, using)
         yield  # a generator: the query itself is a blocking call
 
     def evaluate_steps(self, plan: Plan, using: str | None = None) -> Steps:
@@ -304,12 +304,18 @@ class Engine:
         return self.delete(root.filter(pk=obj.pk), alias)
 
     def delete(self, plan: Plan, using: str | None = None) -> tuple[int, dict[str, int]]:
+        """Delete ``plan``'s rows (``delete_steps``), each query run by ``execute``."""
+        return drive(self.delete_steps(plan, using, self._blocking_query))
+
+    def delete_steps(self, plan: Plan, using: str | None, query: Callable[..., Steps]) -> Steps:
         """Delete ``plan``'s rows: ``(total, {label: count})`` as Django returns it, counting
-        the rows the database deletes by cascade too (``qplan.deletion``)."""
+        the rows the database deletes by cascade too (``qplan.deletion``); ``query(plan,
+        using)``: the steps evaluating one plan (blocking, or ``evaluate_steps``)."""
         target = using or route(plan.delete_plan(), "write")
-        cascades = not isinstance(target, str) or connections[target].backend.ON_DELETE_IN_DATABASE
-        counts = deletion.cascaded(plan, using) if cascades else {}
-        n = self.execute(plan.delete_plan(), using)
+        cascades = not isinstance(target, str) or get_backend(
+            settings.database(target)["ENGINE"]).ON_DELETE_IN_DATABASE
+        counts = (yield from deletion.cascaded(plan, using, query)) if cascades else {}
+        n = yield from query(plan.delete_plan(), using)
         if n:
             counts[plan.model._meta.label] = counts.get(plan.model._meta.label, 0) + n
         return sum(counts.values()), counts

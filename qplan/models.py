@@ -371,8 +371,9 @@ class Model(metaclass=ModelBase):
         """``delete()`` awaited."""
         if self.pk is None:
             raise FieldError(f"{type(self).__name__} instance has no primary key; save it first")
-        plan = type(self).objects.filter(pk=self.pk)
-        result = await runner.aio().adelete(plan.using(using) if using else plan)
+        root = type(self).objects
+        alias = using or runner.aio().db_for_write(root, self)
+        result = await runner.aio().adelete(root.filter(pk=self.pk), alias)
         self.pk = None if self._meta.pk.auto else self.pk
         self._adding = True
         return result

@@ -166,3 +166,20 @@ def test_prefetch_related_awaited(rel_db: str) -> None:
     awaited = run(plan.aexecute())
     assert all("_prefetched" in w.__dict__ for w in awaited)
     assert shape(awaited) == shape(list(plan))
+
+
+def test_adelete_counts_cascaded_rows_as_delete(rel_db: str) -> None:
+    from relmodels import Novel, Review, Writer
+
+    def make() -> None:
+        w = Writer.objects.create(name="w")
+        n = Novel.objects.create(title="n", writer=w)
+        Review.objects.create(novel=n, stars=3)
+
+    make()
+    awaited = run(Writer.objects.filter(name="w").adelete())
+    make()
+    assert awaited == Writer.objects.filter(name="w").delete() and awaited[0] >= 2
+    make()
+    w = Writer.objects.get()
+    assert run(w.adelete()) == awaited and Novel.objects.count() == 0
