@@ -154,6 +154,8 @@ PEP249_ERRORS: dict[str, type[errors.DatabaseError]] = {
 AGGREGATE_SQL: dict[str, type[exp.Expression]] = {
     "count": exp.Count, "sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max,
 }
+# StdDev/Variance: the same SQL names on every backend (SQLite's are Python functions).
+SPREAD_SQL = ("stddev_pop", "stddev_samp", "var_pop", "var_samp")
 
 
 class Backend:
@@ -175,6 +177,11 @@ class Backend:
     # The LIMIT a database needs before an OFFSET when the plan has none ("no limit" spelled
     # its way); None: OFFSET may stand alone.
     LIMIT_FOR_OFFSET: str | None = None
+    # Aggregates take ``FILTER (WHERE ...)``; False: the compiler spells an aggregate's
+    # ``filter=`` as ``CASE WHEN cond THEN x END`` inside it instead (MariaDB, MySQL).
+    aggregate_filter = True
+    # ORDER BY takes NULLS FIRST/LAST; False: ``x IS NULL`` is ordered first instead (MariaDB).
+    nulls_placement = True
 
     # Field.internal_type -> column type in CREATE TABLE.
     DATA_TYPES: dict[str, str] = {
@@ -246,9 +253,12 @@ class Backend:
                          decimals=exp.Literal.number(self.DECIMAL_DIVISION_PLACES))
 
     def aggregate(self, fn: str, inner: exp.Expression, kind: str | None) -> exp.Expression:
-        """SQL of an aggregate; ``Avg`` is computed in binary floating point everywhere."""
-        if fn == "avg" and kind != "float":
+        """SQL of an aggregate; ``Avg``, ``StdDev`` and ``Variance`` are computed in binary
+        floating point everywhere."""
+        if (fn == "avg" or fn in SPREAD_SQL) and kind != "float":
             inner = self._as_float(inner)
+        if fn in SPREAD_SQL:
+            return exp.Anonymous(this=fn.upper(), expressions=[inner])
         return AGGREGATE_SQL[fn](this=inner)
 
     @staticmethod

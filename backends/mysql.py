@@ -124,6 +124,8 @@ class MySQLBackend(Backend):
     max_params = 65535
     insert_returning = True  # MariaDB >= 10.5 (INSERT/DELETE ... RETURNING, not UPDATE)
     LIMIT_FOR_OFFSET = "18446744073709551615"  # the largest LIMIT: MySQL has no OFFSET alone
+    aggregate_filter = False  # no FILTER (WHERE ...): CASE WHEN inside the aggregate
+    nulls_placement = False  # no NULLS FIRST/LAST: ORDER BY (x IS NULL) first
     TABLE_COLLATION = "utf8mb4_nopad_bin"
     # Its LOWER() uses Unicode 14 simple case mapping (MariaDB >= 10.10; on MySQL 8 use
     # utf8mb4_0900_ai_ci). The default utf8mb4 tables are older and BMP-only.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import sqlite3
+import statistics
 from typing import Any
 
 from sqlglot import exp
@@ -72,6 +73,34 @@ def memory_uri(memory_id: str) -> str:
     return f"file:{memory_id}?mode=memory&cache=shared"
 
 
+class _Spread:
+    """SQLite's STDDEV_POP/STDDEV_SAMP/VAR_POP/VAR_SAMP (it has none): ``statistics``
+    computes them exactly from the non-NULL values, correctly rounded; NULL over no rows
+    (and, for the sample ones, over one), as the other databases return."""
+
+    compute: Any = None
+    least = 1
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> Any:
+        if len(self.values) < self.least:
+            return None
+        return float(type(self).compute(self.values))
+
+
+SPREADS = {
+    name: type(name, (_Spread,), {"compute": staticmethod(fn), "least": least})
+    for name, fn, least in (("stddev_pop", statistics.pstdev, 1), ("stddev_samp", statistics.stdev, 2),
+                            ("var_pop", statistics.pvariance, 1), ("var_samp", statistics.variance, 2))
+}
+
+
 class SQLiteBackend(Backend):
     name = "sqlite"
     SPELLINGS = ("sqlite3",)
@@ -83,6 +112,7 @@ class SQLiteBackend(Backend):
     insert_returning = sqlite3.sqlite_version_info >= (3, 35)
     UPSERT_RETURNS_KEYS = insert_returning
     LIMIT_FOR_OFFSET = "-1"
+    aggregate_filter = sqlite3.sqlite_version_info >= (3, 30)  # FILTER (WHERE ...) since 3.30
 
     def map_error(self, exc: BaseException, where: str) -> errors.Error:
         """PEP 249's mapping, except "database is locked", a ``SerializationFailure``: two
@@ -135,6 +165,8 @@ class SQLiteBackend(Backend):
         raw.execute("PRAGMA foreign_keys = ON")
         raw.execute("PRAGMA case_sensitive_like = ON")
         raw.create_function("lower", 1, simple_lower, deterministic=True)
+        for spread_name, spread in SPREADS.items():
+            raw.create_aggregate(spread_name, 1, spread)
         if journal:
             raw.execute(f"PRAGMA journal_mode = {journal}")  # one of JOURNAL_MODES
         return raw

@@ -6,11 +6,12 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import binding, kinds, selectrelated
+from . import aggregates, binding, kinds, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
 from . import paths as P
+from . import subquerysql
 from .fields import DecimalField, Field
 from .models import get_model
 from .sqlparts import (ARITHMETIC, COMPARISONS, FIELD_KIND, LIKE_PATTERNS, Ref, Slot, col, ident,
@@ -48,6 +49,9 @@ class Builder:
         self.select_related: tuple = ()  # the plan's select_related records
         self.related_refs: list[Ref] = []  # their columns, once selected
         self.nested: tuple | None = None  # (own columns, entries): see ``related_pairs``
+        self.outer: Builder | None = None  # the enclosing statement's, in a subquery
+        self.depth = 0  # how many subqueries deep (``qplan.subquerysql``)
+        self.prefix = ""  # of join aliases: a subquery's differ from the enclosing ones
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -108,7 +112,7 @@ class Builder:
         for i, step in enumerate(rel.steps[:steps]):
             step_key = key if i == len(rel.steps) - 1 else f"{key}/{i}"
             if step_key not in self.joins:
-                alias = f"T{len(self.joins) + 1}"
+                alias = f"{self.prefix}T{len(self.joins) + 1}"
                 on = exp.EQ(this=col(step.left_column, table), expression=col(step.right_column, alias))
                 self.join_sql.append(exp.Join(
                     this=exp.Table(this=ident(step.right.db_table), alias=exp.TableAlias(this=ident(alias))),
@@ -139,6 +143,8 @@ class Builder:
         tag = node[0]
         if tag == "F":
             return self.column(node[1])
+        if tag in subquerysql.TAGS:  # Subquery, Exists, ~Exists, OuterRef
+            return subquerysql.expr(self, node)
         if tag == "agg":
             return self.aggregate(node)
         if tag == "as":  # ExpressionWrapper: the SQL as is, read as the field it names
@@ -167,7 +173,9 @@ class Builder:
                    lhs.nullable or rhs.nullable, aggregate=lhs.aggregate or rhs.aggregate)
 
     def aggregate(self, node: tuple) -> Ref:
-        _, fn, arg, distinct = node
+        fn, arg, distinct = node[1], node[2], node[3]
+        options = aggregates.options_of(node)  # filter=, default= (qplan.aggregates)
+        cond = options.get("filter")
         if arg == "*":
             inner: exp.Expression = exp.Star()
             kind, field = "int", None
@@ -179,19 +187,44 @@ class Builder:
             kind, field = ref.kind, ref.field
         if kind == "json" and fn != "count":
             raise NotSupportedError(f"{fn.capitalize()}() of a JSONField: JSON has no order")
+        where = None
+        if cond is not None:
+            where = self.condition(cond, False)[0]
+            if not self.backend.aggregate_filter:  # CASE WHEN cond THEN x END (MariaDB)
+                inner, where = self.when(where, inner), None
         if distinct:
             inner = exp.Distinct(expressions=[inner])
         sql = self.backend.aggregate(fn, inner, kind)
+        if where is not None:  # FILTER (WHERE cond)
+            sql = exp.Filter(this=sql, expression=exp.Where(this=where))
         decode_kind = self.backend.DECODE_KIND
         kind = kinds.of_aggregate(fn, kind)  # Sum of booleans is a number, Avg a float...
         if field is not None and fn in ("min", "max"):
             decode = self.backend.DECODE.get(field.internal_type)
         else:
             decode = decode_kind.get(kind or "")
-        if isinstance(field, DecimalField) and fn != "avg" and fn != "count":
+        if isinstance(field, DecimalField) and fn in ("sum", "min", "max"):
             base = decode_kind["decimal"]
             decode = (lambda v, f=field, b=base: None if v is None else f.quantize(b(v)))
-        return Ref(sql, kind, decode, True, aggregate=True)
+        default = options.get("default")
+        if default is not None:  # Django 5.2: Coalesce(aggregate, default)
+            sql = exp.Coalesce(this=sql, expressions=[self.expr(default).sql])
+        return Ref(sql, kind, decode, default is None, aggregate=True)
+
+    def case_arg(self, arg: Any, cond: tuple) -> Ref:
+        """An aggregate's argument under its ``filter=``: ``CASE WHEN cond THEN arg END``."""
+        where = self.condition(cond, False)[0]
+        if arg == "*":
+            return Ref(self.when(where, exp.Star()), "int", None, True)
+        ref = self.expr(arg)
+        return Ref(self.when(where, ref.sql), ref.kind, ref.decode, True, ref.field)
+
+    @staticmethod
+    def when(condition: exp.Expression, value: exp.Expression) -> exp.Expression:
+        """``CASE WHEN condition THEN value END`` (``*``: 1): an aggregate's filter where
+        the database has no ``FILTER (WHERE ...)``."""
+        then = exp.Literal.number(1) if isinstance(value, exp.Star) else value
+        return exp.Case(ifs=[exp.If(this=condition, true=then)])
 
     # conditions
     def condition(self, node: Any, negated: bool) -> tuple[exp.Expression, bool]:
@@ -202,6 +235,8 @@ class Builder:
                 return exp.Not(this=exp.Paren(this=self.pk_in(node[1]))), False
             inner, agg = self.condition(node[1], not negated)
             return exp.Not(this=exp.Paren(this=inner)), agg
+        if tag == "exists":
+            return subquerysql.condition(self, node)
         if tag == "^":  # an odd number true; UNKNOWN counts as false, so NOT stays two-valued
             parts = [self.condition(c, False) for c in node[1]]
             ones = [exp.Case(ifs=[exp.If(this=p[0], true=exp.Literal.number(1))],
@@ -253,9 +288,11 @@ class Builder:
                 sql = self.backend.iexact(lhs.sql, rhs_ref.sql)
             else:
                 sql = COMPARISONS[lookup](this=self.compare(lhs), expression=rhs_ref.sql)
-        if negated:  # keep NOT two-valued: a NULL never makes a row vanish from exclude()
+        # keep NOT two-valued: a NULL never makes a row vanish from exclude(); but a NULL
+        # Subquery does (Django adds IS NOT NULL for nullable columns only)
+        if negated:
             for ref in (lhs, rhs_ref):
-                if ref is not None and ref.nullable:
+                if ref is not None and ref.nullable and not isinstance(ref.sql, exp.Subquery):
                     sql = exp.and_(sql, exp.Not(this=exp.Is(this=ref.sql, expression=exp.Null())),
                                    copy=False)
             sql = exp.Paren(this=sql)
@@ -282,6 +319,7 @@ class Builder:
         inner = Builder(self.meta, self.backend)
         inner.binds = self.binds
         inner.scope = 0
+        subquerysql.alias_like(inner, self)
         sql, _ = inner.condition(node, False)
         pk = self.meta.pk.column
         select = inner.from_(exp.Select(expressions=[col(pk, inner.table)])).where(sql, copy=False)
@@ -332,7 +370,8 @@ class Builder:
         return ()
 
     def grouped(self) -> bool:
-        return any(ref.aggregate for ref in self.annotations.values())
+        return any(ref.aggregate for ref in self.annotations.values()) or \
+            any(ref.aggregate for ref in self.order_refs)  # order_by(Sum(...)): qplan.ordering
 
     def selection(self, related: bool = False) -> tuple[list[tuple[str, Ref]], str]:
         """The selected (key, reference) pairs and the result kind; ``related``: with the
@@ -401,7 +440,10 @@ class Builder:
         return R.resolve_path(self.meta, name.split(R.SEP), self.meta.model.__name__)[0]
 
     def from_(self, select: exp.Select) -> exp.Select:
-        select = select.from_(exp.Table(this=ident(self.table)), copy=False)
+        table = exp.Table(this=ident(self.meta.db_table))
+        if self.table != self.meta.db_table:  # a correlated subquery's own alias
+            table.set("alias", exp.TableAlias(this=ident(self.table)))
+        select = select.from_(table, copy=False)
         for join in self.join_sql:
             select = select.join(join, copy=False)
         return select
@@ -452,8 +494,13 @@ class Builder:
         terms = []
         self.order_refs = []
         for name in self.order:
-            desc = name.startswith("-")
-            ref = self.column(name.lstrip("-"))
+            nulls = None
+            if type(name) is tuple:  # ("expr", expression, descending, nulls): qplan.ordering
+                _, node, desc, nulls = name
+                ref = self.expr(node)
+            else:
+                desc = name.startswith("-")
+                ref = self.column(name.lstrip("-"))
             if ref.kind == "json":
                 raise NotSupportedError(f"order_by({name!r}): JSON values have no portable order")
             self.order_refs.append(ref)
@@ -461,6 +508,15 @@ class Builder:
             # own order is kept, so PostgreSQL still walks an index instead of sorting.
             smallest = ref.nullable or self.backend.null_order_small
             nulls_first = not desc if smallest else desc
+            if nulls is not None and not self.backend.nulls_placement:  # MariaDB
+                # ``x IS NULL`` first (sqlglot's own emulation would repeat x's placeholders
+                # unbound); the expression built again binds its values once more
+                again = self.expr(name[1]).sql
+                terms.append(exp.Ordered(this=exp.Paren(this=exp.Is(this=again, expression=exp.Null())),
+                                         desc=nulls == "first", nulls_first=nulls != "first"))
+                nulls_first = not desc  # the database's own order: nothing more to emulate
+            elif nulls is not None:  # Django's explicit nulls_first/nulls_last
+                nulls_first = nulls == "first"
             terms.append(exp.Ordered(this=self.compare(ref), desc=desc, nulls_first=nulls_first))
         return terms
 
@@ -532,6 +588,8 @@ def _condition_paths(node: Any) -> list[str]:
         return [p for child in node[1] for p in _condition_paths(child)]
     if tag == "!":
         return _condition_paths(node[1])
+    if tag == "exists":  # its paths are its own model's
+        return []
     return [tag, *_refs(node[2])]
 
 

@@ -41,6 +41,8 @@ def _check(node: tuple, who: str) -> None:
             _check(child, who)
     elif tag == "!":
         _check(node[1], who)
+    elif tag == "exists":
+        raise FieldError(f"{who}: a check constraint cannot hold a subquery")
     else:
         path, _, rhs = node
         _own(path, who)
@@ -64,7 +66,7 @@ def _rhs(node: Any, who: str) -> None:
         _own(node[1], who)
     elif tag == "agg":
         raise FieldError(f"{who}: a check constraint cannot hold an aggregate")
-    elif tag == "query":
+    elif tag == "query" or tag == "outer":
         raise FieldError(f"{who}: a check constraint cannot hold a subquery")
     else:
         for child in node[1:]:

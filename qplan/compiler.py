@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from sqlglot import exp
 
-from . import binding, conflicts
+from . import aggregates, binding, conflicts
 from .binding import SPREAD
 from .builder import Builder
 from .errors import NotSupportedError
@@ -115,13 +115,16 @@ def _aggregate(b: Builder, terminal: tuple) -> tuple:
             return node
         if node[0] != "agg":
             return (node[0], *[lift(child) for child in node[1:]])
-        _, fn, arg, distinct = node
-        if arg == "*":
+        fn, arg, distinct = node[1], node[2], node[3]
+        options = aggregates.options_of(node)  # a filter= moves inside: CASE WHEN in the rows
+        if arg == "*" and "filter" not in options:
             return node
-        ref, key = b.expr(arg), f"__a{len(inner_pairs) - len(pairs)}"
+        ref = b.case_arg(arg, options["filter"]) if "filter" in options else b.expr(arg)
+        key = f"__a{len(inner_pairs) - len(pairs)}"
         inner_pairs.append((key, ref))
         outer.annotations[key] = Ref(col(key, "sub"), ref.kind, ref.decode, True, ref.field)
-        return ("agg", fn, ("F", key), distinct)
+        return aggregates.with_options(("agg", fn, ("F", key), distinct),
+                                       {"default": options.get("default")})
 
     outer_pairs = [(name, outer.expr(lift(node))) for name, node in items]
     inner = b.select(inner_pairs, with_order=b.sliced)

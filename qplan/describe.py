@@ -6,6 +6,17 @@ from typing import Any
 
 from .records import VALUE
 
+SPREAD_NAMES = {"stddev_pop": "StdDev", "stddev_samp": "StdDev", "var_pop": "Variance",
+                "var_samp": "Variance"}
+
+
+def _term(term: Any) -> str:
+    """An order_by() term: a name, or an expression term (``qplan.ordering``)."""
+    if type(term) is not tuple:
+        return repr(term)
+    nulls = f"nulls_{term[3]}=True" if term[3] else ""
+    return f"{_value(term[1])}.{'desc' if term[2] else 'asc'}({nulls})"
+
 
 def _value(node: Any) -> str:
     """An expression record as the user would write it."""
@@ -19,9 +30,20 @@ def _value(node: Any) -> str:
     if tag == "agg":
         arg = "'*'" if node[2] == "*" else _value(node[2]).replace("F(", "", 1)[:-1]
         flag = ", distinct=True" if node[3] else ""
-        return f"{node[1].capitalize()}({arg}{flag})"
+        name = SPREAD_NAMES.get(node[1]) or node[1].capitalize()
+        flag += ", sample=True" if node[1] in ("stddev_samp", "var_samp") else ""
+        for option, value in (node[4] if len(node) > 4 else ()):  # qplan.aggregates
+            flag += f", filter={_condition(value)}" if option == "filter" else \
+                f", {option}={_value(value)}"
+        return f"{name}({arg}{flag})"
     if tag == "query":
         return node[1].rsplit(".", 1)[-1] + ".objects" + "".join(describe(r) for r in node[2])
+    if tag in ("subquery", "exists") and len(node) == 2:
+        return f"{tag.capitalize()}({_value(node[1])})"
+    if tag == "outer":
+        return f"OuterRef({_value(node[1]) if type(node[1]) is tuple else repr(node[1])})"
+    if tag == "!" and len(node) == 2:
+        return f"~{_value(node[1])}"
     if tag == "as":
         return f"ExpressionWrapper({_value(node[2])}, output_field={node[1]})"
     return f"({_value(node[1])} {tag} {_value(node[2])})"
@@ -31,6 +53,8 @@ def _condition(node: tuple, top: bool = False) -> str:
     tag = node[0]
     if tag == "!":
         return f"~{_condition(node[1])}"
+    if tag == "exists":
+        return _value(node)
     if tag in ("&", "|", "^"):
         if top and tag == "&" and all(c[0] not in ("&", "|", "!") for c in node[1]):
             return ", ".join(_condition(c, True) for c in node[1])
@@ -72,6 +96,8 @@ def describe(record: tuple) -> str:
         return ".prefetch_related(" + ", ".join(map(_prefetch_item, record[1:])) + ")"
     if op == "select_related":
         return ".select_related(" + ", ".join(map(repr, record[1:])) + ")"
-    if op in ("order_by", "values"):
+    if op == "order_by":
+        return f".{op}(" + ", ".join(map(_term, record[1])) + ")"
+    if op == "values":
         return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
     return f".{op}()"

@@ -54,6 +54,14 @@ class Combinable:
     def __rmod__(self, other: Any) -> "Combined":
         return self._combine("%", other, True)
 
+    def asc(self, *, nulls_first: bool | None = None, nulls_last: bool | None = None) -> "OrderBy":
+        """This expression ascending, as an ``order_by()`` term."""
+        return OrderBy(self, False, nulls_first, nulls_last)
+
+    def desc(self, *, nulls_first: bool | None = None, nulls_last: bool | None = None) -> "OrderBy":
+        """This expression descending, as an ``order_by()`` term."""
+        return OrderBy(self, True, nulls_first, nulls_last)
+
 
 class F(Combinable):
     """A reference to a field (``F('author__name')``) or an annotation."""
@@ -97,32 +105,51 @@ class ExpressionWrapper(Combinable):
 
 
 class Aggregate(Combinable):
-    """An aggregate over a field; the subclass name is the SQL function."""
+    """An aggregate over a field; ``function`` is its record name (the SQL function).
 
-    __slots__ = ("expr", "distinct")
+    ``filter=Q(...)`` counts only the rows it matches, ``default=`` stands for the result
+    over no rows (Django 5.2: ``Coalesce(aggregate, default)``). Subclasses say whether
+    they take ``distinct`` and ``default`` (Django's ``allow_distinct``/``allow_default``).
+    """
+
+    __slots__ = ("expr", "distinct", "filter", "default")
     function = ""
+    name = ""  # Django's ``name``: the default alias suffix (lower-cased)
+    allow_distinct = True
+    allow_default = True
 
-    def __init__(self, expr: Any, *, distinct: bool = False) -> None:
+    def __init__(self, expr: Any, *, distinct: bool = False, filter: Any = None,
+                 default: Any = None) -> None:
+        if distinct and not self.allow_distinct:
+            raise TypeError(f"{type(self).__name__} does not allow distinct.")
+        if default is not None and not self.allow_default:
+            raise TypeError(f"{type(self).__name__} does not allow default.")
         self.expr = F(expr) if isinstance(expr, str) and expr != "*" else expr
         self.distinct = bool(distinct)
+        self.filter = filter
+        self.default = default
 
     @property
     def default_alias(self) -> str:
         if isinstance(self.expr, F):
-            return f"{self.expr.name}__{self.function}"
+            return f"{self.expr.name}__{self.name or self.function}"
         raise TypeError(f"{self!r} needs an explicit name: aggregate(name={self!r})")
 
     def __repr__(self) -> str:
         flag = ", distinct=True" if self.distinct else ""
+        flag += f", filter={self.filter!r}" if self.filter is not None else ""
+        flag += f", default={self.default!r}" if self.default is not None else ""
         return f"{type(self).__name__}({self.expr!r}{flag})"
 
 
 class Count(Aggregate):
     __slots__ = ()
     function = "count"
+    allow_default = False  # Django: a count over no rows is 0 already
 
-    def __init__(self, expr: Any = "*", *, distinct: bool = False) -> None:
-        super().__init__(expr, distinct=distinct)
+    def __init__(self, expr: Any = "*", *, distinct: bool = False, filter: Any = None,
+                 default: Any = None) -> None:
+        super().__init__(expr, distinct=distinct, filter=filter, default=default)
 
 
 class Sum(Aggregate):
@@ -145,6 +172,70 @@ class Max(Aggregate):
     function = "max"
 
 
+class _Spread(Aggregate):
+    """StdDev/Variance: the population one unless ``sample=True`` (Django's ``sample``)."""
+
+    __slots__ = ()
+    allow_distinct = False
+    functions = ("", "")  # (population, sample)
+
+    def __init__(self, expr: Any, sample: bool = False, *, distinct: bool = False,
+                 filter: Any = None, default: Any = None) -> None:
+        super().__init__(expr, distinct=distinct, filter=filter, default=default)
+        self.sample = bool(sample)
+
+    @property
+    def function(self) -> str:  # type: ignore[override]
+        return self.functions[self.sample]
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        return text[:-1] + ", sample=True)" if self.sample else text
+
+
+class StdDev(_Spread):
+    """The standard deviation (``STDDEV_POP``; ``STDDEV_SAMP`` with ``sample=True``)."""
+
+    __slots__ = ("sample",)
+    name = "stddev"
+    functions = ("stddev_pop", "stddev_samp")
+
+
+class Variance(_Spread):
+    """The variance (``VAR_POP``; ``VAR_SAMP`` with ``sample=True``)."""
+
+    __slots__ = ("sample",)
+    name = "variance"
+    functions = ("var_pop", "var_samp")
+
+
+class OrderBy:
+    """One ordering term: ``F('rating').desc(nulls_last=True)``, ``Lower('title').asc()``.
+
+    ``nulls_first``/``nulls_last`` place NULLs explicitly (Django 5.2: True or None, not
+    both); without them NULLs sort as qplan's smallest value.
+    """
+
+    __slots__ = ("expression", "descending", "nulls_first", "nulls_last")
+
+    def __init__(self, expression: Any, descending: bool = False, nulls_first: bool | None = None,
+                 nulls_last: bool | None = None) -> None:
+        for flag in (nulls_first, nulls_last):
+            if flag not in (True, None):
+                raise ValueError("nulls_first and nulls_last values must be True or None.")
+        if nulls_first and nulls_last:
+            raise ValueError("nulls_first and nulls_last are mutually exclusive")
+        self.expression = expression
+        self.descending = bool(descending)
+        self.nulls_first, self.nulls_last = nulls_first, nulls_last
+
+    def __repr__(self) -> str:
+        nulls = ", nulls_first=True" if self.nulls_first else (
+            ", nulls_last=True" if self.nulls_last else "")
+        return f"OrderBy({self.expression!r}, descending={self.descending}{nulls})"
+
+
+
 class Q:
     """A condition tree: keyword lookups combined with ``&``, ``|`` and ``~``."""
 
@@ -156,7 +247,7 @@ class Q:
 
     def __init__(self, *args: "Q", _connector: str = "&", _negated: bool = False, **kwargs: Any):
         for arg in args:
-            if not isinstance(arg, Q):
+            if not isinstance(arg, Q) and not getattr(arg, "conditional", False):  # or Exists
                 raise TypeError(f"Q() takes Q objects and keyword lookups, got {arg!r}")
         self.children: tuple[Any, ...] = (*args, *sorted(kwargs.items()))
         self.connector = _connector

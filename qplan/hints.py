@@ -68,7 +68,7 @@ def _fetches_models(records: tuple) -> bool:
 def _pinned(node: tuple, path: str) -> set | None:
     """Values a condition pins ``path`` to (None: any value can match)."""
     tag = node[0]
-    if tag == "!" or tag == "^":
+    if tag == "!" or tag == "^" or tag == "exists":  # an Exists pins nothing of this model
         return None
     if tag in ("&", "|"):
         parts = [_pinned(child, path) for child in node[1]]
@@ -113,7 +113,10 @@ def _paths(node: Any) -> Iterator[str]:
         return
     if head in ("order_by", "values", "values_list"):
         for name in node[1]:
-            yield name.lstrip("-")
+            if type(name) is tuple:  # an order_by expression term (qplan.ordering)
+                yield from _paths(name[1])
+            else:
+                yield name.lstrip("-")
         return
     if type(head) is str and len(node) == 3 and node[1] in LOOKUP_NAMES:  # a leaf
         yield head

@@ -3,7 +3,7 @@
 A kind is one of ``int float decimal text bool date datetime time bytes json`` (None: a
 NULL value, which combines with any number). Fields give theirs by ``internal_type``,
 plain values by their Python type, aggregates by what they compute (``Count`` an int,
-``Avg`` a float, ``Sum`` of booleans the int count of the true ones, ``Min``/``Max``
+``Avg``, ``StdDev`` and ``Variance`` a float, ``Sum`` of booleans the int count of the true ones, ``Min``/``Max``
 their argument's kind) and arithmetic by its operands, as Django 5.2 infers an
 expression's ``output_field``: numbers combine (float wins, then decimal, else int);
 anything else needs an ``output_field`` to say what the result is.
@@ -39,6 +39,7 @@ AGGREGATE_KIND: dict[str, Callable[[str | None], str | None]] = {
     "sum": lambda arg: "int" if arg == "bool" else arg,
     "min": lambda arg: arg,
     "max": lambda arg: arg,
+    **dict.fromkeys(("stddev_pop", "stddev_samp", "var_pop", "var_samp"), lambda arg: "float"),
 }
 
 # The kind of ``a op b`` for numbers: the first of these present wins.
@@ -78,4 +79,8 @@ def of_record(node: Any, field_kind: Callable[[str], str | None]) -> str | None:
         return of_aggregate(node[1], of_record(node[2], field_kind))
     if tag == "as":
         return FIELD_KIND[node[1]]
+    if tag == "exists" or tag == "!":  # Exists, ~Exists
+        return "bool"
+    if tag == "subquery" or tag == "outer":  # known when compiled: any, as NULL is
+        return None
     return combined(tag, of_record(node[1], field_kind), of_record(node[2], field_kind))

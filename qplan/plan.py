@@ -13,12 +13,13 @@ from typing import Any, Callable
 from . import conflicts, hints, jsonform
 from . import prefetch as P
 from . import records as R
-from . import selectrelated
+from . import ordering, selectrelated
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Combined, ExpressionWrapper, F, Q
 from .models import Model, get_model
+from .subqueries import Exists, OuterRef, Subquery
 
 FORMAT_VERSION = 1
 
@@ -26,7 +27,7 @@ FORMAT_VERSION = 1
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 WRITES = frozenset({"update", "delete", "insert"})
 
-EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper)
+EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, Subquery, Exists, OuterRef)
 
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((
@@ -230,16 +231,20 @@ class Plan(Evaluation):
         node = R.condition(self._ctx(), args, kwargs)
         return self if node is None else self._add((op, node))
 
-    def order_by(self, *names: str) -> "Plan":
+    def order_by(self, *names: Any) -> "Plan":
         self._no_slice("reorder")
         ctx = self._ctx()
         cache = None if ctx.annotations else self._meta.path_cache
         key = ("order_by", names)
-        if cache is not None and key in cache:
+        if cache is not None and all(type(n) is str for n in names) and key in cache:
             return self._add(("order_by", cache[key]))
-        canonical = []
+        canonical: list[Any] = []
         for name in names:
-            if not isinstance(name, str) or not name.lstrip("-"):
+            if not isinstance(name, str):  # an expression or F(...).desc(): qplan.ordering
+                cache = None
+                canonical.append(ordering.term(ctx, name, R.expression))
+                continue
+            if not name.lstrip("-"):
                 raise FieldError(f"{ctx.who}: order_by() takes field names, got {name!r}")
             if name == "?":
                 raise FieldError(f"{ctx.who}: random ordering ('?') is not supported")
@@ -254,7 +259,7 @@ class Plan(Evaluation):
         """The same plan in the opposite order (by primary key when none was given)."""
         self._no_slice("reorder")
         order = self._ordering() or (self._meta.pk.name,)
-        return self._add(("order_by", tuple(n[1:] if n[0] == "-" else "-" + n for n in order)))
+        return self._add(("order_by", tuple(ordering.reversed_term(n) for n in order)))
 
     def _ordering(self) -> tuple[str, ...]:
         """The order the rows come in: the last ``order_by()``, else ``Meta.ordering``."""

@@ -7,11 +7,18 @@ Record grammar (everything is a tuple of plain values):
                 | ("|", (condition, ...))        any of
                 | ("^", (condition, ...))        an odd number of (XOR, as Django 4.2+)
                 | ("!", condition)               not
+                | ("exists", query)              Exists(plan) (``qplan.subqueries``)
     rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
                 | ("query", model_key, records)  "in" a one-column plan: IN (SELECT ...)
     expression := ("=", value) | ("F", path) | (op, expression, expression)
                 | ("agg", function, expression | "*", distinct)
+                | ("agg", function, expression | "*", distinct, options)
+                                                filter=/default= given (``qplan.aggregates``)
                 | ("as", internal_type, expression)   ExpressionWrapper(output_field=)
+                | ("subquery", query)            Subquery(plan): its one column's value
+                | ("exists", query) | ("!", ("exists", query))   Exists(plan), ~Exists(plan)
+                | ("outer", name) | ("outer", ("outer", name))   OuterRef, inside a query
+    query      := ("query", model_key, records)
 
 A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
 field or lookup name, so the shape of a plan is its records with every value node
@@ -29,7 +36,8 @@ from typing import Any, Iterable
 from .errors import FieldError, suggest
 from . import paths
 from .relations import relations, reverse_accessors
-from . import kinds
+from . import aggregates, kinds
+from . import subqueries as SQ
 from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
 
@@ -41,7 +49,7 @@ LOOKUP_NAMES = (
     "exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith",
     "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull",
 )
-AGGREGATES = ("count", "sum", "avg", "min", "max")
+AGGREGATES = aggregates.FUNCTIONS
 SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, bytes, bool})
 SCALAR_LOOKUPS = frozenset(LOOKUP_NAMES) - {"in", "range", "isnull"}
 
@@ -219,9 +227,18 @@ def expression(ctx: Context, value: Any, field: Field | None = None, depth: int 
             raise FieldError(f"{ctx.who}: {type(value).__name__}('*') is not allowed")
         if isinstance(arg, tuple) and arg[0] == "agg":
             raise FieldError(f"{ctx.who}: cannot nest aggregate {value!r}")
-        return ("agg", value.function, arg, value.distinct)
+        node = ("agg", value.function, arg, value.distinct)
+        if value.function in aggregates.SPREADS or value.filter is not None \
+                or value.default is not None:
+            arg_kind = kinds.of_record(arg, ctx.kind) if arg != "*" else "int"
+            node = aggregates.record(ctx, value, node, arg_kind, q_record, has_aggregate, plain)
+        return node
     if isinstance(value, Q):
         raise FieldError(f"{ctx.who}: a Q object is a condition, not a value")
+    if SQ.is_expression(value):  # Subquery, Exists, OuterRef
+        if not isinstance(value, SQ.OuterRef):
+            _same_database(ctx.meta, value.plan._meta, ctx.who)
+        return SQ.record(ctx, value)
     if field is not None and value is not None:
         return (VALUE, field.clean(value))
     return (VALUE, plain(value, ctx.who))
@@ -230,6 +247,8 @@ def expression(ctx: Context, value: Any, field: Field | None = None, depth: int 
 def has_aggregate(node: Any) -> bool:
     """True when an expression record contains an aggregate."""
     if not isinstance(node, tuple) or not node or node[0] == VALUE:
+        return False
+    if node[0] == "query":  # a subquery's aggregates are its own
         return False
     return node[0] == "agg" or any(has_aggregate(n) for n in node[1:])
 
@@ -247,7 +266,17 @@ def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str)
         if lookup != "in":
             raise FieldError(f"{ctx.who}.{key}: a plan is a subquery for 'in', not for {lookup!r}")
         _same_database(ctx.meta, value.model._meta, f"{ctx.who}.{key}")
-        return value.as_subquery()
+        query = value.as_subquery()
+        if any(SQ.outer_refs(query[2])):
+            raise FieldError(f"{ctx.who}.{key}: OuterRef in field__in=plan is not supported; "
+                             f"use filter(Exists(plan.filter(...=OuterRef(...))))")
+        return query
+    if SQ.is_expression(value):  # Subquery, Exists, OuterRef
+        if lookup == "in" and isinstance(value, SQ.Subquery):  # as field__in=plan
+            return _lookup_value(ctx, field, lookup, value.plan, key)
+        if lookup in ("in", "range", "isnull"):
+            raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not {value!r:.80}")
+        return expression(ctx, value)
     if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper)):
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")
@@ -333,8 +362,9 @@ _ANY.name = "annotation"
 def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     """``filter``/``exclude`` arguments as one condition record."""
     for arg in args:
-        if not isinstance(arg, Q):
+        if not isinstance(arg, Q) and not isinstance(arg, SQ.Exists):
             raise FieldError(f"{ctx.who}: filter() takes Q objects and keyword lookups, got {arg!r}")
+    args = tuple(Q(a) if isinstance(a, SQ.Exists) else a for a in args)
     children = [node for node in (q_record(ctx, q) for q in args) if node is not None]
     for k, v in sorted(kwargs.items()):
         children.append(leaf(ctx, k, v))
@@ -353,7 +383,10 @@ def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple | None:
     depth = _nested(ctx, depth)
     children, flips = [], 0
     for c in q.children:
-        node = q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1])
+        if isinstance(c, SQ.Exists):  # Q(Exists(...)), Exists(...) & Q(...)
+            node = expression(ctx, c)
+        else:
+            node = q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1])
         if node is None and q.connector == "|":
             return None
         if node is None:
@@ -412,6 +445,8 @@ def _condition_shape(node: tuple, values: list[Any]) -> tuple:
         return (tag, tuple([_condition_shape(c, values) for c in node[1]]))
     if tag == "!":
         return ("!", _condition_shape(node[1], values))
+    if tag == "exists":
+        return walk(node, values)
     rhs = node[2]
     if type(rhs) is not tuple:
         return node  # isnull, boolean exact: structural
@@ -439,8 +474,8 @@ SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    **dict.fromkeys(("order_by", "values", "values_list", "distinct", "select_related"),
-                    _unchanged),
+    "order_by": lambda r, values: r if all(type(t) is str for t in r[1]) else walk(r, values),
+    **dict.fromkeys(("values", "values_list", "distinct", "select_related"), _unchanged),
 }
 
 

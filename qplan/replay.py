@@ -16,15 +16,19 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Callable
 
-from . import conflicts
+from . import conflicts, ordering
 from . import records as R
 from .errors import PlanError
-from .expressions import ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q, Sum
+from .expressions import (ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q,
+                          StdDev, Sum, Variance)
 from .models import get_model
 from .plan import SLICE_LIMIT, Plan
 from .prefetch import ITEM, Prefetch
+from .subqueries import Exists, OuterRef, Subquery
 
-AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max}
+AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max,
+              "stddev_pop": StdDev, "stddev_samp": StdDev, "var_pop": Variance,
+              "var_samp": Variance}
 
 
 def replay(model: Any, records: tuple, alias: str | None) -> Plan:
@@ -76,6 +80,17 @@ def _names(node: Any, what: str) -> tuple[str, ...]:
     return node
 
 
+def _order_terms(node: Any) -> list[Any]:
+    """order_by() arguments: names, and ``OrderBy`` for expression terms (qplan.ordering)."""
+    if type(node) is not tuple:
+        raise PlanError(f"order_by names are not a tuple: {node!r:.80}")
+    try:
+        return [ordering.as_order_by(t, expression) if type(t) is tuple else _names((t,), "order_by")[0]
+                for t in node]
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+
+
 def _flag(node: Any, what: str) -> bool:
     if type(node) is not bool:
         raise PlanError(f"{what} is not a bool: {node!r:.40}")
@@ -91,14 +106,57 @@ def expression(node: Any) -> Any:
         return node[1]
     if tag == "F" and len(node) == 2 and type(node[1]) is str:
         return F(node[1])
-    if tag == "agg" and len(node) == 4 and node[1] in AGGREGATES:
-        arg = node[2] if node[2] == "*" else expression(node[2])
-        return AGGREGATES[node[1]](arg, distinct=_flag(node[3], "an aggregate's distinct"))
+    if tag == "agg" and len(node) in (4, 5) and type(node[1]) is str and node[1] in AGGREGATES:
+        return _aggregate(node)
     if tag == "as" and len(node) == 3 and type(node[1]) is str:
         return ExpressionWrapper(expression(node[2]), output_field=node[1])
     if tag in ARITHMETIC and len(node) == 3:
         return Combined(tag, expression(node[1]), expression(node[2]))
+    if tag in ("subquery", "exists", "outer", "!") and len(node) == 2:
+        return _subquery(node)
     raise PlanError(f"not an expression: {node!r:.80}")
+
+
+def _aggregate(node: tuple) -> Any:
+    """An aggregate record (``qplan.aggregates``) as the aggregate it was made from."""
+    arg = node[2] if node[2] == "*" else expression(node[2])
+    kwargs: dict[str, Any] = {}
+    if _flag(node[3], "an aggregate's distinct"):
+        kwargs["distinct"] = True
+    if node[1] in ("stddev_samp", "var_samp"):
+        kwargs["sample"] = True
+    if len(node) == 5:
+        options = _items(node[4], "an aggregate's options")
+        for name, value in options:
+            if name == "filter":
+                kwargs["filter"] = _q(value)
+            elif name == "default" and type(value) is tuple and len(value) == 2 \
+                    and value[0] == R.VALUE:
+                kwargs["default"] = value[1]
+            else:
+                raise PlanError(f"not an aggregate option: {(name, value)!r:.80}")
+    try:
+        return AGGREGATES[node[1]](arg, **kwargs)
+    except TypeError as exc:  # Count(default=...), StdDev(distinct=True)
+        raise PlanError(f"not an aggregate: {node!r:.80} ({exc})") from None
+
+
+def _subquery(node: tuple) -> Any:
+    """A Subquery / Exists / ~Exists / OuterRef record as the object it was made from; the
+    inner plan replayed too (its OuterRefs are checked when the object is added back)."""
+    tag, arg = node
+    if tag == "outer":
+        return OuterRef(_subquery(arg) if type(arg) is tuple else arg)
+    if tag == "!":
+        inner = expression(arg)
+        if not isinstance(inner, Exists):
+            raise PlanError(f"not an expression: {node!r:.80}")
+        return ~inner
+    if type(arg) is not tuple or len(arg) != 3 or arg[0] != "query" or type(arg[1]) is not str \
+            or type(arg[2]) is not tuple:
+        raise PlanError(f"not a subquery record: {node!r:.80}")
+    plan = replay(get_model(arg[1]), arg[2], None)
+    return Subquery(plan) if tag == "subquery" else Exists(plan)
 
 
 def _q(node: Any) -> Q:
@@ -119,6 +177,8 @@ def _child(node: Any) -> Any:
         raise PlanError(f"not a condition: {node!r:.80}")
     if node[0] in ("!", "&", "|", "^"):
         return _q(node)
+    if node[0] == "exists" and len(node) == 2:  # filter(Exists(...))
+        return expression(node)
     if len(node) != 3 or type(node[0]) is not str or type(node[1]) is not str:
         raise PlanError(f"not a condition: {node!r:.80}")
     path, lookup, rhs = node
@@ -224,7 +284,7 @@ def _prefetch_related(plan: Plan, record: tuple) -> Plan:
 STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "filter": lambda p, r: p.filter(_q(_fields(r, 2)[1])),
     "exclude": lambda p, r: p.exclude(_q(_fields(r, 2)[1])),
-    "order_by": lambda p, r: p.order_by(*_names(_fields(r, 2)[1], "order_by")),
+    "order_by": lambda p, r: p.order_by(*_order_terms(_fields(r, 2)[1])),
     "slice": _slice,
     "values": lambda p, r: p.values(*_names(_fields(r, 2)[1], "values")),
     "values_list": lambda p, r: p.values_list(

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import decimal
 import json
+import math
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from .. import aggregates as A
 from .. import records as R
 from ..kinds import of_aggregate
+from ..registry import get_model
 from ..sqlparts import FIELD_KIND
 from ..errors import Error, NotSupportedError
 from ..fields import DecimalField
@@ -35,6 +38,10 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
     tag = node[0]
     if tag == VALUE:
         return PY_KINDS.get(type(node[1]))
+    if tag == "exists" or tag == "!":  # Exists, ~Exists
+        return "bool"
+    if tag == "subquery":  # the kind of the one column its plan selects
+        return _subquery_kind(node[1])
     if tag == "F":
         if node[1] in annotations:
             return _kind(meta, annotations, annotations[node[1]])
@@ -49,6 +56,21 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
         if k in kinds:
             return k
     return "int" if kinds <= {"int", "bool"} else lhs
+
+
+def _subquery_kind(query: tuple) -> str | None:
+    meta = get_model(query[1])._meta
+    names = [r[1] for r in query[2] if r[0] in ("values", "values_list")]
+    annotations = {k: v for r in query[2] if r[0] == "annotate" for k, v in r[1]}
+    if not names or len(names[-1]) != 1:
+        return None
+    name = names[-1][0]
+    if name in annotations:
+        return _kind(meta, annotations, annotations[name])
+    try:
+        return FIELD_KIND.get(_field(meta, name).internal_type)
+    except Error:
+        return None
 
 
 def _is_agg(node: Any, agg: set[str] | frozenset[str]) -> bool:
@@ -69,6 +91,8 @@ def _cond_is_agg(node: tuple, agg: set[str]) -> bool:
         return _cond_is_agg(node[1], agg)
     if tag in ("&", "|", "^"):
         return any(_cond_is_agg(child, agg) for child in node[1])
+    if tag == "exists":
+        return False
     path, lookup, rhs = node
     if path in agg:
         return True
@@ -124,7 +148,9 @@ class _Merge:
         "min": lambda a, b: b if a is None else (a if b is None else min(a, b)),
         "max": lambda a, b: b if a is None else (a if b is None else max(a, b)),
         "trues": lambda a, b: a + b,
-        "avg": lambda a, b: None,  # only read per shard, to make "trues"
+        "avg": lambda a, b: None,  # only read per shard, to make "trues" and "moments"
+        "var_pop": lambda a, b: None,  # only read per shard, to make "moments"
+        "moments": lambda a, b: _chan(a, b),
     }
 
     def __init__(self, meta: Any, annotations: Mapping[str, Any], agg: set[str],
@@ -134,20 +160,26 @@ class _Merge:
         self.slots: dict[tuple, int] = {}
         self.fns: list[str] = []
         self.emit: list[tuple] = []  # (slot, per-shard aggregate node)
-        self.pre: list[tuple[int, int, int]] = []  # (trues slot, avg slot, count slot)
+        # derived slots: (slot, derive, source slots), e.g. trues from (avg, count)
+        self.pre: list[tuple[int, Callable[..., Any], tuple[int, ...]]] = []
         self._named: dict[str, Getter] = {}
 
-    def partial(self, fn: str, arg: Any) -> int:
-        key = (fn, arg)
+    def partial(self, fn: str, arg: Any, where: Any = None) -> int:
+        """The slot of per-shard aggregate ``fn(arg)`` (over the rows ``where`` matches: an
+        aggregate's ``filter=``, ``qplan.aggregates``)."""
+        key = (fn, arg, where)
         slot = self.slots.get(key)
         if slot is None:
             slot = self.slots[key] = len(self.fns)
             self.fns.append(fn)
             if fn == "trues":  # an Avg of booleans: per shard avg * count, rounded
-                a, c = self.partial("avg", arg), self.partial("count", arg)
-                self.pre.append((slot, a, c))
+                a, c = self.partial("avg", arg, where), self.partial("count", arg, where)
+                self.pre.append((slot, _trues, (a, c)))
+            elif fn == "moments":  # StdDev/Variance: per shard (count, mean, count * var_pop)
+                sources = tuple(self.partial(f, arg, where) for f in ("count", "avg", "var_pop"))
+                self.pre.append((slot, _moments, sources))
             else:
-                self.emit.append((slot, ("agg", fn, arg, False)))
+                self.emit.append((slot, A.with_options(("agg", fn, arg, False), {"filter": where})))
         return slot
 
     def refuse(self, why: str) -> NotSupportedError:
@@ -191,16 +223,32 @@ class _Merge:
         return lambda env, parts: _arith(op, lhs(env, parts), rhs(env, parts), kind)
 
     def aggregate(self, node: tuple) -> Getter:
-        _, fn, arg, distinct = node
+        get = self._aggregate(node)
+        default = A.options_of(node).get("default")
+        if default is None:
+            return get
+        # default= after the merge (a shard without rows must not put it in a sum)
+        value = default[1]
+        field = _decimal_field(self.meta, node[2])
+        if field is not None and node[1] in ("sum", "min", "max"):
+            value = field.quantize(decimal.Decimal(value))
+        return lambda env, parts: (lambda v: value if v is None else v)(get(env, parts))
+
+    def _aggregate(self, node: tuple) -> Getter:
+        fn, arg, distinct = node[1], node[2], node[3]
+        where = A.options_of(node).get("filter")
         if distinct:
             raise self.refuse(f"{fn.capitalize()}(..., distinct=True)")
         kind = _kind(self.meta, self.annotations, arg)
         if fn == "avg":
-            count = self.partial("count", arg)
-            total = self.partial("trues" if kind == "bool" else "sum", arg)
+            count = self.partial("count", arg, where)
+            total = self.partial("trues" if kind == "bool" else "sum", arg, where)
             return lambda env, parts: (None if not parts[count] or parts[total] is None
                                        else float(parts[total]) / parts[count])
-        slot = self.partial(fn, arg)
+        if fn in A.SPREADS:
+            slot = self.partial("moments", arg, where)
+            return lambda env, parts: _spread(fn, parts[slot])
+        slot = self.partial(fn, arg, where)
         if fn == "sum" and kind == "bool":  # the count of true values, a number
             return lambda env, parts: None if parts[slot] is None else int(parts[slot])
         field = _decimal_field(self.meta, arg)
@@ -278,9 +326,42 @@ class _Merge:
         parts: list[Any] = [None] * len(self.fns)
         for (slot, _), value in zip(self.emit, values):
             parts[slot] = value
-        for slot, a, c in self.pre:
-            parts[slot] = 0 if parts[a] is None else round(parts[a] * parts[c])
+        for slot, derive, sources in self.pre:
+            parts[slot] = derive(*[parts[s] for s in sources])
         return parts
+
+
+def _trues(avg: Any, count: int) -> int:
+    """How many true values an Avg of booleans averaged over ``count`` values."""
+    return 0 if avg is None else round(avg * count)
+
+
+def _moments(count: int, mean: Any, var_pop: Any) -> tuple | None:
+    """One shard's (count, mean, sum of squared deviations) of a StdDev/Variance argument."""
+    return None if not count else (count, float(mean), float(var_pop) * count)
+
+
+def _chan(a: tuple | None, b: tuple | None) -> tuple | None:
+    """Two shards' moments as one (Chan, Golub and LeVeque's pairwise combination): the
+    mean and squared deviations of the union, as stable as the databases' own."""
+    if a is None or b is None:
+        return a if b is None else b
+    (na, ma, sa), (nb, mb, sb) = a, b
+    n = na + nb
+    delta = mb - ma
+    return (n, ma + delta * nb / n, sa + sb + delta * delta * na * nb / n)
+
+
+def _spread(fn: str, moments: tuple | None) -> float | None:
+    """StdDev/Variance (``fn``: its record name) from merged moments; NULL as SQL gives it."""
+    if moments is None:
+        return None
+    n, _, squares = moments
+    sample = fn.endswith("samp")
+    if sample and n < 2:
+        return None
+    variance = max(squares, 0.0) / (n - 1 if sample else n)
+    return math.sqrt(variance) if fn.startswith("stddev") else variance
 
 
 def _decimal_field(meta: Any, arg: Any) -> Any:
@@ -326,7 +407,18 @@ def _term_key(i: int, desc: bool, nullable: bool, numeric: bool) -> Callable[[An
     return (lambda r: (False,) if r[i] is None else (True, r[i])) if nullable else itemgetter(i)
 
 
-def _sort_key(terms: list[tuple[int, bool, bool, bool]]) -> tuple[Callable[[Any], Any], bool]:
+def _placed_key(i: int, desc: bool, numeric: bool, nulls: str) -> Callable[[Any], Any]:
+    """The sort key of a term with explicit NULL placement (``nulls``: "first"/"last"),
+    its direction built in (sorted ascending)."""
+    rank = 0 if nulls == "first" else 2
+    if desc and numeric:
+        return lambda r: (rank,) if r[i] is None else (1, -r[i])
+    if desc:
+        return lambda r: (rank,) if r[i] is None else (1, _Desc(r[i]))
+    return lambda r: (rank,) if r[i] is None else (1, r[i])
+
+
+def _sort_key(terms: list[tuple]) -> tuple[Callable[[Any], Any], bool]:
     """``(key, reverse)`` for rows ordered by ``(index, descending, nullable, numeric)`` terms.
 
     One direction: the plain values (NULLs wrapped to sort first) and ``reverse`` for
@@ -335,10 +427,12 @@ def _sort_key(terms: list[tuple[int, bool, bool, bool]]) -> tuple[Callable[[Any]
     to three terms.
     """
     directions = {t[1] for t in terms}
-    if len(directions) == 1 and not any(t[2] for t in terms):
+    placed = any(len(t) > 4 and t[4] is not None for t in terms)  # nulls_first/nulls_last
+    if len(directions) == 1 and not any(t[2] for t in terms) and not placed:
         return itemgetter(*[t[0] for t in terms]), terms[0][1]
-    flip = len(directions) > 1
-    keys = [_term_key(i, desc and flip, nullable, numeric) for i, desc, nullable, numeric in terms]
+    flip = len(directions) > 1 or placed
+    keys = [_placed_key(t[0], t[1], t[3], t[4]) if len(t) > 4 and t[4] is not None
+            else _term_key(t[0], t[1] and flip, t[2], t[3]) for t in terms]
     if len(keys) == 1:
         key = keys[0]
     elif len(keys) == 2:
@@ -352,10 +446,16 @@ def _sort_key(terms: list[tuple[int, bool, bool, bool]]) -> tuple[Callable[[Any]
     return key, False if flip else terms[0][1]
 
 
-def _sort(rows: list, terms: list[tuple[Any, bool]]) -> None:
-    """Sort in place by ``(getter, descending)`` terms, NULLs smallest (stable, last term first)."""
-    for get, desc in reversed(terms):
-        rows.sort(key=lambda r: _null_first(get(r)), reverse=desc)
+def _sort(rows: list, terms: list[tuple[Any, bool, Any]]) -> None:
+    """Sort in place by ``(getter, descending, nulls)`` terms (stable, last term first): NULLs
+    smallest, or first/last where ``nulls`` says so (``qplan.ordering``)."""
+    for get, desc, nulls in reversed(terms):
+        if nulls is None:
+            rows.sort(key=lambda r: _null_first(get(r)), reverse=desc)
+        else:
+            low = (nulls == "first") != desc  # NULL sorts low in the sort's own direction
+            rows.sort(key=lambda r, low=low: (lambda v: ((0,) if low else (2,)) if v is None
+                                              else (1, v))(get(r)), reverse=desc)
 
 
 def _hashable(row: tuple) -> Any:

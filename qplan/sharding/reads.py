@@ -11,9 +11,11 @@ import collections
 import decimal
 import heapq
 import itertools
+import statistics
 from operator import itemgetter
 from typing import Any, Iterable, Iterator, Sequence
 
+from .. import aggregates as A
 from .. import settings
 from ..backends import get as get_backend
 from ..errors import Error, NotSupportedError
@@ -145,13 +147,15 @@ class _Read:
             merge = self.merge
             self.aggs = []
             for name, node in items:
-                _, fn, arg, distinct = node if node[0] == "agg" else (None, None, None, None)
                 if node[0] != "agg":
                     raise merge.refuse(f"aggregate({name}=...) of an expression over groups")
+                fn, arg, distinct = node[1], node[2], node[3]
                 if distinct:
                     raise merge.refuse(f"{fn.capitalize()}(..., distinct=True)")
+                default = self._merged_options(name, node)
                 get = None if arg == "*" else merge.expr(arg)
-                self.aggs.append((name, fn, get, self._kind(arg), _decimal_field(self.meta, arg)))
+                self.aggs.append((name, fn, get, self._kind(arg), _decimal_field(self.meta, arg),
+                                  default))
             self.describe += "; then the aggregates computed over the merged groups"
             return
         extras: list[tuple[str, Any]] = []
@@ -160,12 +164,13 @@ class _Read:
             if node[0] != "agg":
                 raise NotSupportedError(f"{self.who}: aggregate({name}=...) of an expression over "
                                         f"a sliced or distinct plan cannot be merged across shards")
-            _, fn, arg, distinct = node
+            fn, arg, distinct = node[1], node[2], node[3]
             if distinct:
                 raise NotSupportedError(f"{self.who}: {fn.capitalize()}(..., distinct=True) cannot "
                                         f"be merged exactly across shards")
+            default = self._merged_options(name, node)
             if arg == "*":
-                self.aggs.append((name, fn, None, "int", None))
+                self.aggs.append((name, fn, None, "int", None, default))
                 continue
             if arg[0] == "F" and (arg[1] in self.columns or arg[1] not in info.agg):
                 key = arg[1]
@@ -175,11 +180,22 @@ class _Read:
             else:
                 key = f"_qpa{i}"
                 extras.append((key, arg))
-            self.aggs.append((name, fn, key, self._kind(arg), _decimal_field(self.meta, arg)))
+            self.aggs.append((name, fn, key, self._kind(arg), _decimal_field(self.meta, arg),
+                              default))
         self._prepare_fetch(order=info.window is not None, extras=extras,
                             args=[a[2] for a in self.aggs if isinstance(a[2], str)])
         self.describe = ("rows fetched from every shard and merged, then aggregated: "
                          + self.describe)
+
+    def _merged_options(self, name: str, node: tuple) -> Any:
+        """The default of an aggregate computed over merged rows; ``NotSupportedError`` for
+        a filter= (the rows fetched do not say which ones it matches)."""
+        options = A.options_of(node)
+        if "filter" in options:
+            raise NotSupportedError(f"{self.who}: aggregate({name}=...(filter=...)) over a "
+                                    f"sliced, distinct or grouped plan cannot be merged across "
+                                    f"shards (the merged rows do not say which match it)")
+        return options["default"][1] if "default" in options else None
 
     def _kind(self, arg: Any) -> str | None:
         return _kind(self.meta, self.info.annotations, arg)
@@ -202,7 +218,10 @@ class _Read:
         extras = list(extras)
         terms = []
         if order:
-            for term in info.order:
+            for i, term in enumerate(info.order):
+                if type(term) is tuple:  # an expression term (qplan.ordering): selected too
+                    terms.append(self._expression_term(i, term, names, extras))
+                    continue
                 desc = term.startswith("-")
                 path = term.lstrip("-")
                 if path not in names:
@@ -245,6 +264,24 @@ class _Read:
             steps.append("then the slice")
         self.describe = ", ".join(steps)
 
+    def _expression_term(self, i: int, term: tuple, names: list[str],
+                         extras: list[tuple[str, Any]]) -> tuple:
+        """A sort term for ``("expr", expression, descending, nulls)``: a field's column, or
+        the expression selected as an extra column; NULLs placed as the databases do."""
+        _, node, desc, nulls = term
+        if _is_agg(node, self.info.agg):
+            raise NotSupportedError(f"{self.who}: order_by() of an aggregate expression over "
+                                    f"plain rows cannot be merged exactly across shards")
+        if node[0] == "F" and node[1] not in self.info.annotations:
+            key, nullable, numeric = node[1], self._nullable(node[1]), self._numeric(node[1])
+        else:
+            key, nullable, numeric = f"_qpo{i}", True, self._kind(node) in (
+                "int", "float", "decimal", "bool")
+            extras.append((key, node))
+        if key not in names:
+            names.append(key)
+        return (names.index(key), desc, nullable, numeric, nulls)
+
     def _numeric(self, path: str) -> bool:
         try:
             return self._kind(("F", path)) in ("int", "float", "decimal", "bool")
@@ -274,7 +311,8 @@ class _Read:
             test = merge.condition(record[1])
             self.having.append(test if record[0] == "filter" else
                                (lambda env, parts, t=test: not t(env, parts)))
-        self.order_terms = [(merge.column(term.lstrip("-")), term.startswith("-"))
+        self.order_terms = [(merge.expr(term[1]), term[2], term[3]) if type(term) is tuple
+                            else (merge.column(term.lstrip("-")), term.startswith("-"), None)
                             for term in info.order]
         names = tuple(keys) + tuple(f"_qp{slot}" for slot, _ in merge.emit)
         records = []
@@ -401,7 +439,8 @@ class _Read:
         if self.having:
             out = [g for g in out if all(test(g[0], g[1]) for test in self.having)]
         if self.order_terms and window:
-            _sort(out, [((lambda g, get=get: get(g[0], g[1])), desc) for get, desc in self.order_terms])
+            _sort(out, [((lambda g, get=get: get(g[0], g[1])), desc, nulls)
+                        for get, desc, nulls in self.order_terms])
         if window and self.info.window is not None:
             offset, limit = self.info.window
             out = out[offset:None if limit is None else offset + limit]
@@ -430,15 +469,19 @@ class _Read:
         if self.info.group_values:
             groups = self._groups()
             columns = {name: [get(g[0], g[1]) for g in groups] if get is not None else None
-                       for name, _, get, _, _ in self.aggs}
+                       for name, _, get, _, _, _ in self.aggs}
             n = len(groups)
         else:
             rows = list(self._merged())
             n = len(rows)
             columns = {name: None if key is None else [r[self.index[key]] for r in rows]
-                       for name, _, key, _, _ in self.aggs}
-        return {name: _aggregate(fn, columns[name], n, kind, field)
-                for name, fn, _, kind, field in self.aggs}
+                       for name, _, key, _, _, _ in self.aggs}
+        out = {name: _aggregate(fn, columns[name], n, kind, field)
+               for name, fn, _, kind, field, _ in self.aggs}
+        for name, fn, _, _, field, default in self.aggs:  # default= after the merge
+            if out[name] is None and default is not None:
+                out[name] = field.quantize(default) if field is not None and fn != "avg" else default
+        return out
 
     def _materialise(self, rows: list | None, tagged: list | None) -> list:
         cols = self.columns
@@ -481,6 +524,16 @@ def _row_type(cols: tuple) -> type:
     return row_type
 
 
+SPREADS = {"stddev_pop": (statistics.pstdev, 1), "stddev_samp": (statistics.stdev, 2),
+           "var_pop": (statistics.pvariance, 1), "var_samp": (statistics.variance, 2)}
+
+
+def _spread_of(fn: str, values: list) -> float | None:
+    """StdDev/Variance of merged values, exactly (``statistics``), correctly rounded."""
+    compute, least = SPREADS[fn]
+    return float(compute([float(v) for v in values])) if len(values) >= least else None
+
+
 def _aggregate(fn: str, values: list | None, n: int, kind: str | None, field: Any) -> Any:
     """An aggregate over merged rows, computed as the database would."""
     if values is None:  # Count('*')
@@ -490,6 +543,8 @@ def _aggregate(fn: str, values: list | None, n: int, kind: str | None, field: An
         return len(present)
     if not present:
         return None
+    if fn in SPREADS:
+        return _spread_of(fn, present)
     if fn == "min":
         value = min(present)
     elif fn == "max":
