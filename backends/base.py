@@ -34,12 +34,8 @@ async def _on_worker(fn: Callable[..., Any], *args: Any) -> Any:
 def _run_blocking(raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
     cur = raw.cursor()
     try:
-        if params:
-            cur.execute(sql, params)
-        else:
-            cur.execute(sql)
-        rows = cur.fetchall() if fetch else None
-        return rows, cur.rowcount, getattr(cur, "lastrowid", None)
+        cur.execute(sql, params) if params else cur.execute(sql)
+        return cur.fetchall() if fetch else None, cur.rowcount, getattr(cur, "lastrowid", None)
     finally:
         cur.close()
 
@@ -574,12 +570,10 @@ class Backend:
     async def aclose(self, raw: Any) -> None:
         await _on_worker(raw.close)
 
-    def async_in_transaction(self, raw: Any) -> bool:
-        """Whether an async driver connection is inside a transaction (not to be lent on)."""
+    def async_in_transaction(self, raw: Any) -> bool:  # then it is not lent on
         return self.in_transaction(raw)
 
-    def async_errors(self) -> tuple[type[BaseException], ...]:
-        """The async driver's exception classes (default: the blocking driver's)."""
+    def async_errors(self) -> tuple[type[BaseException], ...]:  # default: the blocking driver's
         return self.driver_errors()
 
     def async_is_disconnect(self, exc: BaseException, raw: Any) -> bool:
