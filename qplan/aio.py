@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 
 from . import aconnections, bulkupdate, saving, sharding, upserts
 from .aconnections import Transaction, set_transaction, transactions
-from .errors import NotSupportedError, PlanError, TransactionManagementError
+from .errors import PlanError, TransactionManagementError
 from .execution import MAX_GET_RESULTS, Engine, engine
 from .plan import PREFETCH, Plan
 from .replication import failover_steps, record_write_steps
@@ -127,13 +127,20 @@ async def asave(obj: Any, using: str | None = None, force_insert: bool = False,
 
 async def abulk_create(root: Plan, objs: list, batch_size: int | None,
                        options: dict[str, Any]) -> None:
-    """``bulk_create()`` awaited: the same steps (``qplan.saving``); one alias only."""
-    await adrive(saving.bulk_create_steps(engine, root, objs, batch_size, options, _no_shards))
+    """``bulk_create()`` awaited: the same steps (``qplan.saving``); over several shards,
+    each shard's rows in its own block, the shards concurrently."""
+    await adrive(saving.bulk_create_steps(engine, root, objs, batch_size, options, _over_shards))
 
 
-def _no_shards(*args: Any) -> Any:
-    raise NotSupportedError("bulk_create() over several shards is not awaited yet: use the "
-                            "blocking bulk_create()")
+def _over_shards(core: Engine, root: Plan, objs: list, batch_size: int | None, shards: Any,
+                 options: dict[str, Any] | None) -> Steps:
+    return sharding.bulk_create_steps(core, root, objs, batch_size, shards, options,
+                                      _on_one_shard)
+
+
+def _on_one_shard(core: Engine, root: Plan, objs: list, batch_size: int | None,
+                  options: dict[str, Any] | None) -> Steps:
+    return saving.bulk_create_steps(core, root, objs, batch_size, options, _over_shards)
 
 
 async def aget_or_create(plan: Plan, defaults: Any, lookups: dict[str, Any]) -> tuple[Any, bool]:

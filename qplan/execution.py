@@ -274,7 +274,7 @@ class Engine:
                     options: dict[str, Any] | None = None) -> None:
         """``options``: bulk_create's conflict keywords (``qplan.saving``)."""
         drive(saving.bulk_create_steps(self, root, objs, batch_size, options,
-                                       sharding.bulk_create), EDGE)
+                                       _blocking_shards), EDGE)
 
     def save_instance(self, obj: Model, using: str | None, force_insert: bool = False,
                       force_update: bool = False, update_fields: Any = None) -> None:
@@ -319,6 +319,12 @@ class Engine:
         if n:
             counts[plan.model._meta.label] = counts.get(plan.model._meta.label, 0) + n
         return sum(counts.values()), counts
+
+
+def _blocking_shards(*args: Any) -> Steps:
+    """Rows over several shards, inserted concurrently on the shard threads."""
+    return sharding.bulk_create(*args)
+    yield  # a generator: the inserts themselves are blocking calls
 
 
 class _Blocking:

@@ -91,7 +91,8 @@ def _update_steps(engine: Any, obj: Any, root: Any, alias: str, names: tuple | N
 def bulk_create_steps(engine: Any, root: Any, objs: list, batch_size: int | None,
                       options: dict[str, Any] | None, sharded: Callable[..., Any]) -> Steps:
     """``bulk_create``; ``options``: its conflict keywords, checked before anything runs.
-    Over several shards, ``sharded(engine, root, objs, batch_size, target, options)``."""
+    Over several shards, the steps ``sharded(engine, root, objs, batch_size, target,
+    options)``."""
     options = options or {}
     conflict = conflicts.options(root._meta, **options)
     if not objs:
@@ -102,7 +103,7 @@ def bulk_create_steps(engine: Any, root: Any, objs: list, batch_size: int | None
     if isinstance(target, ShardSet):  # each row to the shard of its key
         for alias in target.write_aliases():  # every shard can, before any writes
             conflicts.require_target(conflict, _backend(alias))
-        return sharded(engine, root, objs, batch_size, target, options)
+        return (yield from sharded(engine, root, objs, batch_size, target, options))
     backend = _backend(target)
     conflicts.require_target(conflict, backend)
     keys = conflicts.returns_keys(conflict, backend)

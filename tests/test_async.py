@@ -139,10 +139,18 @@ def test_sharded_reads_and_writes_awaited(tmp_path) -> None:
             changed = await Order.objects.filter(paid=False).aupdate(customer="x")
             return rows, agg, changed
 
+        async def insert() -> Any:
+            more = [Order(id=100 + i, tenant_id=i, amount=i) for i in range(6)]
+            await Order.objects.abulk_create(more)
+            return [o._db for o in more], await Order.objects.filter(id__gte=100).acount()
+
         rows, agg, changed = run(main())
         assert rows[:2] == [plans[0].execute(), plans[1].execute()] and rows[2] == plans[2].execute()
         assert agg == Order.objects.aggregate(total=qplan.Sum("amount"), top=qplan.Max("qty"))
         assert changed == Order.objects.filter(customer="x").count() > 0
+        placed, added = run(insert())  # each row on the shard of its key, shards concurrently
+        assert added == 6 and placed == [Order.objects.get(id=100 + i)._db for i in range(6)]
+        assert len(set(placed)) > 1
     finally:
         reset()
 

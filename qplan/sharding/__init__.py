@@ -35,7 +35,7 @@ from .pool import _reads  # noqa: F401 - for benchmarks/bench_sharding.py
 from .pool import PartialResult, PartialResultWarning, partial_results, set_max_workers, shutdown
 from .reads import _Read
 from .router import Shard, Sharded, ShardSet, sharded_router, stable_hash
-from .writes import bulk_create  # noqa: F401 - the engine calls it from here
+from .writes import bulk_create, bulk_create_steps  # noqa: F401 - the engine calls them here
 from .writes import _place, _write, write_steps
 from ..steps import Steps
 
