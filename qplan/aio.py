@@ -109,8 +109,8 @@ async def aget(plan: Plan) -> Any:
 
 
 async def aiterate(plan: Plan, chunk_size: int) -> AsyncIterator[Any]:
-    """``iterator(chunk_size)`` awaited: the rows in chunks of ``chunk_size`` (a page of
-    keyset-free LIMIT/OFFSET is not used: the rows are fetched once, yielded in chunks)."""
+    """``iterator(chunk_size)`` awaited. The rows are fetched at once and yielded in chunks
+    of ``chunk_size``: no server-side cursor yet (the blocking ``iterator()`` streams)."""
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     rows = await aexecute(plan)
