@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import re
 import sqlite3
 import statistics
 from typing import Any
@@ -66,6 +67,34 @@ def simple_lower(value: Any) -> Any:
     if type(value) is not str:
         return value
     return value.lower() if value.isascii() else value.translate(_LOWER)
+
+
+class _UpperMap(dict):
+    """Code point -> simple (one-character) upper case (``ß`` stays ``ß``)."""
+
+    def __missing__(self, cp: int) -> str:
+        c = chr(cp)
+        up = c.upper()
+        self[cp] = up if len(up) == 1 else c
+        return self[cp]
+
+
+_UPPER = _UpperMap()
+
+
+def simple_upper(value: Any) -> Any:
+    """UPPER() as PostgreSQL and MariaDB map case: every letter, one character each."""
+    if type(value) is not str:
+        return value
+    return value.upper() if value.isascii() else value.translate(_UPPER)
+
+
+def regexp(pattern: Any, value: Any) -> Any:
+    """``value REGEXP pattern`` (``__regex``): Python ``re``, a match anywhere; NULL for NULL.
+    qplan only sends patterns of the subset every backend shares (``qplan.regex``)."""
+    if pattern is None or value is None:
+        return None
+    return 1 if re.search(pattern, value) else 0
 
 
 def memory_uri(memory_id: str) -> str:
@@ -165,6 +194,8 @@ class SQLiteBackend(Backend):
         raw.execute("PRAGMA foreign_keys = ON")
         raw.execute("PRAGMA case_sensitive_like = ON")
         raw.create_function("lower", 1, simple_lower, deterministic=True)
+        raw.create_function("upper", 1, simple_upper, deterministic=True)
+        raw.create_function("regexp", 2, regexp, deterministic=True)  # qplan.regex's subset
         for spread_name, spread in SPREADS.items():
             raw.create_aggregate(spread_name, 1, spread)
         if journal:

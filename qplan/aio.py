@@ -21,10 +21,9 @@ from . import aconnections, bulkupdate, saving, sharding, upserts
 from .aconnections import Transaction, set_transaction, transactions
 from .errors import PlanError, TransactionManagementError
 from .execution import MAX_GET_RESULTS, Engine, engine
-from .plan import PREFETCH, Plan
-from .replication import failover_steps, record_write_steps
+from .plan import Plan
+from .replication import record_write_steps
 from .routing import db_for_write, write_alias
-from .sharding import ShardSet
 from .steps import BLOCK, CHECK, CONN, EXECUTE, FETCH, GATHER, IN_BLOCK, SLEEP, Steps
 
 
@@ -94,12 +93,7 @@ async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = N
 
 
 async def _aexecute(plan: Plan, using: str | None, core: Engine) -> Any:
-    if using is not None or plan._ops & PREFETCH:
-        return await adrive(core.evaluate_steps(plan, using))
-    alias, router = await adrive(core.route_steps(plan))
-    if type(alias) is ShardSet:  # scatter-gather: the shards concurrently on this loop
-        return await adrive(sharding.execute_steps(core, plan, alias))
-    return await adrive(failover_steps(plan, alias, router, core.run_steps, plan.kind == "write"))
+    return await adrive(core.evaluate_steps(plan, using))
 
 
 async def aget(plan: Plan) -> Any:

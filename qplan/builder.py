@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from . import aggregates, binding, kinds, selectrelated
+from . import aggregates, binding, funcsql, kinds, methodsql, selectrelated
 from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
@@ -52,6 +52,9 @@ class Builder:
         self.outer: Builder | None = None  # the enclosing statement's, in a subquery
         self.depth = 0  # how many subqueries deep (``qplan.subquerysql``)
         self.prefix = ""  # of join aliases: a subquery's differ from the enclosing ones
+        # qplan.methodsql: alias() names (never selected), only()/defer() records, the
+        # select_for_update() record, and the class only()/defer() rows are made of
+        self.hidden, self.loading_records, self.lock, self.deferred_model = set(), (), None, None
 
     # placeholders
     def param(self, slot: Slot, sub: int = -1, transform: Any = None) -> exp.Placeholder:
@@ -147,6 +150,8 @@ class Builder:
             return subquerysql.expr(self, node)
         if tag == "agg":
             return self.aggregate(node)
+        if tag == "fn" or tag == "case":  # qplan.functions
+            return funcsql.expr(self, node)
         if tag == "as":  # ExpressionWrapper: the SQL as is, read as the field it names
             ref, kind = self.expr(node[2]), FIELD_KIND[node[1]]
             decode = self.backend.DECODE.get(node[1]) or self.backend.DECODE_KIND.get(kind)
@@ -257,6 +262,10 @@ class Builder:
     def leaf(self, node: tuple, negated: bool) -> tuple[exp.Expression, bool]:
         path, lookup, rhs = node
         lhs = self.column(path)
+        if R.SEP in lookup:  # transforms first: published__year__gte
+            *names, lookup = lookup.split(R.SEP)
+            for name in names:
+                lhs = funcsql.transform(self, lhs, name)
         target = lhs.sql
         rhs_ref: Ref | None = None
         if lookup == "isnull":
@@ -272,6 +281,9 @@ class Builder:
                 rhs_ref = self.expr(rhs)
                 value = like_pattern(rhs_ref.sql, lookup)
             sql = self.backend.like(target, value, insensitive)
+        elif lookup == "regex" or lookup == "iregex":
+            rhs_ref = self.expr(rhs)
+            sql = funcsql.regex_match(self, target, rhs_ref.sql, lookup == "iregex")
         elif lookup == "in" and type(rhs) is tuple:  # ("query", key, records)
             sql = exp.In(this=target, query=exp.Subquery(this=self.subquery(rhs[1], rhs[2])))
         elif lookup == "in":
@@ -365,6 +377,9 @@ class Builder:
                         self.group_values = self.group_values or ref.aggregate
                         self.late.append(name)
                     self.annotations[name] = ref
+                    self.hidden.discard(name)
+            elif op in methodsql.OPS:
+                methodsql.apply(self, record)
             else:
                 return record
         return ()
@@ -377,8 +392,9 @@ class Builder:
         """The selected (key, reference) pairs and the result kind; ``related``: with the
         select_related columns (rows of instances only: counts and aggregates ignore it)."""
         if self.values is None:
-            pairs = [(f.attname, self.field_ref(f, self.table, f.null)) for f in self.meta.fields]
-            pairs += list(self.annotations.items())
+            pairs = [(f.attname, self.field_ref(f, self.table, f.null))
+                     for f in methodsql.fields(self, self.meta)]
+            pairs += [(k, r) for k, r in self.annotations.items() if k not in self.hidden]
             if related and self.select_related:
                 pairs += self.related_pairs(len(pairs))
             return pairs, "models"
@@ -417,13 +433,15 @@ class Builder:
         for path, rel in selectrelated.chains(self.meta, self.select_related).items():
             target = rel.target
             first = start + len(pairs)
-            for f in target.fields:
+            loaded = methodsql.fields(self, target, path)
+            for f in loaded:
                 pairs.append((path + R.SEP + f.name, self.column(path + R.SEP + f.name)))
             parent = path.rpartition(R.SEP)[0]
             cache, back = selectrelated.caches(rel)
-            entries.append((index[parent] if parent else -1, cache, target.model,
-                            first, start + len(pairs), tuple(f.attname for f in target.fields),
-                            first + target.fields.index(target.pk), back))
+            entries.append((index[parent] if parent else -1, cache,
+                            methodsql.instance_class(target, loaded),
+                            first, start + len(pairs), tuple(f.attname for f in loaded),
+                            first + loaded.index(target.pk), back))
             index[path] = len(entries) - 1
         self.related_refs = [ref for _, ref in pairs]
         self.nested = (start, tuple(entries))

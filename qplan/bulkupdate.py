@@ -43,7 +43,7 @@ def bulk_update(engine: Any, plan: Any, objs: Any, fields: Any, batch_size: int 
             raise ValueError("All bulk_update() objects must have a primary key set.")
     if not objs:
         return 0
-    root = meta.model.objects.using(plan.alias)
+    root = meta.model.objects.using(plan.db)
     aliases = {db_for_write(root, obj) for obj in objs}
     if len(aliases) > 1:
         raise NotSupportedError(

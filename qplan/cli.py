@@ -125,7 +125,7 @@ def _route(plan: Plan) -> tuple[str | None, str]:
         alias, router = resolve(plan)
     except Exception as exc:  # a router may need state the command line lacks
         return None, f"unknown: the routers raised {type(exc).__name__}: {exc}"
-    if plan.alias is not None:
+    if plan.db is not None:
         why = "set by using()"
     elif router is None:
         why = "no router chose: the default alias"

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from sqlglot import exp
 
-from . import aggregates, binding, conflicts
+from . import aggregates, binding, conflicts, methodsql
 from .binding import SPREAD
 from .builder import Builder
 from .errors import NotSupportedError
@@ -29,7 +29,10 @@ def statement(meta: Any, shape: tuple, backend: Any) -> tuple:
     b = Builder(meta, backend)
     terminal = b.apply(number_slots(shape, [0]))
     op = terminal[0] if terminal else "select"
-    return (b, *COMPILE[op](b, terminal))
+    built = COMPILE[op](b, terminal)
+    if b.lock is not None:  # select_for_update(): FOR UPDATE, or why not (qplan.methodsql)
+        built = (methodsql.lock(b, op, built[0]), *built[1:])
+    return (b, *built)
 
 
 def build(meta: Any, shape: tuple, backend: Any) -> Template:
@@ -44,6 +47,7 @@ def build(meta: Any, shape: tuple, backend: Any) -> Template:
     template = Template(sql, binds, backend, result, columns, decoders)
     template.related = bool(b.joins) or b.subqueries
     template.nested = b.nested
+    template.deferred_model = b.deferred_model
     return template
 
 

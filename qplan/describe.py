@@ -46,6 +46,11 @@ def _value(node: Any) -> str:
         return f"~{_value(node[1])}"
     if tag == "as":
         return f"ExpressionWrapper({_value(node[2])}, output_field={node[1]})"
+    if tag == "fn":  # qplan.functions
+        return f"{node[1]}(" + ", ".join([*map(_value, node[3:]), *map(repr, node[2])]) + ")"
+    if tag == "case":
+        whens = [f"When({_condition(c)}, then={_value(t)})" for c, t in node[1]]
+        return f"Case({', '.join(whens)}, default={_value(node[2])})"
     return f"({_value(node[1])} {tag} {_value(node[2])})"
 
 
@@ -82,7 +87,7 @@ def describe(record: tuple) -> str:
         return f"[{start}:{stop}]"
     if op in ("filter", "exclude"):
         return f".{op}({_condition(record[1], True)})"
-    if op in ("annotate", "aggregate"):
+    if op in ("annotate", "aggregate", "alias"):
         return f".{op}(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
     if op == "update":
         return ".update(" + ", ".join(f"{k}={_value(v)}" for k, v in record[1]) + ")"
@@ -98,6 +103,13 @@ def describe(record: tuple) -> str:
         return ".select_related(" + ", ".join(map(repr, record[1:])) + ")"
     if op == "order_by":
         return f".{op}(" + ", ".join(map(_term, record[1])) + ")"
-    if op == "values":
+    if op in ("values", "only") or (op == "defer" and record[1] is not None):
         return f".{op}(" + ", ".join(map(repr, record[1])) + ")"
+    if op == "defer":
+        return ".defer(None)"
+    if op == "select_for_update":
+        flags = [f"{k}=True" for k, v in zip(("nowait", "skip_locked"), record[1:3]) if v]
+        flags += [f"of={record[3]!r}"] if record[3] else []
+        flags += ["no_key=True"] if record[4] else []
+        return ".select_for_update(" + ", ".join(flags) + ")"
     return f".{op}()"

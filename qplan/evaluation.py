@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Iterator, NamedTuple
 
-from .errors import FieldError
+from .errors import FieldError, PlanError
 from .expressions import Aggregate, Q
 from .runner import aio, engine
 
@@ -74,6 +74,46 @@ class Evaluation:
         plan = self if self._ordering() or self._has("slice") else self.order_by(self._meta.pk.name)
         rows = list(plan[:1])
         return rows[0] if rows else None
+
+    def earliest(self, *fields: str) -> Any:
+        """The first row ordered by ``fields`` (``Meta.get_latest_by`` when none);
+        ``DoesNotExist`` when there is none (Django)."""
+        return self._earliest(fields, False)
+
+    def latest(self, *fields: str) -> Any:
+        """The last row ordered by ``fields`` (``Meta.get_latest_by`` when none);
+        ``DoesNotExist`` when there is none (Django)."""
+        return self._earliest(fields, True)
+
+    def _earliest(self, fields: tuple, latest: bool) -> Any:
+        if self._has("slice"):
+            raise PlanError("Cannot change a query once a slice has been taken.")
+        fields = fields or self._meta.get_latest_by
+        if not fields:
+            raise PlanError("earliest() and latest() require either fields as positional "
+                            "arguments or 'get_latest_by' in the model's Meta.")
+        if latest:
+            fields = tuple(f[1:] if f.startswith("-") else "-" + f for f in fields)
+        return engine().get(self.order_by(*fields)[:1])
+
+    def contains(self, obj: Any) -> bool:
+        """Whether ``obj`` is one of the plan's rows: ``filter(pk=obj.pk).exists()`` (Django:
+        an instance of another model is never contained; an unsaved one is an error)."""
+        if self._has("values") or self._has("values_list"):
+            raise TypeError("Cannot call QuerySet.contains() after .values() or .values_list().")
+        meta = getattr(obj, "_meta", None)
+        if meta is None or not hasattr(obj, "pk") or isinstance(obj, type):
+            raise TypeError("'obj' must be a model instance.")
+        if obj.pk is None:
+            raise PlanError("QuerySet.contains() cannot be used on unsaved objects.")
+        if meta is not self._meta:
+            return False
+        return self.filter(pk=obj.pk).exists()
+
+    def explain(self, format: str | None = None, **options: Any) -> str:
+        """The database's plan for this query, as text (``EXPLAIN``; ``EXPLAIN QUERY PLAN``
+        on SQLite), routed as the plan would run; Django's ``format`` and options."""
+        return engine().explain(self, format, options)
 
     def last(self) -> Any:
         rows = list(self.reverse()[:1])

@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import bulkupdate, deletion, prefetching, saving, settings, sharding, upserts
+from . import bulkupdate, deletion, explaining, prefetching, saving, settings, sharding, upserts
+from . import methods
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
@@ -17,7 +18,7 @@ from .connections import Connection, connections
 from .errors import PlanError
 from .instances import nested_models
 from .models import Model
-from .plan import PREFETCH, Compiled, Plan
+from .plan import LOCKS, NONE, PREFETCH, Compiled, Plan
 from .replication import (failover_steps, record_write_steps, refresh, refresh_steps,
                           with_failover)
 from .steps import CHECK, CONN, EXECUTE, FETCH, Steps, drive
@@ -51,6 +52,8 @@ def _decode(rows: list, decoders: tuple) -> list:
 
 
 def _models(t: Template, rows: list, model: type[Model], alias: str) -> list:
+    if t.deferred_model is not None:  # only()/defer(): instances of the deferred class
+        model = t.deferred_model
     if t.nested is not None:  # select_related: related instances from the same rows
         return nested_models(_decode(rows, t.decoders), t.columns, t.nested, model, alias)
     cols = t.columns
@@ -120,6 +123,7 @@ class Engine:
         if dialect is None:
             alias = route(plan)
             if isinstance(alias, ShardSet):  # several shards: the SQL each shard runs
+                methods.check_sharded(plan)
                 return sharding.compile(self, plan, alias)
             dialect = settings.database(alias)["ENGINE"]
         template, values = self.template(plan, get_backend(dialect))
@@ -130,10 +134,14 @@ class Engine:
     def execute(self, plan: Plan, using: str | None) -> Any:
         """Run ``plan`` on one alias, chosen once; a failed read may move to another replica.
         Its ``prefetch_related`` lookups then run on the instances (``qplan.prefetching``)."""
+        if plan._ops & NONE:  # none(): nothing to ask a database (qplan.methods)
+            result = methods.empty_result(plan)
+            if result is not methods.QUERY:
+                return result
         if plan._ops & PREFETCH:
             result = self._execute(plan, using)
             if prefetching.wanted(plan, result):
-                self.prefetch(plan, result, using or plan.alias)
+                self.prefetch(plan, result, using or plan.db)
             return result
         return self._execute(plan, using)
 
@@ -148,19 +156,25 @@ class Engine:
 
     def evaluate_steps(self, plan: Plan, using: str | None = None) -> Steps:
         """``execute`` as core steps: the plan's rows, then its ``prefetch_related``."""
+        if plan._ops & NONE:  # none(): nothing to ask a database (qplan.methods)
+            result = methods.empty_result(plan)
+            if result is not methods.QUERY:
+                return result
         result = yield from self.execute_steps(plan, using)
         if plan._ops & PREFETCH and prefetching.wanted(plan, result):
-            yield from prefetching.apply(self, plan, result, using or plan.alias,
+            yield from prefetching.apply(self, plan, result, using or plan.db,
                                          self.evaluate_steps)
         return result
 
     def _execute(self, plan: Plan, using: str | None) -> Any:
         if using is not None:
             return self.run(plan, connections[using])
-        alias, router = _resolve_read(plan) if plan.kind == "read" else resolve(plan)
+        kind = "write" if plan._ops & LOCKS else plan.kind  # locks: the write alias (Django)
+        alias, router = _resolve_read(plan) if kind == "read" else resolve(plan, kind)
         if type(alias) is ShardSet:  # several shards: scatter-gather (qplan.sharding)
+            methods.check_sharded(plan)
             return sharding.execute(self, plan, alias)
-        return with_failover(plan, alias, router, self.run, plan.kind == "write")
+        return with_failover(plan, alias, router, self.run, kind == "write")
 
     def execute_steps(self, plan: Plan, using: str | None) -> Steps:
         """``_execute`` as core steps: on ``using``, or routed (a ShardSet scatter-gathers);
@@ -169,9 +183,10 @@ class Engine:
             return (yield from self.run_steps(plan, (yield (CONN, using))))
         alias, router = yield from self.route_steps(plan)
         if type(alias) is ShardSet:
+            methods.check_sharded(plan)
             return (yield from sharding.execute_steps(self, plan, alias))
         return (yield from failover_steps(plan, alias, router, self.run_steps,
-                                          plan.kind == "write"))
+                                          bool(plan.kind == "write" or plan._ops & LOCKS)))
 
     def get_steps(self, plan: Plan) -> Steps:
         """``get`` as core steps."""
@@ -181,9 +196,10 @@ class Engine:
     def route_steps(self, plan: Plan) -> Steps:
         """Where ``plan`` runs: ``(alias or ShardSet, router)``; a read first reads the
         replay positions read-your-writes routers decide from, when this context wrote."""
-        if plan.kind == "read" and pending_writes():
+        kind = "write" if plan._ops & LOCKS else plan.kind  # locks: the write alias (Django)
+        if kind == "read" and pending_writes():
             yield from refresh_steps(plan)
-        return resolve(plan)
+        return resolve(plan, kind)
 
     def run(self, plan: Plan, conn: Connection) -> Any:
         return drive(self.run_steps(plan, conn), EDGE)
@@ -198,6 +214,8 @@ class Engine:
                 related = template.related_models = plan.related_models()
             check_relations(plan, related)
         params = template.params(values) if template.binds else ()
+        if plan._ops & LOCKS:
+            explaining.check_lock(conn)
         kind = template.result
         if kind == "rowcount" or kind == "insert":
             check_writable(conn.alias, plan)
@@ -226,12 +244,15 @@ class Engine:
     def stream(self, plan: Plan, chunk_size: int) -> Iterator[Any]:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        alias = _resolve_read(plan)[0]
+        if plan._ops & NONE:
+            return
+        alias = resolve(plan, "write")[0] if plan._ops & LOCKS else _resolve_read(plan)[0]
         prefetch = bool(plan._ops & PREFETCH)
         if isinstance(alias, ShardSet):
+            methods.check_sharded(plan)
             rows = list(sharding.stream(self, plan, alias, chunk_size))
             if prefetch and prefetching.wanted(plan, rows):
-                self.prefetch(plan, rows, plan.alias)
+                self.prefetch(plan, rows, plan.db)
             yield from rows
             return
         conn = connections[alias]
@@ -239,12 +260,14 @@ class Engine:
         if template.result not in ("models", "dicts", "tuples", "flat", "named"):
             raise PlanError("iterator() streams rows; use execute() for counts and writes")
         materialise = MATERIALISE[template.result]
+        if plan._ops & LOCKS:
+            explaining.check_lock(conn)
         check_statement(conn.alias, False)
         model, alias = plan._meta.model, conn.alias
         for rows in conn.stream(template.sql, template.params(values), chunk_size):
             objs = materialise(template, rows, model, alias)
             if prefetch and prefetching.wanted(plan, objs):  # per chunk, as Django does
-                self.prefetch(plan, objs, plan.alias)
+                self.prefetch(plan, objs, plan.db)
             yield from objs
 
     def get(self, plan: Plan) -> Any:
@@ -263,6 +286,10 @@ class Engine:
         raise model.MultipleObjectsReturned(
             f"get() returned more than one {model.__name__} -- it returned {many}!"
         )
+
+    def explain(self, plan: Plan, format: str | None, options: dict[str, Any]) -> str:
+        """The database's plan text for ``plan`` (``qplan.explaining``)."""
+        return explaining.explain(self, plan, format, options)
 
     def explain_routing(self, plan: Plan) -> Any:
         """Where ``plan`` would run and how shard results merge; nothing runs (qplan.sharding)."""
@@ -311,6 +338,8 @@ class Engine:
         """Delete ``plan``'s rows: ``(total, {label: count})`` as Django returns it, counting
         the rows the database deletes by cascade too (``qplan.deletion``); ``query(plan,
         using)``: the steps evaluating one plan (blocking, or ``evaluate_steps``)."""
+        if plan._ops & NONE:
+            return 0, {}
         target = using or route(plan.delete_plan(), "write")
         cascades = not isinstance(target, str) or get_backend(
             settings.database(target)["ENGINE"]).ON_DELETE_IN_DATABASE

@@ -33,6 +33,7 @@ BASIC_LOOKUPS = frozenset({"exact", "in", "isnull"})
 ORDERED_LOOKUPS = BASIC_LOOKUPS | {"gt", "gte", "lt", "lte", "range"}
 TEXT_LOOKUPS = ORDERED_LOOKUPS | {
     "iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith",
+    "regex", "iregex",
 }
 
 

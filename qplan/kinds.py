@@ -15,6 +15,8 @@ import datetime as _dt
 import decimal
 from typing import Any, Callable
 
+from . import funckinds
+
 FIELD_KIND = {
     "AutoField": "int", "IntegerField": "int", "BigIntegerField": "int", "FloatField": "float",
     "DecimalField": "decimal", "CharField": "text", "TextField": "text", "BooleanField": "bool",
@@ -79,6 +81,8 @@ def of_record(node: Any, field_kind: Callable[[str], str | None]) -> str | None:
         return of_aggregate(node[1], of_record(node[2], field_kind))
     if tag == "as":
         return FIELD_KIND[node[1]]
+    if tag in ("fn", "case"):  # qplan.functions
+        return funckinds.of_record(node, lambda n: of_record(n, field_kind), FIELD_KIND)
     if tag == "exists" or tag == "!":  # Exists, ~Exists
         return "bool"
     if tag == "subquery" or tag == "outer":  # known when compiled: any, as NULL is

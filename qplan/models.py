@@ -19,7 +19,7 @@ from .registry import get_model, register, registered_models
 __all__ = ["Model", "ModelBase", "Options", "get_model", "registered_models"]
 
 META_OPTIONS = ("db_table", "using", "abstract", "key", "ordering", "unique_together",
-                "indexes", "constraints")
+                "indexes", "constraints", "get_latest_by")
 
 
 class Options:
@@ -47,6 +47,7 @@ class Options:
         self.plain_context: Any = None  # the normalising context of a plan with no annotations
         self.root_plan: Any = None
         self.ordering: tuple[str, ...] = ()  # Meta.ordering, checked (``_ordering``)
+        self.get_latest_by: tuple[str, ...] = ()  # Meta.get_latest_by, checked as ordering
         self.indexes: tuple = ()  # (name, columns) of Meta.indexes (``_indexes``)
         self.uniques: tuple = ()  # (name, columns) of unique_together and constraints
         self.checks: tuple = ()  # (name, condition record) of CheckConstraints (``qplan.checks``)
@@ -145,6 +146,9 @@ class ModelBase(type):
             mfield.contribute(cls, mname)
         cls._meta = Options(cls, meta, fields, tuple(m2m.values()))
         cls._meta.ordering = _ordering(cls._meta, getattr(meta, "ordering", ()))
+        latest = getattr(meta, "get_latest_by", ())
+        cls._meta.get_latest_by = _ordering(cls._meta, (latest,) if isinstance(latest, str)
+                                            else latest)
         cls._meta.indexes, cls._meta.uniques, cls._meta.checks = _indexes(cls._meta, meta)
         for field in fields:
             if isinstance(field, ForeignKey):
@@ -266,6 +270,9 @@ def _copy_field(field: Field) -> Field:
     return clone
 
 
+_DEFERRED = object()
+
+
 class ForwardRelation:
     """``book.author``: the related instance, fetched on first access and cached."""
 
@@ -280,7 +287,9 @@ class ForwardRelation:
             return instance.__dict__[self.cache_name]
         except KeyError:
             pass
-        value = instance.__dict__.get(self.field.attname)
+        value = instance.__dict__.get(self.field.attname, _DEFERRED)
+        if value is _DEFERRED:  # deferred by only()/defer(): load it (qplan.deferred)
+            value = getattr(instance, self.field.attname, None)
         related = None
         if value is not None:
             related = self.field.target.objects.using(instance._db).get(pk=value)
@@ -345,7 +354,18 @@ class Model(metaclass=ModelBase):
              force_update: bool = False, update_fields: Any = None) -> None:
         """Save as Django does: with a primary key UPDATE, then INSERT if no row matched;
         ``force_insert``, ``force_update`` and ``update_fields`` as in Django."""
+        if update_fields is None and not force_insert and not self._adding \
+                and (using is None or using == self._db):
+            deferred = self.get_deferred_fields()
+            if deferred:  # Django: an instance loaded with only()/defer() saves what it loaded
+                update_fields = [f.attname for f in self._meta.fields
+                                 if not f.primary_key and f.attname not in deferred] or None
         runner.engine().save_instance(self, using, force_insert, force_update, update_fields)
+
+    def get_deferred_fields(self) -> set[str]:
+        """The attnames of fields not loaded (``only()``/``defer()``); Django's name."""
+        d = self.__dict__
+        return {a for a in self._meta.attnames if a not in d}
 
     def delete(self, using: str | None = None) -> tuple[int, dict[str, int]]:
         """Delete this row: Django's ``(total, {label: count})``, cascaded rows included."""
@@ -356,11 +376,32 @@ class Model(metaclass=ModelBase):
         self._adding = True
         return result
 
-    def refresh_from_db(self, using: str | None = None) -> None:
-        fresh = type(self).objects.using(using or self._db).get(pk=self.pk)
-        self.__dict__.update({a: fresh.__dict__[a] for a in self._meta.attnames})
-        for name in [k for k in self.__dict__ if k.startswith("_cache_")]:
-            del self.__dict__[name]
+    def refresh_from_db(self, using: str | None = None, fields: Any = None) -> None:
+        """Reload the row's fields (``fields``: only those, as Django; an instance with
+        deferred fields reloads the loaded ones), dropping cached related instances."""
+        plan = type(self).objects.using(using or self._db).filter(pk=self.pk)
+        if fields is not None:
+            fields = [fields] if isinstance(fields, str) else list(fields)
+            if not fields:
+                return
+            if any(R.SEP in f for f in fields):
+                raise ValueError(f'Found "{R.SEP}" in fields argument. Relations and '
+                                 f"transforms are not allowed in fields.")
+            plan = plan.only(*fields)
+        else:
+            deferred = self.get_deferred_fields()
+            if deferred:
+                plan = plan.only(*[a for a in self._meta.attnames if a not in deferred])
+        fresh = plan.get()
+        loaded = [a for a in self._meta.attnames if a in fresh.__dict__]
+        self.__dict__.update({a: fresh.__dict__[a] for a in loaded})
+        if fields is None:
+            for name in [k for k in self.__dict__ if k.startswith("_cache_")]:
+                del self.__dict__[name]
+        else:
+            for field in self._meta.fields:
+                if field.is_relation and field.attname in loaded:
+                    self.__dict__.pop("_cache_" + field.name, None)
 
     async def asave(self, using: str | None = None, *, force_insert: bool = False,
                     force_update: bool = False, update_fields: Any = None) -> None:
@@ -386,11 +427,12 @@ class Model(metaclass=ModelBase):
 
     def values(self) -> dict[str, Any]:
         """The row as a dict by attname."""
-        return {a: self.__dict__.get(a) for a in self._meta.attnames}
+        d = self.__dict__
+        return {a: d[a] if a in d else getattr(self, a) for a in self._meta.attnames}
 
     def __eq__(self, other: Any) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
+        if type(other) is not type(self) and getattr(other, "_meta", None) is not self._meta:
+            return NotImplemented  # a deferred class (qplan.deferred) equals its model
         if self.pk is None:
             return self is other
         return self.pk == other.pk
@@ -398,7 +440,7 @@ class Model(metaclass=ModelBase):
     def __hash__(self) -> int:
         if self.pk is None:
             raise TypeError("unsaved model instances are unhashable")
-        return hash((type(self), self.pk))
+        return hash((self._meta.model, self.pk))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.pk!r}>"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import conflicts, hints, jsonform
+from . import conflicts, funcrecords, hints, jsonform
+from . import methods as M
 from . import prefetch as P
 from . import records as R
 from . import ordering, selectrelated
@@ -27,15 +28,18 @@ FORMAT_VERSION = 1
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 WRITES = frozenset({"update", "delete", "insert"})
 
-EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, Subquery, Exists, OuterRef)
+EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, Subquery, Exists, OuterRef,
+               *funcrecords.OBJECTS)
 
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
     "count", "exists", "aggregate", "update", "delete", "insert", "select_related",
-    "prefetch_related"))}
+    "prefetch_related", "alias", "none", "only", "defer", "select_for_update"))}
 SLICED = OP_BITS["slice"]
 PREFETCH = OP_BITS["prefetch_related"]
+NONE = OP_BITS["none"]  # none(): evaluating answers without a query (qplan.methods)
+LOCKS = OP_BITS["select_for_update"]  # read on the write alias, inside atomic() only
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
 
@@ -50,11 +54,11 @@ def _ops_of(records: tuple) -> int:
 
 
 
-class Plan(Evaluation):
+class Plan(Evaluation, M.Methods):
     """An immutable query plan over one model; see the module docstring.
 
     This class holds the value (records, equality, pickling, shape) and the building
-    methods; evaluating it (``list(plan)``, ``count()``, writes) is ``Evaluation``'s.
+    methods (some in ``qplan.methods``); evaluating it (``list(plan)``, writes) is ``Evaluation``'s.
     """
 
     __slots__ = ("_key", "_records", "_alias", "_meta", "_ops", "_shape", "_values", "_hash")
@@ -128,8 +132,9 @@ class Plan(Evaluation):
         return self._meta.model
 
     @property
-    def alias(self) -> str | None:
-        """The alias set with ``using()``, or None when routing decides."""
+    def db(self) -> str | None:
+        """The alias set with ``using()``, or None when routing decides (Django's ``qs.db``
+        names the database routing chose; a plan decides only when it runs)."""
         return self._alias
 
     @property
@@ -180,13 +185,13 @@ class Plan(Evaluation):
     def _annotations(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for record in self._records:
-            if record[0] == "annotate":
+            if record[0] == "annotate" or record[0] == "alias":
                 out.update(record[1])
         return out
 
     def _ctx(self) -> R.Context:
         """What normalising needs; one shared, read-only context per model when nothing is annotated."""
-        if self._has("annotate"):
+        if self._has("annotate") or self._has("alias"):
             return R.Context(self._meta, self._annotations())
         ctx = self._meta.plain_context
         if ctx is None:
@@ -333,8 +338,10 @@ class Plan(Evaluation):
             found = cache.get(key)
             if found is not None:
                 return found
+        hidden = M.check_selected(self._records, names, ctx.who) if self._has("alias") else ()
         if not names:
-            return tuple(f.attname for f in self._meta.fields) + tuple(ctx.annotations)
+            return tuple(f.attname for f in self._meta.fields) + tuple(
+                n for n in ctx.annotations if n not in hidden)
         for name in names:
             if not isinstance(name, str):
                 raise FieldError(f"{ctx.who}: values() takes field names, got {name!r}")

@@ -105,7 +105,7 @@ def _query(queryset: Any, plan_type: type) -> tuple | None:
         return None
     if not isinstance(queryset, plan_type):
         raise PlanError(f"Prefetch(queryset=) takes a plan, got {type(queryset).__name__}")
-    if queryset.alias is not None:
+    if queryset.db is not None:
         raise PlanError("Prefetch(queryset=) takes a plan without using(): the prefetch "
                         "query is routed like any plan (set a router to place it)")
     for rec in queryset.records:

@@ -230,7 +230,7 @@ def _chunk(plan: Plan, name: str, key: Any, pinned: str | None) -> int:
 
 def _placed(plan: Plan, pinned: str | None) -> Plan:
     """``plan`` on ``pinned`` when no router places it; as the routers decide otherwise."""
-    if pinned is None or plan.alias is not None:
+    if pinned is None or plan.db is not None:
         return plan
     for router in routing.chain(plan):
         if routing.ask(router, "read", plan, {}) is not None:

@@ -18,7 +18,14 @@ Record grammar (everything is a tuple of plain values):
                 | ("subquery", query)            Subquery(plan): its one column's value
                 | ("exists", query) | ("!", ("exists", query))   Exists(plan), ~Exists(plan)
                 | ("outer", name) | ("outer", ("outer", name))   OuterRef, inside a query
+                | ("fn", name, options, expression, ...)    qplan.functions (funcrecords)
+                | ("case", ((condition, expression), ...), default | None, output | None)
     query      := ("query", model_key, records)
+    leaf lookup:  a lookup name, or transforms then one ("year__gte", "date__exact"),
+                  and "regex"/"iregex" (the shared subset, ``qplan.regex``)
+
+Plan commands of ``qplan.methods`` (``alias``, ``none``, ``only``, ``defer``,
+``select_for_update``) are listed with their record forms in that module's docstring.
 
 A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
 field or lookup name, so the shape of a plan is its records with every value node
@@ -40,6 +47,7 @@ from . import aggregates, kinds
 from . import subqueries as SQ
 from .expressions import ARITHMETIC, Aggregate, Combined, ExpressionWrapper, F, Q
 from .fields import BooleanField, Field, ForeignKey
+from . import funcrecords
 
 SEP = "__"
 VALUE = "="
@@ -47,7 +55,7 @@ PLAIN_TYPES = (str, int, float, decimal.Decimal, _dt.datetime, _dt.date, _dt.tim
                bool, type(None))
 LOOKUP_NAMES = (
     "exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith",
-    "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull",
+    "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull", "regex", "iregex",
 )
 AGGREGATES = aggregates.FUNCTIONS
 SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, bytes, bool})
@@ -233,6 +241,10 @@ def expression(ctx: Context, value: Any, field: Field | None = None, depth: int 
             arg_kind = kinds.of_record(arg, ctx.kind) if arg != "*" else "int"
             node = aggregates.record(ctx, value, node, arg_kind, q_record, has_aggregate, plain)
         return node
+    if isinstance(value, funcrecords.OBJECTS):
+        deeper = _nested(ctx, depth)
+        return funcrecords.record(ctx, value, lambda v: expression(ctx, v, depth=deeper, typed=typed),
+                                  lambda q: q_record(ctx, q, deeper))
     if isinstance(value, Q):
         raise FieldError(f"{ctx.who}: a Q object is a condition, not a value")
     if SQ.is_expression(value):  # Subquery, Exists, OuterRef
@@ -277,7 +289,7 @@ def _lookup_value(ctx: Context, field: Field, lookup: str, value: Any, key: str)
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not {value!r:.80}")
         return expression(ctx, value)
-    if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper)):
+    if isinstance(value, (F, Combined, Aggregate, ExpressionWrapper, *funcrecords.OBJECTS)):
         if lookup in ("in", "range", "isnull"):
             raise FieldError(f"{ctx.who}.{key}: {lookup!r} takes values, not an expression")
         return expression(ctx, value)
@@ -313,10 +325,15 @@ def leaf(ctx: Context, key: str, value: Any) -> tuple:
         lookup = "exact"
         if len(parts) > 1 and parts[-1] in LOOKUP_NAMES:
             lookup = parts.pop()
-        elif len(parts) > 1:
+        transformed = funcrecords.transformed(ctx, parts, lookup, key) if len(parts) > 1 and \
+            parts[-1] in funcrecords.TRANSFORMS else None
+        if transformed is not None:  # published__year__gte: (path, "year__gte", IntegerField)
+            path, lookup, field = transformed
+        elif len(parts) > 1 and lookup == "exact" and key.split(SEP)[-1] != "exact":
             _check_last_part(ctx, parts, key)
-        path, field = ctx.path(SEP.join(parts))
-        if field is not None and lookup not in field.lookups:
+        if transformed is None:
+            path, field = ctx.path(SEP.join(parts))
+        if field is not None and lookup.rpartition(SEP)[2] not in field.lookups:
             raise FieldError(
                 f"{ctx.who}.{path}: lookup {lookup!r} is not supported for "
                 f"{field.internal_type}" + suggest(lookup, field.lookups)
@@ -325,6 +342,11 @@ def leaf(ctx: Context, key: str, value: Any) -> tuple:
         if cache_key:
             ctx.meta.lookup_cache[cache_key] = parsed
     path, lookup, field = parsed
+    last = lookup.rpartition(SEP)[2]
+    if last == "regex" or last == "iregex":
+        funcrecords.check_regex(ctx, key, value)
+    if last != lookup:  # after transforms: the value is checked by the transform's output
+        return (path, lookup, _lookup_value(ctx, field, last, value, key))
     if field is None:  # an annotation: compare with plain values
         if value is None:
             return (path, "isnull", True)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import conflicts, ordering
 from . import records as R
 from .errors import PlanError
+from . import funcreplay
 from .expressions import (ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F, Max, Min, Q,
                           StdDev, Sum, Variance)
 from .models import get_model
@@ -110,6 +111,8 @@ def expression(node: Any) -> Any:
         return _aggregate(node)
     if tag == "as" and len(node) == 3 and type(node[1]) is str:
         return ExpressionWrapper(expression(node[2]), output_field=node[1])
+    if tag in funcreplay.TAGS:
+        return funcreplay.rebuild(node, expression, _q)
     if tag in ARITHMETIC and len(node) == 3:
         return Combined(tag, expression(node[1]), expression(node[2]))
     if tag in ("subquery", "exists", "outer", "!") and len(node) == 2:
@@ -300,4 +303,12 @@ STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "delete": lambda p, r: _fields(r, 1) and p.delete_plan(),
     "insert": _insert,
     "prefetch_related": _prefetch_related,
+    "alias": lambda p, r: p.alias(**_named(p, _fields(r, 2)[1], "annotation")),
+    "none": lambda p, r: _fields(r, 1) and p.none(),
+    "only": lambda p, r: p.only(*_names(_fields(r, 2)[1], "only")),
+    "defer": lambda p, r: p.defer(*((None,) if _fields(r, 2)[1] is None
+                                    else _names(r[1], "defer"))),
+    "select_for_update": lambda p, r: p.select_for_update(
+        nowait=_flag(_fields(r, 5)[1], "nowait"), skip_locked=_flag(r[2], "skip_locked"),
+        of=_names(r[3], "of"), no_key=_flag(r[4], "no_key")),
 }

@@ -17,7 +17,7 @@ class Template:
     """
 
     __slots__ = ("sql", "binds", "adapt", "result", "columns", "decoders", "backend",
-                 "related", "related_models", "nested", "size")
+                 "related", "related_models", "nested", "size", "deferred_model")
 
     # Approximate bytes a bind entry and a template's other parts hold (ShapeCache budget).
     BIND_BYTES = 72
@@ -35,6 +35,7 @@ class Template:
         self.related = False  # joins other models: routers' allow_relation is asked per run
         self.related_models: tuple | None = None  # Plan.related_models(), once per shape
         self.nested = None  # select_related: how rows split into instances (Builder.related_pairs)
+        self.deferred_model = None  # only()/defer(): the model's deferred class (qplan.deferred)
         self.size = len(sql) + self.BIND_BYTES * len(self.binds) + self.BASE_BYTES
 
     def params(self, values: tuple) -> tuple:

@@ -69,8 +69,8 @@ def get_or_create(engine: Any, plan: Any, defaults: dict[str, Any] | None,
     joined = not savepoints and (yield (IN_BLOCK,))  # a failure would doom the caller's block
     try:
         obj = model(**params)
-        yield (BLOCK, plan.alias, savepoints,
-               save_steps(engine, obj, plan.alias, force_insert=True))
+        yield (BLOCK, plan.db, savepoints,
+               save_steps(engine, obj, plan.db, force_insert=True))
         return obj, True
     except IntegrityError:
         if joined:
@@ -93,7 +93,7 @@ def update_or_create(engine: Any, plan: Any, defaults: dict[str, Any] | None,
     create_params(plan, update_defaults, {})  # unknown names fail before anything runs
     retry = not (yield (IN_BLOCK,))  # a block of our own: rolled back whole, it may be redone
     try:
-        return (yield (BLOCK, plan.alias, savepoints, _update_or_create(
+        return (yield (BLOCK, plan.db, savepoints, _update_or_create(
             engine, plan, update_defaults, create_defaults, lookups)))
     except (IntegrityError, SerializationFailure):
         if not retry:
@@ -113,7 +113,7 @@ def _update_or_create(engine: Any, plan: Any, update_defaults: dict[str, Any],
         setattr(obj, key, value() if callable(value) else value)
         names.append(meta.pk.name if key == "pk" else meta.get_field(key).name)
     if any(meta.get_field(n).primary_key for n in names):
-        yield from save_steps(engine, obj, plan.alias)
+        yield from save_steps(engine, obj, plan.db)
     else:
-        yield from save_steps(engine, obj, plan.alias, update_fields=names)
+        yield from save_steps(engine, obj, plan.db, update_fields=names)
     return obj, False

@@ -127,7 +127,7 @@ def test_plans_with_options_load_and_retarget():
         s=Sum("price", default=D("0.5")), sd=StdDev("rating", sample=True, filter=Q(is_active=True)))
     assert qplan.loads(qplan.dumps(plan)) == plan
     assert qplan.from_json(plan.to_json(KEY), KEY) == plan
-    assert qplan.loads(qplan.dumps(plan.using("other"))).alias == "other"
+    assert qplan.loads(qplan.dumps(plan.using("other"))).db == "other"
     for vendor in ("sqlite", "postgresql", "mysql", "duckdb", "galera"):
         assert "SELECT" in plan.compile(vendor).sql
     assert "FILTER" not in plan.compile("mysql").sql and "CASE WHEN" in plan.compile("mysql").sql

@@ -73,7 +73,7 @@ def test_round_trip_every_form(plan: qplan.Plan) -> None:
     for data, key in [(dumps(plan), None), (dumps(plan, key=KEY), KEY),
                       *[(pickle.dumps(plan, protocol=p), None) for p in range(pickle.HIGHEST_PROTOCOL + 1)]]:
         loaded = loads(data, key=key)
-        assert loaded == plan and hash(loaded) == hash(plan) and loaded.alias == plan.alias
+        assert loaded == plan and hash(loaded) == hash(plan) and loaded.db == plan.db
         assert loaded.compile("postgresql") == plan.compile("postgresql")
     assert from_json(plan.to_json()) == plan
     assert from_json(to_json(plan, key=KEY), key=KEY) == plan

@@ -83,9 +83,9 @@ def test_copies_are_the_same_immutable_value():
 
 def test_public_view_for_routers():
     plan = Book.objects.filter(pages=1)
-    assert plan.model is Book and plan.kind == "read" and plan.alias is None
+    assert plan.model is Book and plan.kind == "read" and plan.db is None
     assert plan.update_plan(pages=2).kind == "write"
-    assert plan.using("x").alias == "x"
+    assert plan.using("x").db == "x"
     assert "Book.objects" in repr(plan)
 
 
@@ -149,7 +149,7 @@ def test_pickle_round_trip_is_small_and_equal():
     plan = BENCH_QUERY().using("replica")
     data = pickle.dumps(plan)
     assert pickle.loads(data) == plan
-    assert pickle.loads(data).alias == "replica"
+    assert pickle.loads(data).db == "replica"
     assert len(data) < 400
     assert b"__dict__" not in data and b"Book" in data
 

@@ -312,7 +312,7 @@ def test_plans_with_prefetch_round_trip_through_payloads_and_json():
                    qplan.loads(pickle.dumps(plan))):
         assert loaded == plan and loaded.records == plan.records
     moved = qplan.loads(qplan.dumps(plan.using("replica")))
-    assert moved.alias == "replica" and moved.records == plan.records
+    assert moved.db == "replica" and moved.records == plan.records
 
 
 def test_loading_refuses_prefetch_records_the_api_would_not_build():

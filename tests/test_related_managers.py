@@ -324,4 +324,4 @@ def test_reads_follow_the_instance_and_writes_the_routers(two_aliases: None) -> 
     assert (NovelGenres, novel) in router.hints
     assert NovelGenres.objects.using("other").count() == 1
     router.reads = "default"  # a router deciding reads: the plan is not bound
-    assert ann.novel_set.all().alias is None and not ann.novel_set.exists()
+    assert ann.novel_set.all().db is None and not ann.novel_set.exists()

@@ -64,8 +64,8 @@ def built_plans() -> list[qplan.Plan]:
 
 @pytest.mark.parametrize("plan", built_plans(), ids=repr)
 def test_every_plan_built_in_code_replays_to_itself(plan: qplan.Plan) -> None:
-    again = replay(plan.model, plan.records, plan.alias)
-    assert again == plan and same(again.records, plan.records) and again.alias == plan.alias
+    again = replay(plan.model, plan.records, plan.db)
+    assert again == plan and same(again.records, plan.records) and again.db == plan.db
     assert loads(dumps(plan)) == plan
     assert from_json(plan.to_json()) == plan
 

@@ -13,6 +13,7 @@ import pytest
 
 import qplan
 from qplan import Avg, Count, F, Max, Min, Q, Sum, fields, routing, sharding
+from qplan.functions import Case, ExtractYear, Length, Round, Upper, Value, When
 from qplan.sharding import PartialResultWarning, Sharded, ShardSet, stable_hash
 
 D = decimal.Decimal
@@ -358,6 +359,15 @@ READS = {
         "id", "double", "lines")[:10]),
     "distinct ordered sliced": lambda p: list(p.values_list("customer", "paid").distinct().order_by(
         "customer", "-paid")[1:6]),
+    "functions per row": lambda p: list(p.annotate(
+        u=Upper("customer"), r=Round("score", 1), y=ExtractYear("placed"),
+        k=Case(When(paid=True, then=Value("paid")), default=Value("due"))).filter(
+        placed__month__lte=6, customer__iregex="^[a-z]").order_by("-r", "id").values_list(
+        "id", "u", "r", "y", "k")[:10]),
+    "aggregate of a function": lambda p: p.aggregate(
+        n=Sum(Length("customer")), k=Sum(Case(When(paid=True, then=1), default=0))),
+    "groups by a function": lambda p: list(p.annotate(y=ExtractYear("placed")).values("y").annotate(
+        n=Count("*"), s=Sum("qty")).order_by("y")),
     "iterator": lambda p: [o.id for o in p.order_by("-id").iterator(chunk_size=7)],
 }
 

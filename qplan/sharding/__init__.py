@@ -114,8 +114,8 @@ def explain(engine: Any, plan: Plan) -> RoutingExplanation:
     a key, an update of the key) raises as running it would.
     """
     kind, text = plan.kind, repr(plan)
-    if plan.alias is not None:
-        return RoutingExplanation(text, kind, None, ((plan.alias, "set by using()"),), False, "")
+    if plan.db is not None:
+        return RoutingExplanation(text, kind, None, ((plan.db, "set by using()"),), False, "")
     for router in routing.chain(plan):
         if isinstance(router, Sharded) and router.handles(plan.model):
             return _explain_sharded(engine, plan, router)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .. import aggregates as A
 from .. import records as R
-from ..kinds import of_aggregate
+from ..kinds import of_aggregate, of_record
 from ..registry import get_model
 from ..sqlparts import FIELD_KIND
 from ..errors import Error, NotSupportedError
@@ -50,6 +50,8 @@ def _kind(meta: Any, annotations: Mapping[str, Any], node: Any) -> str | None:
         return of_aggregate(node[1], _kind(meta, annotations, node[2]))
     if tag == "as":
         return FIELD_KIND[node[1]]
+    if tag == "fn" or tag == "case":  # qplan.functions
+        return of_record(node, lambda path: _kind(meta, annotations, ("F", path)))
     lhs, rhs = _kind(meta, annotations, node[1]), _kind(meta, annotations, node[2])
     kinds = {lhs, rhs}
     for k in ("float", "decimal"):
@@ -215,6 +217,8 @@ class _Merge:
             return self.aggregate(node)
         if tag == "as":
             raise self.refuse(f"ExpressionWrapper(output_field={node[1]}) over aggregates")
+        if tag == "fn" or tag == "case":
+            raise self.refuse(f"{'Case' if tag == 'case' else node[1]}() over aggregates")
         op = tag
         lhs, rhs = self.expr(node[1]), self.expr(node[2])
         kind = _kind(self.meta, self.annotations, node)

@@ -353,7 +353,7 @@ class Sharded:
 
 def sharded_router(plan: Any) -> "Sharded | None":
     """The ``Sharded`` router in ``plan``'s chain that shards its model, if any (asks no router)."""
-    if plan.alias is not None:
+    if plan.db is not None:
         return None
     for router in routing.chain(plan):
         if isinstance(router, Sharded) and router.handles(plan.model):

@@ -1,0 +1,243 @@
+"""Database functions and conditional expressions, named and meaning as in Django 5.2
+(``django.db.models.functions``, ``Case``/``When``/``Value``).
+
+Like ``F`` and ``Q`` these objects only describe what the user wrote; a plan turns them
+into plain tuple records (``qplan.funcrecords``) the moment they are added, checking names
+and types, so no object of this module ever lives inside a plan. As in Django, a str
+argument of a function names a field (``Lower('name')`` is ``Lower(F('name'))``); wrap
+text in ``Value`` to use it as a value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import FieldError
+from .expressions import Combinable, F, Q
+
+
+def _arg(value: Any) -> Any:
+    return F(value) if isinstance(value, str) else value
+
+
+def _output(output_field: Any) -> Any:
+    """An output_field as the options a record keeps: its internal type (and a decimal's
+    digits), never the field object."""
+    if output_field is None:
+        return None
+    kind = getattr(output_field, "internal_type", output_field)
+    if kind == "DecimalField" and hasattr(output_field, "max_digits"):
+        return (kind, output_field.max_digits, output_field.decimal_places)
+    return (kind,)
+
+
+class Func(Combinable):
+    """A database function over expressions; ``options`` are plain values that shape its
+    SQL (a Trunc kind, a Round precision, a Cast type)."""
+
+    __slots__ = ("args", "options")
+    function = ""
+
+    def __init__(self, *args: Any, options: tuple = ()) -> None:
+        self.args = tuple(_arg(a) for a in args)
+        self.options = options
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {o!r}" for o in self.options)
+        return f"{type(self).__name__}({', '.join(map(repr, self.args))}{extra})"
+
+
+def _function(name: str, doc: str) -> type:
+    cls = type(name, (Func,), {"__slots__": (), "function": name, "__doc__": doc})
+    return cls
+
+
+Lower = _function("Lower", "Lower case text (simple Unicode folding on every backend).")
+Upper = _function("Upper", "Upper case text.")
+Length = _function("Length", "The number of characters of text (an int; NULL stays NULL).")
+Trim = _function("Trim", "Text without leading and trailing spaces.")
+Abs = _function("Abs", "The absolute value of a number.")
+Coalesce = _function("Coalesce", "The first of its expressions that is not NULL.")
+Greatest = _function("Greatest", "The largest of its expressions; NULL if any is NULL "
+                     "(every backend: qplan's one rule, Django's on SQLite/MySQL/Oracle).")
+Least = _function("Least", "The smallest of its expressions; NULL if any is NULL.")
+NullIf = _function("NullIf", "NULL when its two expressions are equal, else the first.")
+Concat = _function("Concat", "Text joined; a NULL part counts as '' (Django's ConcatPair).")
+Now = _function("Now", "The database's current time, an aware datetime in UTC.")
+
+
+class Substr(Func):
+    """``length`` characters of text from ``pos`` (1-based); to its end without length."""
+
+    __slots__ = ()
+    function = "Substr"
+
+    def __init__(self, expression: Any, pos: Any, length: Any = None) -> None:
+        super().__init__(expression, Value(pos), *(() if length is None else (Value(length),)))
+
+
+class Replace(Func):
+    """Text with every ``text`` replaced by ``replacement`` (default: removed)."""
+
+    __slots__ = ()
+    function = "Replace"
+
+    def __init__(self, expression: Any, text: Any, replacement: Any = "") -> None:
+        text = text if isinstance(text, Combinable) else Value(text)
+        replacement = replacement if isinstance(replacement, Combinable) else Value(replacement)
+        super().__init__(expression, text, replacement)
+
+
+class Round(Func):
+    """A number rounded half away from zero to ``precision`` places on every backend."""
+
+    __slots__ = ()
+    function = "Round"
+
+    def __init__(self, expression: Any, precision: int = 0) -> None:
+        if type(precision) is not int:
+            raise TypeError(f"Round precision must be an int, got {precision!r}")
+        super().__init__(expression, options=(precision,))
+
+
+class Cast(Func):
+    """``expression`` converted to ``output_field``'s type (a float to an integer is
+    truncated toward zero on every backend)."""
+
+    __slots__ = ()
+    function = "Cast"
+
+    def __init__(self, expression: Any, output_field: Any) -> None:
+        super().__init__(expression, options=_output(output_field) or (None,))
+
+
+class Trunc(Func):
+    """A date or datetime cut to ``kind`` (year, month, day), in UTC for datetimes."""
+
+    __slots__ = ()
+    function = "Trunc"
+
+    def __init__(self, expression: Any, kind: str) -> None:
+        super().__init__(expression, options=(kind,))
+
+
+class TruncYear(Trunc):
+    __slots__ = ()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, "year")
+
+
+class TruncMonth(Trunc):
+    __slots__ = ()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, "month")
+
+
+class TruncDay(Trunc):
+    __slots__ = ()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, "day")
+
+
+class TruncDate(Func):
+    """The date (in UTC) of a datetime."""
+
+    __slots__ = ()
+    function = "TruncDate"
+
+
+class Extract(Func):
+    """A part of a date or datetime as an int (in UTC): year, month, day, week_day
+    (1 = Sunday .. 7 = Saturday, as Django)."""
+
+    __slots__ = ()
+    function = "Extract"
+
+    def __init__(self, expression: Any, lookup_name: str) -> None:
+        super().__init__(expression, options=(lookup_name,))
+
+
+class ExtractYear(Extract):
+    __slots__ = ()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, "year")
+
+
+class ExtractMonth(Extract):
+    __slots__ = ()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, "month")
+
+
+class ExtractDay(Extract):
+    __slots__ = ()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, "day")
+
+
+class ExtractWeekDay(Extract):
+    __slots__ = ()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(expression, "week_day")
+
+
+class Value(Combinable):
+    """A plain value as an expression; ``output_field`` says its type."""
+
+    __slots__ = ("value", "output")
+
+    def __init__(self, value: Any, output_field: Any = None) -> None:
+        self.value = value
+        self.output = _output(output_field)
+
+    def __repr__(self) -> str:
+        return f"Value({self.value!r})"
+
+
+class When:
+    """``When(Q(...) or lookups, then=value)``: one branch of a ``Case``."""
+
+    __slots__ = ("condition", "result")
+
+    def __init__(self, condition: Any = None, then: Any = None, **lookups: Any) -> None:
+        if condition is not None and not isinstance(condition, Q):
+            raise TypeError(f"When() takes a Q object or keyword lookups, got {condition!r:.80}")
+        if lookups:
+            condition = Q(**lookups) if condition is None else condition & Q(**lookups)
+        if condition is None or not condition.children:
+            raise FieldError("When() needs a condition: a non-empty Q object or keyword lookups")
+        self.condition = condition
+        self.result = _arg(then)  # as Django: a str names a field (Value('x') is text)
+
+    def __repr__(self) -> str:
+        return f"When({self.condition!r}, then={self.result!r})"
+
+
+class Case(Combinable):
+    """The ``then`` of the first ``When`` whose condition holds, else ``default``."""
+
+    __slots__ = ("cases", "default", "output")
+
+    def __init__(self, *cases: When, default: Any = None, output_field: Any = None) -> None:
+        for case in cases:
+            if not isinstance(case, When):
+                raise TypeError(f"Case() takes When() branches, got {case!r:.80}")
+        self.cases = cases
+        self.default = _arg(default)
+        self.output = _output(output_field)
+
+    def __repr__(self) -> str:
+        return f"Case({', '.join(map(repr, self.cases))}, default={self.default!r})"
+
+
+__all__ = ["Abs", "Case", "Cast", "Coalesce", "Concat", "Extract", "ExtractDay", "ExtractMonth",
+           "ExtractWeekDay", "ExtractYear", "Func", "Greatest", "Least", "Length", "Lower", "Now",
+           "NullIf", "Replace", "Round", "Substr", "Trim", "Trunc", "TruncDate", "TruncDay",
+           "TruncMonth", "TruncYear", "Upper", "Value", "When"]
