@@ -197,3 +197,27 @@ def test_adelete_counts_cascaded_rows_as_delete(rel_db: str) -> None:
     make()
     w = Writer.objects.get()
     assert run(w.adelete()) == awaited and Novel.objects.count() == 0
+
+
+def test_none_and_select_for_update_awaited(any_db: str) -> None:
+    Author.objects.create(name="a")
+
+    async def main() -> Any:
+        assert await Author.objects.none().acount() == 0
+        assert await Author.objects.none().aexecute() == []
+        if not locks:
+            with pytest.raises(qplan.NotSupportedError):  # as the blocking path
+                await Author.objects.select_for_update().aexecute()
+            return ["a"]
+        with pytest.raises(qplan.TransactionManagementError, match="select_for_update"):
+            await Author.objects.select_for_update().aexecute()
+        async with qplan.aatomic():
+            return [a.name for a in await Author.objects.select_for_update().aexecute()]
+
+    try:
+        with qplan.atomic():
+            list(Author.objects.select_for_update())
+        locks = True
+    except qplan.NotSupportedError:  # no row locks (SQLite, DuckDB)
+        locks = False
+    assert run(main()) == ["a"]
