@@ -17,6 +17,8 @@ from .schema import create_tables, drop_tables
 from .constraints import CheckConstraint, Index, UniqueConstraint
 from .expressions import Avg, Count, ExpressionWrapper, F, Max, Min, OrderBy, Q, StdDev, Sum, Variance
 from .subqueries import Exists, OuterRef, Subquery
+from . import functions
+from .functions import Case, Value, When
 from .jsonplan import from_json
 from .models import Model, get_model
 from .payloads import dumps, loads
@@ -34,14 +36,14 @@ models.install_related(related.install)  # writer.novel_set, novel.genres, write
 __version__ = "0.1.0"
 
 __all__ = [
-    "aatomic", "Avg", "CheckConstraint", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "Exists", "ExpressionWrapper", "F",
+    "aatomic", "Avg", "Case", "CheckConstraint", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "Exists", "ExpressionWrapper", "F",
     "FieldError", "Index", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
     "OrderBy", "OuterRef", "Plan", "PlanError", "Prefetch", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",
     "RoundRobin",
     "RoutingError", "SerializationFailure", "ShardSet", "Sharded", "StdDev", "Subquery", "Sum", "TransactionManagementError",
     "UniqueConstraint",
-    "UnsafePayload", "Variance", "add_database", "atomic", "compile_cache", "configure", "connection",
-    "backends", "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "get_model",
+    "UnsafePayload", "Value", "Variance", "When", "add_database", "atomic", "compile_cache", "configure", "connection",
+    "backends", "connections", "create_tables", "drop_tables", "dumps", "fields", "from_json", "functions", "get_model",
     "loads", "partial_results", "remove_database", "reset",
 ]

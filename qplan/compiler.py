@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from sqlglot import exp
 
-from . import aggregates, binding, conflicts, methodsql
+from . import aggregates, binding, compound, conflicts, methodsql
 from .binding import SPREAD
 from .builder import Builder
 from .errors import NotSupportedError
@@ -26,8 +26,11 @@ def _decoders(pairs: list[tuple[str, Ref]]) -> tuple:
 
 def statement(meta: Any, shape: tuple, backend: Any) -> tuple:
     """The builder and sqlglot tree of a plan shape: (builder, tree, result, columns, decoders)."""
+    numbered = number_slots(shape, [0])
+    if numbered and numbered[0][0] == "combine":  # union() & co: qplan.compound
+        return compound.statement(meta, numbered, backend)
     b = Builder(meta, backend)
-    terminal = b.apply(number_slots(shape, [0]))
+    terminal = b.apply(numbered)
     op = terminal[0] if terminal else "select"
     built = COMPILE[op](b, terminal)
     if b.lock is not None:  # select_for_update(): FOR UPDATE, or why not (qplan.methodsql)

@@ -112,4 +112,9 @@ def describe(record: tuple) -> str:
         flags += [f"of={record[3]!r}"] if record[3] else []
         flags += ["no_key=True"] if record[4] else []
         return ".select_for_update(" + ", ".join(flags) + ")"
+    if op == "combine":  # union() & co (qplan.setops): the first operand, then the others
+        (key, first), *others = record[3]
+        plans = [k.rpartition(".")[2] + ".objects" + "".join(map(describe, r)) for k, r in others]
+        return "".join(map(describe, first)) + f".{record[1]}(" + ", ".join(plans) + (
+            ", all=True" if record[2] else "") + ")"
     return f".{op}()"

@@ -93,6 +93,10 @@ def _subqueries(node: Any) -> Iterator[tuple[str, tuple]]:
     if node[0] == "query" and len(node) == 3:
         yield node[1], node[2]
         return
+    if node[0] == "combine" and len(node) == 4:  # union() & co: each operand's plan
+        for key, records in node[3]:
+            yield key, records
+        return
     for child in node:
         yield from _subqueries(child)
 
@@ -106,7 +110,7 @@ def _paths(node: Any) -> Iterator[str]:
     if type(node) is not tuple or not node:
         return
     head = node[0]
-    if head == VALUE or head == "query":  # a subquery's paths are its own model's
+    if head == VALUE or head == "query" or head == "combine":  # their own model's paths
         return
     if head == "F" and len(node) == 2:
         yield node[1]

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import conflicts, funcrecords, hints, jsonform
+from . import hints, jsonform
 from . import methods as M
 from . import prefetch as P
 from . import records as R
-from . import ordering, selectrelated
+from . import ordering, selectrelated, setops
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
-from .expressions import Aggregate, Combined, ExpressionWrapper, F, Q
+from .expressions import Aggregate, Q
 from .models import Model, get_model
-from .subqueries import Exists, OuterRef, Subquery
+from .writeplans import WritePlans, aggregate_names as _aggregate_names
 
 FORMAT_VERSION = 1
 
@@ -28,15 +28,12 @@ FORMAT_VERSION = 1
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 WRITES = frozenset({"update", "delete", "insert"})
 
-EXPRESSIONS = (F, Combined, Aggregate, ExpressionWrapper, Subquery, Exists, OuterRef,
-               *funcrecords.OBJECTS)
-
 # One bit per command, so "has this plan been sliced?" is a mask test, not a scan.
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
     "count", "exists", "aggregate", "update", "delete", "insert", "select_related",
-    "prefetch_related", "alias", "none", "only", "defer", "select_for_update"))}
-SLICED = OP_BITS["slice"]
+    "prefetch_related", "alias", "none", "only", "defer", "select_for_update", "combine"))}
+SLICED, COMBINED = OP_BITS["slice"], OP_BITS["combine"]
 PREFETCH = OP_BITS["prefetch_related"]
 NONE = OP_BITS["none"]  # none(): evaluating answers without a query (qplan.methods)
 LOCKS = OP_BITS["select_for_update"]  # read on the write alias, inside atomic() only
@@ -54,7 +51,7 @@ def _ops_of(records: tuple) -> int:
 
 
 
-class Plan(Evaluation, M.Methods):
+class Plan(setops.SetOperations, Evaluation, M.Methods, WritePlans):
     """An immutable query plan over one model; see the module docstring.
 
     This class holds the value (records, equality, pickling, shape) and the building
@@ -91,6 +88,8 @@ class Plan(Evaluation, M.Methods):
     def _add(self, record: tuple) -> "Plan":
         if self._records and self._records[-1][0] in TERMINAL:
             raise PlanError(f"cannot add {record[0]}() to a plan that ends in {self._records[-1][0]}()")
+        if self._ops & COMBINED:  # union() & co: only what Django allows after them
+            setops.check_after(self, record)
         return self._derive(self._records + (record,), self._alias, self._ops | OP_BITS[record[0]])
 
     def __eq__(self, other: Any) -> bool:
@@ -238,6 +237,8 @@ class Plan(Evaluation, M.Methods):
 
     def order_by(self, *names: Any) -> "Plan":
         self._no_slice("reorder")
+        if self._ops & COMBINED:
+            return self._add(("order_by", setops.order_names(self, names)))
         ctx = self._ctx()
         cache = None if ctx.annotations else self._meta.path_cache
         key = ("order_by", names)
@@ -271,7 +272,7 @@ class Plan(Evaluation, M.Methods):
         for record in reversed(self._records):
             if record[0] == "order_by":
                 return record[1]
-        return self._meta.ordering
+        return () if self._ops & COMBINED else self._meta.ordering  # combined: unordered
 
     def __getitem__(self, key: int | slice) -> Any:
         if isinstance(key, slice):
@@ -331,6 +332,8 @@ class Plan(Evaluation, M.Methods):
         return self._add(("values_list", columns, bool(flat), bool(named)))
 
     def _value_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        if self._ops & COMBINED:
+            return setops.value_names(self, names)
         ctx = self._ctx()
         cache = None if ctx.annotations else self._meta.path_cache
         key = ("values", names)
@@ -403,80 +406,6 @@ class Plan(Evaluation, M.Methods):
             ctx.annotations[name] = record
         return self._add(("annotate", tuple(items)))
 
-    # --- writes held as plans --------------------------------------------------------------------
-
-    def update_plan(self, **kwargs: Any) -> "Plan":
-        """An update held unevaluated: ``plan.update_plan(x=1).execute()`` returns the row count."""
-        self._no_slice("update")
-        if not kwargs:
-            raise PlanError("update() needs at least one field=value")
-        ctx = self._ctx()
-        items = []
-        for name, value in sorted(kwargs.items()):
-            field = self._meta.get_field(name)
-            if isinstance(value, EXPRESSIONS):
-                node = R.expression(ctx, value)
-                if R.has_aggregate(node):
-                    raise FieldError(f"{ctx.who}.{name}: cannot update to an aggregate")
-            else:
-                node = (R.VALUE, field.clean_write(value))
-            items.append((field.name, node))
-        return self._add(("update", tuple(items)))
-
-    def delete_plan(self) -> "Plan":
-        """A delete held unevaluated: ``plan.delete_plan().execute()`` returns the row count."""
-        self._no_slice("delete")
-        if self._has("distinct") or self._has("values") or self._has("values_list"):
-            raise PlanError("cannot delete() after values() or distinct()")
-        return self._add(("delete",))
-
-    def create_plan(self, **kwargs: Any) -> "Plan":
-        """An insert of one row held unevaluated; ``execute()`` returns the new primary keys."""
-        return self.bulk_create_plan([self.model(**kwargs)])
-
-    def bulk_create_plan(self, objs: Any, *, ignore_conflicts: bool = False,
-                         update_conflicts: bool = False, update_fields: Any = None,
-                         unique_fields: Any = None) -> "Plan":
-        """An insert of ``objs`` held unevaluated, with Django's conflict options
-        (``qplan.conflicts``); ``execute()`` returns the primary keys the database returns."""
-        option = conflicts.options(self._meta, ignore_conflicts, update_conflicts,
-                                   update_fields, unique_fields)
-        objs = list(objs)
-        if self._records:
-            raise PlanError("create() and bulk_create() start from Model.objects, not a filtered plan")
-        fields = self._meta.fields
-        for obj in objs:
-            if not isinstance(obj, self.model):
-                raise FieldError(f"bulk_create() takes {self.model.__name__} instances, got {obj!r}")
-        pk = self._meta.pk
-        with_pk = [obj.pk is not None for obj in objs]
-        if any(with_pk) and not all(with_pk):
-            raise PlanError("bulk_create(): give a primary key to every object or to none")
-        cols = tuple(f for f in fields if not (f is pk and pk.auto and not any(with_pk)))
-        rows = tuple(
-            tuple((R.VALUE, f.clean_write(obj.__dict__.get(f.attname))) for f in cols) for obj in objs
-        )
-        record = ("insert", tuple(f.name for f in cols), rows)
-        conflicts.check_rows(option, record[1], rows)
-        return self._add(record if option is None else (*record, option))
-
-
-    def aggregate_plan(self, *args: Aggregate, **kwargs: Aggregate) -> "Plan":
-        """``aggregate()`` held unevaluated: ``execute()`` returns the dict of results."""
-        named = dict(_aggregate_names(args))
-        named.update(kwargs)
-        if not named:
-            raise PlanError("aggregate() needs at least one aggregate")
-        ctx = self._ctx()
-        items = []
-        for name, agg in named.items():
-            R.check_alias(self._meta, name, "aggregate")
-            record = R.expression(ctx, agg)
-            if not R.has_aggregate(record):
-                raise FieldError(f"{ctx.who}: aggregate({name}=...) is not an aggregate: {agg!r}")
-            items.append((name, record))
-        return self._add(("aggregate", tuple(items)))
-
     def as_subquery(self) -> tuple:
         """``("query", model key, records)``: the rhs record of ``field__in=plan``.
 
@@ -486,6 +415,7 @@ class Plan(Evaluation, M.Methods):
         """
         if self._records and self._records[-1][0] in TERMINAL:
             raise PlanError(f"a plan ending in {self._records[-1][0]}() is not a subquery")
+        setops.check_subquery(self)
         names = None
         for record in self._records:
             if record[0] in ("values", "values_list"):
@@ -501,15 +431,6 @@ class Plan(Evaluation, M.Methods):
 
 
 SEP = R.SEP
-
-
-def _aggregate_names(args: tuple) -> list[tuple[str, Any]]:
-    out = []
-    for arg in args:
-        if not isinstance(arg, Aggregate):
-            raise PlanError(f"positional arguments must be aggregates, got {arg!r}")
-        out.append((arg.default_alias, arg))
-    return out
 
 
 def _migrate_v1(key: str, records: tuple, alias: str | None) -> tuple[str, tuple, str | None]:

@@ -10,6 +10,8 @@ Record grammar (everything is a tuple of plain values):
                 | ("exists", query)              Exists(plan) (``qplan.subqueries``)
     rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
                 | ("query", model_key, records)  "in" a one-column plan: IN (SELECT ...)
+    combine    := ("combine", "union"|"intersection"|"difference", all,
+                   ((model_key, records), ...))   a plan's first record (qplan.setops)
     expression := ("=", value) | ("F", path) | (op, expression, expression)
                 | ("agg", function, expression | "*", distinct)
                 | ("agg", function, expression | "*", distinct, options)

@@ -284,6 +284,28 @@ def _prefetch_related(plan: Plan, record: tuple) -> Plan:
     return plan.prefetch_related(*lookups)
 
 
+def _combine(plan: Plan, record: tuple) -> Plan:
+    """``("combine", op, all, ((key, records), ...))``: each operand replayed, then combined
+    by the method named; only as a plan's first record, its first operand of this model."""
+    _, op, all_, operands = _fields(record, 4)
+    if plan.records:
+        raise PlanError("a combine record can only be a plan's first record")
+    if op not in ("union", "intersection", "difference"):
+        raise PlanError(f"not a set operation: {op!r:.40}")
+    if type(operands) is not tuple or not operands or not all(
+            type(o) is tuple and len(o) == 2 and type(o[0]) is str and type(o[1]) is tuple
+            for o in operands):
+        raise PlanError(f"combine operands are not (model key, records) pairs: {operands!r:.80}")
+    if operands[0][0] != plan._key:
+        raise PlanError(f"a combine record's first operand is not a {plan._key} plan")
+    first, *others = [replay(get_model(key), records, None) for key, records in operands]
+    if op == "union":
+        return first.union(*others, all=_flag(all_, "union all"))
+    if all_ is not False:
+        raise PlanError(f"{op}() has no all=True")
+    return getattr(first, op)(*others)
+
+
 STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "filter": lambda p, r: p.filter(_q(_fields(r, 2)[1])),
     "exclude": lambda p, r: p.exclude(_q(_fields(r, 2)[1])),
@@ -311,4 +333,5 @@ STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "select_for_update": lambda p, r: p.select_for_update(
         nowait=_flag(_fields(r, 5)[1], "nowait"), skip_locked=_flag(r[2], "skip_locked"),
         of=_names(r[3], "of"), no_key=_flag(r[4], "no_key")),
+    "combine": _combine,
 }

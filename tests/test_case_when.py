@@ -106,3 +106,10 @@ def test_case_records_load_and_share_templates():
     Book.objects.annotate(k=Case(When(pages__gt=9, then=Value("x")), default=Value("y"))).compile(
         "mysql")
     assert qplan.compile_cache.misses == misses
+
+
+def test_the_public_names_are_importable_from_qplan():
+    import qplan.functions as functions_module
+    assert (qplan.Case, qplan.When, qplan.Value) == (
+        functions_module.Case, functions_module.When, functions_module.Value)
+    assert qplan.functions is functions_module and "functions" in qplan.__all__

@@ -33,6 +33,7 @@ from ..errors import NotSupportedError, PlanError, RoutingError
 from ..plan import Compiled, Plan
 from .pool import _reads  # noqa: F401 - for benchmarks/bench_sharding.py
 from .pool import PartialResult, PartialResultWarning, partial_results, set_max_workers, shutdown
+from .combined import Combined
 from .reads import _Read
 from .router import Shard, Sharded, ShardSet, sharded_router, stable_hash
 from .writes import bulk_create, bulk_create_steps  # noqa: F401 - the engine calls them here
@@ -45,7 +46,14 @@ def execute(engine: Any, plan: Plan, shards: ShardSet) -> Any:
     _check_joins(plan, shards)
     if plan.kind == "write":
         return _write(engine, plan, shards)
-    return _Read(engine, plan, shards).run()
+    return _reader(engine, plan, shards).run()
+
+
+def _reader(engine: Any, plan: Plan, shards: ShardSet) -> Any:
+    """How a read runs over several shards: ``_Read``, or per operand for union() & co."""
+    if plan.records and plan.records[0][0] == "combine":
+        return Combined(engine, plan, shards)
+    return _Read(engine, plan, shards)
 
 
 def execute_steps(engine: Any, plan: Plan, shards: ShardSet) -> Steps:
@@ -69,7 +77,7 @@ def _check_joins(plan: Plan, shards: ShardSet) -> None:
 
 def stream(engine: Any, plan: Plan, shards: ShardSet, chunk_size: int) -> Iterator[Any]:
     """``iterator()`` over several shards: the merged result, yielded row by row."""
-    read = _Read(engine, plan, shards)
+    read = _reader(engine, plan, shards)
     if read.info.terminal is not None:
         raise PlanError("iterator() streams rows; use execute() for counts and writes")
     yield from read.run()
@@ -78,7 +86,7 @@ def stream(engine: Any, plan: Plan, shards: ShardSet, chunk_size: int) -> Iterat
 def compile(engine: Any, plan: Plan, shards: ShardSet) -> Compiled:
     """The SQL each shard runs (in the first shard's dialect)."""
     alias = shards[0].aliases[0]
-    sub = plan if plan.kind == "write" else _Read(engine, plan, shards).sub
+    sub = plan if plan.kind == "write" else _reader(engine, plan, shards).sub
     template, values = engine.template(sub, get_backend(settings.database(alias)["ENGINE"]))
     return Compiled(template.sql, template.params(values))
 
@@ -156,7 +164,7 @@ def _explain_sharded(engine: Any, plan: Plan, router: Sharded) -> RoutingExplana
                                   "none: the plan pins one shard")
     if kind == "read":
         _check_joins(plan, ShardSet(shards, router))
-        merge = _Read(engine, plan, ShardSet(shards, router)).describe
+        merge = _reader(engine, plan, ShardSet(shards, router)).describe
     return RoutingExplanation(repr(plan), kind, repr(router), where, True, merge)
 
 
