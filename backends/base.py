@@ -13,12 +13,31 @@ import itertools
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlglot import exp
 
 from qplan import errors
+
+# Worker threads for drivers without an async API (DuckDB): bounded, shared by all loops.
+_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qplan-aio")
+
+
+async def _on_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(_WORKERS, fn, *args)
+
+
+def _run_blocking(raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
+    cur = raw.cursor()
+    try:
+        cur.execute(sql, params) if params else cur.execute(sql)
+        return cur.fetchall() if fetch else None, cur.rowcount, getattr(cur, "lastrowid", None)
+    finally:
+        cur.close()
 
 UTC = _dt.timezone.utc
 
@@ -532,6 +551,33 @@ class Backend:
     def timeouts(settings: Any) -> tuple[Any, Any]:
         """``(CONNECT_TIMEOUT, READ_TIMEOUT)`` of an alias's settings (defaults 5 and 30 s)."""
         return settings.get("CONNECT_TIMEOUT", 5.0), settings.get("READ_TIMEOUT", 30.0)
+
+    # --- the async edge (qplan.aio) -------------------------------------------------------------
+    # A backend with an async driver overrides ``aconnect``/``arun``/``aclose``; the defaults run
+    # the blocking driver on a small bounded pool of worker threads (DuckDB), never on the loop.
+
+    async def aconnect(self, settings: dict[str, Any]) -> Any:
+        """A new async driver connection (default: the blocking one, opened on a worker)."""
+        raw = await _on_worker(self.connect, settings)
+        if settings.get("READ_ONLY"):
+            await _on_worker(self.set_read_only, raw)
+        return raw
+
+    async def arun(self, raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
+        """Run ``sql`` on ``raw``: ``(rows or None, rowcount, lastrowid)``."""
+        return await _on_worker(_run_blocking, raw, sql, params, fetch)
+
+    async def aclose(self, raw: Any) -> None:
+        await _on_worker(raw.close)
+
+    def async_in_transaction(self, raw: Any) -> bool:  # then it is not lent on
+        return self.in_transaction(raw)
+
+    def async_errors(self) -> tuple[type[BaseException], ...]:  # default: the blocking driver's
+        return self.driver_errors()
+
+    def async_is_disconnect(self, exc: BaseException, raw: Any) -> bool:
+        return self.is_disconnect(exc, raw)
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:  # pragma: no cover - per backend
         """The driver's exception classes: only these become qplan ``DatabaseError``s."""

@@ -102,6 +102,19 @@ def _conversions() -> dict:
     return conv
 
 
+
+def _bytes_as_hex(escape: Any) -> Any:
+    """aiomysql's ``escape`` with bytes as PyMySQL 1.2 writes them (``X'..'``): aiomysql
+    0.3 calls PyMySQL's ``escape_bytes_prefixed``, which PyMySQL 1.2 no longer has as a
+    function."""
+    def escape_bytes(obj: Any, *args: Any) -> str:
+        if isinstance(obj, (bytes, bytearray)):
+            return f"X'{bytes(obj).hex()}'"
+        return escape(obj, *args)
+
+    return escape_bytes
+
+
 class MySQLBackend(Backend):
     name = "mysql"
     SPELLINGS = ("mariadb", "pymysql")
@@ -214,6 +227,47 @@ class MySQLBackend(Backend):
         with raw.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
         return raw
+
+    # The async edge: aiomysql, built on PyMySQL (the same conversions); READ_TIMEOUT is
+    # qplan.aio's asyncio timeout there, aiomysql has no read timeout of its own.
+
+    async def aconnect(self, settings: dict[str, Any]) -> Any:
+        import aiomysql
+        import pymysql.constants.CLIENT
+
+        options = dict(settings["OPTIONS"])
+        connect_timeout = self.timeouts(settings)[0]
+        options.setdefault("connect_timeout", connect_timeout or 31536000)
+        options.setdefault("charset", "utf8mb4")
+        options["client_flag"] = options.get("client_flag", 0) | pymysql.constants.CLIENT.FOUND_ROWS
+        options.setdefault("conv", _conversions())
+        raw = await aiomysql.connect(
+            host=settings["HOST"] or "localhost", port=settings["PORT"] or 3306,
+            user=settings["USER"] or None, password=settings["PASSWORD"] or "",
+            db=settings["NAME"] or None, autocommit=True, **options)
+        raw.escape = _bytes_as_hex(raw.escape)
+        async with raw.cursor() as cur:
+            await cur.execute("SET time_zone = '+00:00'")
+            if settings.get("READ_ONLY"):
+                await cur.execute(self.READ_ONLY_SQL)
+        return raw
+
+    async def arun(self, raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
+        async with raw.cursor() as cur:
+            await cur.execute(sql, params or None)
+            rows = list(await cur.fetchall()) if fetch else None
+            return rows, cur.rowcount, cur.lastrowid
+
+    async def aclose(self, raw: Any) -> None:
+        raw.close()
+
+    def async_in_transaction(self, raw: Any) -> bool:
+        from pymysql.constants import SERVER_STATUS
+
+        return bool(raw.closed or raw.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+
+    def async_is_disconnect(self, exc: BaseException, raw: Any) -> bool:
+        return raw is None or bool(raw.closed) or self.is_disconnect(exc, None)
 
     # --- replication positions (read-your-writes): MariaDB GTIDs, every domain ------------------
 

@@ -182,6 +182,51 @@ class PostgreSQLBackend(Backend):
         with socket.socket(fileno=fd) as sock:
             sock.shutdown(socket.SHUT_RDWR)
 
+    # The async edge: psycopg 3 (same %s paramstyle and conversions as psycopg2; see
+    # benchmarks/bench_async.py for why not asyncpg).
+
+    async def aconnect(self, settings: dict[str, Any]) -> Any:
+        import psycopg
+
+        options = dict(settings["OPTIONS"])
+        connect_timeout = self.timeouts(settings)[0]
+        if connect_timeout is not None:
+            options.setdefault("connect_timeout", max(2, math.ceil(connect_timeout)))
+        kwargs = {k: v for k, v in dict(
+            host=settings["HOST"] or None, port=settings["PORT"], user=settings["USER"] or None,
+            password=settings["PASSWORD"] or None, dbname=settings["NAME"] or None).items()
+            if v is not None}
+        raw = await psycopg.AsyncConnection.connect(autocommit=True, prepare_threshold=None,
+                                                    **kwargs, **options)
+        if settings.get("READ_ONLY"):
+            await raw.execute(self.READ_ONLY_SQL)
+        return raw
+
+    async def arun(self, raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
+        async with raw.cursor() as cur:
+            await cur.execute(sql, params or None)
+            rows = await cur.fetchall() if fetch else None
+            return rows, cur.rowcount, None
+
+    async def aclose(self, raw: Any) -> None:
+        await raw.close()
+
+    def async_in_transaction(self, raw: Any) -> bool:
+        from psycopg import pq
+
+        return bool(raw.closed or raw.info.transaction_status != pq.TransactionStatus.IDLE)
+
+    def async_errors(self) -> tuple[type[BaseException], ...]:
+        import psycopg
+
+        return (psycopg.Error,)
+
+    def async_is_disconnect(self, exc: BaseException, raw: Any) -> bool:
+        import psycopg
+
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and (
+            raw is None or bool(raw.closed))
+
     def in_transaction(self, raw: Any) -> bool:
         from psycopg2 import extensions
 

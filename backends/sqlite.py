@@ -202,6 +202,38 @@ class SQLiteBackend(Backend):
             raw.execute(f"PRAGMA journal_mode = {journal}")  # one of JOURNAL_MODES
         return raw
 
+    async def aconnect(self, settings: dict[str, Any]) -> Any:
+        """An ``aiosqlite`` connection around the same ``sqlite3`` connection ``connect``
+        makes (pragmas, functions), opened in aiosqlite's own thread."""
+        import aiosqlite
+
+        raw = await aiosqlite.Connection(lambda: self.connect(settings), 64)
+        if settings.get("READ_ONLY"):
+            await raw.execute(self.READ_ONLY_SQL)
+        return raw
+
+    async def arun(self, raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
+        cur = await raw.execute(sql, params or None)
+        try:
+            rows = await cur.fetchall() if fetch else None
+            return rows, cur.rowcount, cur.lastrowid
+        finally:
+            await cur.close()
+
+    async def aclose(self, raw: Any) -> None:
+        await raw.close()
+
+    def async_in_transaction(self, raw: Any) -> bool:
+        return bool(raw.in_transaction)
+
+    def async_is_disconnect(self, exc: BaseException, raw: Any) -> bool:
+        return raw is None or "closed" in str(exc) or "no active connection" in str(exc)
+
+    def async_errors(self) -> tuple[type[BaseException], ...]:
+        import aiosqlite
+
+        return (sqlite3.Error, aiosqlite.Error)
+
     VERSION_SQL = "SELECT sqlite_version()"
 
     def probe_details(self, conn: Any) -> str:

@@ -4,7 +4,8 @@ Write a query once as a plan, cache or ship it, and decide late where it runs.
 This module only re-exports the public surface.
 """
 
-from . import backends, execution, fields, models, related, runner
+from . import aio, backends, execution, fields, models, related, runner
+from .aio import aatomic
 from .shapecache import cache as compile_cache
 from .connections import connection, connections
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, DataError, Error, FieldError,
@@ -29,12 +30,13 @@ from .sharding import Sharded, ShardSet, partial_results
 from .transactions import atomic
 
 runner.install(execution.engine)  # plans and models evaluate through it
+runner.install_async(aio)  # ... and are awaited through it
 models.install_related(related.install)  # writer.novel_set, novel.genres, writer.bio
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Avg", "Case", "CheckConstraint", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "Exists", "ExpressionWrapper", "F",
+    "aatomic", "Avg", "Case", "CheckConstraint", "Compiled", "ConfigurationError", "ConnectionFailure", "Count", "DataError", "DatabaseError", "Error", "Exists", "ExpressionWrapper", "F",
     "FieldError", "Index", "IntegrityError", "InterfaceError", "InternalError", "Max", "Min", "Model",
     "MultipleObjectsReturned", "NotSupportedError", "ObjectDoesNotExist", "OperationalError",
     "OrderBy", "OuterRef", "Plan", "PlanError", "Prefetch", "PoolTimeout", "PrimaryReplica", "ProgrammingError", "Q", "Random", "ReadOnlyError",

@@ -15,7 +15,8 @@ from typing import Any
 from .connections import connections
 from .errors import FieldError, NotSupportedError
 from .routing import db_for_write, placement_keys
-from .transactions import Atomic
+from .saving import on_steps
+from .steps import BLOCK, Steps
 
 
 def field_names(meta: Any, fields: Any) -> tuple[str, ...]:
@@ -26,8 +27,10 @@ def field_names(meta: Any, fields: Any) -> tuple[str, ...]:
     return names
 
 
-def bulk_update(plan: Any, objs: Any, fields: Any, batch_size: int | None) -> int:
-    """Write ``fields`` of ``objs`` to their rows; the number of rows matched."""
+def bulk_update(engine: Any, plan: Any, objs: Any, fields: Any, batch_size: int | None
+                ) -> Steps:
+    """Write ``fields`` of ``objs`` to their rows; the number of rows matched (core steps,
+    ``qplan.steps``)."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
         raise ValueError("Batch size must be a positive integer.")
     meta = plan._meta
@@ -49,10 +52,15 @@ def bulk_update(plan: Any, objs: Any, fields: Any, batch_size: int | None) -> in
     [alias] = aliases
     pins = placement_keys(root)
     attnames = [(name, meta.get_field(name).attname) for name in names]
-    matched = 0
-    with Atomic(alias, savepoint=connections[alias].backend.SUPPORTS_SAVEPOINTS):
+
+    def updates() -> Steps:
+        matched = 0
         for obj in objs:
             where = {k: obj.__dict__.get(meta.get_field(k).attname) for k in pins}
             updates = {name: obj.__dict__.get(attname) for name, attname in attnames}
-            matched += plan.filter(pk=obj.pk, **where).update_plan(**updates).execute(alias)
-    return matched
+            matched += yield from on_steps(
+                engine, plan.filter(pk=obj.pk, **where).update_plan(**updates), alias)
+        return matched
+
+    return (yield (BLOCK, alias, bool(connections[alias].backend.SUPPORTS_SAVEPOINTS),
+                   updates()))

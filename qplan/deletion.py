@@ -13,10 +13,11 @@ referenced row instead: nothing cascades, so nothing is counted.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .fields import CASCADE
 from .registry import registered_models
+from .steps import Steps
 
 CHUNK = 1000  # primary keys per ``__in`` lookup
 
@@ -28,20 +29,22 @@ def _cascading(model: Any) -> list[tuple[Any, Any]]:
             if field.is_relation and field.on_delete == CASCADE and field.target is model]
 
 
-def cascaded(plan: Any, using: str | None) -> dict[str, int]:
-    """``{label: rows}`` the database will delete by cascade when ``plan``'s rows go."""
+def cascaded(plan: Any, using: str | None, query: Callable[..., Steps]) -> Steps:
+    """``{label: rows}`` the database will delete by cascade when ``plan``'s rows go (core
+    steps, ``qplan.steps``: ``query(plan, using)`` gives the steps evaluating a plan)."""
     counts: dict[str, int] = {}
     if not _cascading(plan.model):
         return counts
-    frontier = [(plan.model, _pks(plan, using))]
+    frontier = [(plan.model, (yield from _pks(plan, using, query)))]
     seen: set[tuple[Any, Any]] = set()
     while frontier:
         model, pks = frontier.pop()
         for other, field in _cascading(model):
-            found = [pk for start in range(0, len(pks), CHUNK)
-                     for pk in _pks(other.objects.filter(
-                         **{f"{field.name}__in": pks[start:start + CHUNK]}), using)
-                     if (other, pk) not in seen]
+            found = []
+            for start in range(0, len(pks), CHUNK):
+                some = yield from _pks(other.objects.filter(
+                    **{f"{field.name}__in": pks[start:start + CHUNK]}), using, query)
+                found += [pk for pk in some if (other, pk) not in seen]
             if found:
                 seen.update((other, pk) for pk in found)
                 counts[other._meta.label] = counts.get(other._meta.label, 0) + len(found)
@@ -49,6 +52,5 @@ def cascaded(plan: Any, using: str | None) -> dict[str, int]:
     return counts
 
 
-def _pks(plan: Any, using: str | None) -> list[Any]:
-    rows = plan.values_list("pk", flat=True)
-    return list(rows.using(using) if using is not None else rows)
+def _pks(plan: Any, using: str | None, query: Callable[..., Steps]) -> Steps:
+    return list((yield from query(plan.values_list("pk", flat=True), using)))

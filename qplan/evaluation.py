@@ -8,11 +8,11 @@ nothing that touches a database.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any, AsyncIterator, Iterator, NamedTuple
 
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Q
-from .runner import engine
+from .runner import aio, engine
 
 
 # Keys per query of in_bulk(): under every backend's bind limit (SQLite's oldest is 999).
@@ -177,6 +177,91 @@ class Evaluation:
         them (not when ignoring conflicts; on update only where the upsert returns keys)."""
         objs = list(objs)
         engine().bulk_create(self, objs, batch_size, dict(
+            ignore_conflicts=ignore_conflicts, update_conflicts=update_conflicts,
+            update_fields=update_fields, unique_fields=unique_fields))
+        return objs
+
+    # --- awaited (``qplan.aio``): the same plans, the same core, an async I/O edge ----------
+
+    async def aexecute(self, using: str | None = None) -> Any:
+        """``execute()`` awaited."""
+        return await aio().aexecute(self, using)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self.aiterator(chunk_size=2000)
+
+    def aiterator(self, chunk_size: int = 2000) -> AsyncIterator[Any]:
+        """``iterator()`` awaited: ``async for obj in plan.aiterator(100)``."""
+        return aio().aiterate(self, chunk_size)
+
+    async def acount(self) -> int:
+        return await aio().aexecute(self._add(("count",)))
+
+    async def aexists(self) -> bool:
+        return await aio().aexecute(self._add(("exists",)))
+
+    async def aaggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        if not args and not kwargs:
+            return {}
+        return await aio().aexecute(self.aggregate_plan(*args, **kwargs))
+
+    async def aget(self, *args: Q, **kwargs: Any) -> Any:
+        plan = self.filter(*args, **kwargs) if args or kwargs else self
+        return await aio().aget(plan)
+
+    async def afirst(self) -> Any:
+        plan = self if self._ordering() or self._has("slice") else self.order_by(self._meta.pk.name)
+        rows = await aio().aexecute(plan[:1])
+        return rows[0] if rows else None
+
+    async def alast(self) -> Any:
+        rows = await aio().aexecute(self.reverse()[:1])
+        return rows[0] if rows else None
+
+    async def aupdate(self, **kwargs: Any) -> int:
+        return await aio().aexecute(self.update_plan(**kwargs))
+
+    async def adelete(self) -> tuple[int, dict[str, int]]:
+        return await aio().adelete(self)
+
+    async def acreate(self, **kwargs: Any) -> Any:
+        obj = self.model(**kwargs)
+        await aio().asave(obj, self._alias, force_insert=True)
+        return obj
+
+    async def ain_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> dict[Any, Any]:
+        """``in_bulk()`` awaited."""
+        meta = self._meta
+        if not meta.get_field(field_name).unique:
+            raise FieldError(f"in_bulk()'s field_name must be a unique field but "
+                             f"{field_name!r} isn't.")
+        if id_list is None:
+            rows = await aio().aexecute(self)
+        else:
+            ids = tuple(dict.fromkeys(id_list))
+            rows = []
+            for start in range(0, len(ids), IN_BULK_BATCH):
+                rows += await aio().aexecute(self.filter(
+                    **{f"{field_name}__in": ids[start:start + IN_BULK_BATCH]}))
+        return {obj.pk if field_name == "pk" else getattr(obj, field_name): obj for obj in rows}
+
+    async def aget_or_create(self, defaults: dict[str, Any] | None = None, **kwargs: Any
+                             ) -> tuple[Any, bool]:
+        return await aio().aget_or_create(self, defaults, kwargs)
+
+    async def aupdate_or_create(self, defaults: dict[str, Any] | None = None,
+                                create_defaults: dict[str, Any] | None = None, **kwargs: Any
+                                ) -> tuple[Any, bool]:
+        return await aio().aupdate_or_create(self, defaults, create_defaults, kwargs)
+
+    async def abulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        return await aio().abulk_update(self, objs, fields, batch_size)
+
+    async def abulk_create(self, objs: Any, batch_size: int | None = None,
+                           ignore_conflicts: bool = False, update_conflicts: bool = False,
+                           update_fields: Any = None, unique_fields: Any = None) -> list[Any]:
+        objs = list(objs)
+        await aio().abulk_create(self, objs, batch_size, dict(
             ignore_conflicts=ignore_conflicts, update_conflicts=update_conflicts,
             update_fields=update_fields, unique_fields=unique_fields))
         return objs

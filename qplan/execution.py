@@ -9,22 +9,23 @@ from __future__ import annotations
 import collections
 from typing import Any, Callable, Iterator
 
-from . import bulkupdate, conflicts, deletion, explaining, prefetching, settings, sharding, upserts
+from . import bulkupdate, deletion, explaining, prefetching, saving, settings, sharding, upserts
 from . import methods
 from .backends import get as get_backend
 from .shapecache import cache
 from .template import Template
 from .connections import Connection, connections
-from .errors import DatabaseError, PlanError, RoutingError
-from .fields import NOT_PROVIDED
+from .errors import PlanError
 from .instances import nested_models
 from .models import Model
 from .plan import LOCKS, NONE, PREFETCH, Compiled, Plan
-from .replication import record_write, refresh, with_failover
+from .replication import (failover_steps, record_write_steps, refresh, refresh_steps,
+                          with_failover)
+from .steps import CHECK, CONN, EXECUTE, FETCH, Steps, drive
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
-                      placement_keys, resolve, route)
+                      resolve, route)
 from .sharding import ShardSet
-from .transactions import Atomic, check_statement
+from .transactions import Atomic, check_statement, in_block
 
 MAX_GET_RESULTS = 21
 
@@ -140,9 +141,30 @@ class Engine:
         if plan._ops & PREFETCH:
             result = self._execute(plan, using)
             if prefetching.wanted(plan, result):
-                prefetching.apply(self, plan, result, using or plan.db)
+                self.prefetch(plan, result, using or plan.db)
             return result
         return self._execute(plan, using)
+
+    def prefetch(self, plan: Plan, objs: list, pinned: str | None) -> None:
+        """``plan``'s ``prefetch_related`` lookups for ``objs`` (``qplan.prefetching``'s
+        steps, each query run by the blocking ``execute``)."""
+        drive(prefetching.apply(self, plan, objs, pinned, self._blocking_query))
+
+    def _blocking_query(self, plan: Plan, using: str | None = None) -> Steps:
+        return self.execute(plan, using)
+        yield  # a generator: the query itself is a blocking call
+
+    def evaluate_steps(self, plan: Plan, using: str | None = None) -> Steps:
+        """``execute`` as core steps: the plan's rows, then its ``prefetch_related``."""
+        if plan._ops & NONE:  # none(): nothing to ask a database (qplan.methods)
+            result = methods.empty_result(plan)
+            if result is not methods.QUERY:
+                return result
+        result = yield from self.execute_steps(plan, using)
+        if plan._ops & PREFETCH and prefetching.wanted(plan, result):
+            yield from prefetching.apply(self, plan, result, using or plan.db,
+                                         self.evaluate_steps)
+        return result
 
     def _execute(self, plan: Plan, using: str | None) -> Any:
         if using is not None:
@@ -154,7 +176,37 @@ class Engine:
             return sharding.execute(self, plan, alias)
         return with_failover(plan, alias, router, self.run, kind == "write")
 
+    def execute_steps(self, plan: Plan, using: str | None) -> Steps:
+        """``_execute`` as core steps: on ``using``, or routed (a ShardSet scatter-gathers);
+        ``prefetch_related`` is the caller's."""
+        if using is not None:
+            return (yield from self.run_steps(plan, (yield (CONN, using))))
+        alias, router = yield from self.route_steps(plan)
+        if type(alias) is ShardSet:
+            methods.check_sharded(plan)
+            return (yield from sharding.execute_steps(self, plan, alias))
+        return (yield from failover_steps(plan, alias, router, self.run_steps,
+                                          bool(plan.kind == "write" or plan._ops & LOCKS)))
+
+    def get_steps(self, plan: Plan) -> Steps:
+        """``get`` as core steps."""
+        sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]
+        return self.one(plan, (yield from self.execute_steps(sliced, None)))
+
+    def route_steps(self, plan: Plan) -> Steps:
+        """Where ``plan`` runs: ``(alias or ShardSet, router)``; a read first reads the
+        replay positions read-your-writes routers decide from, when this context wrote."""
+        kind = "write" if plan._ops & LOCKS else plan.kind  # locks: the write alias (Django)
+        if kind == "read" and pending_writes():
+            yield from refresh_steps(plan)
+        return resolve(plan, kind)
+
     def run(self, plan: Plan, conn: Connection) -> Any:
+        return drive(self.run_steps(plan, conn), EDGE)
+
+    def prepare(self, plan: Plan, conn: Any) -> tuple[Template, tuple, str]:
+        """The statement ``plan`` runs on ``conn``: its template, parameters and result
+        kind, after the checks every statement passes (relations, writable alias)."""
         template, values = self.template(plan, conn.backend)
         if template.related:  # the models a shape joins are the same for all its plans
             related = template.related_models
@@ -165,19 +217,28 @@ class Engine:
         if plan._ops & LOCKS:
             explaining.check_lock(conn)
         kind = template.result
-        write = kind == "rowcount" or kind == "insert"
-        if write:
+        if kind == "rowcount" or kind == "insert":
             check_writable(conn.alias, plan)
-        check_statement(conn.alias, write)
+        return template, params, kind
+
+    def run_steps(self, plan: Plan, conn: Any) -> Steps:
+        """One statement of ``plan`` on ``conn`` and its materialised result (steps)."""
+        template, params, kind = self.prepare(plan, conn)
+        write = kind == "rowcount" or kind == "insert"
+        yield (CHECK, conn, write)
         if kind == "rowcount":
-            count = conn.execute(template.sql, params).rowcount
-            record_write(conn)
+            count = (yield (EXECUTE, conn, template.sql, params))[0]
+            yield from record_write_steps(conn)
             return count
         if kind == "insert":
-            pks = self._insert(conn, template, params)
-            record_write(conn)
+            if conn.backend.insert_returning:
+                rows = yield (FETCH, conn, template.sql, params)
+                pks = [row[0] for row in _decode(rows, template.decoders)]
+            else:
+                pks = [(yield (EXECUTE, conn, template.sql, params))[1]]
+            yield from record_write_steps(conn)
             return pks
-        rows = conn.fetchall(template.sql, params)
+        rows = yield (FETCH, conn, template.sql, params)
         return MATERIALISE[kind](template, rows, plan._meta.model, conn.alias)
 
     def stream(self, plan: Plan, chunk_size: int) -> Iterator[Any]:
@@ -191,7 +252,7 @@ class Engine:
             methods.check_sharded(plan)
             rows = list(sharding.stream(self, plan, alias, chunk_size))
             if prefetch and prefetching.wanted(plan, rows):
-                prefetching.apply(self, plan, rows, plan.db)
+                self.prefetch(plan, rows, plan.db)
             yield from rows
             return
         conn = connections[alias]
@@ -206,12 +267,16 @@ class Engine:
         for rows in conn.stream(template.sql, template.params(values), chunk_size):
             objs = materialise(template, rows, model, alias)
             if prefetch and prefetching.wanted(plan, objs):  # per chunk, as Django does
-                prefetching.apply(self, plan, objs, plan.db)
+                self.prefetch(plan, objs, plan.db)
             yield from objs
 
     def get(self, plan: Plan) -> Any:
         sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]
-        rows = self.execute(sliced, None)
+        return self.one(plan, self.execute(sliced, None))
+
+    @staticmethod
+    def one(plan: Plan, rows: list) -> Any:
+        """The one row ``get()`` found, else Django's error for none or several."""
         if len(rows) == 1:
             return rows[0]
         model = plan._meta.model
@@ -232,116 +297,31 @@ class Engine:
 
     # --- writes -----------------------------------------------------------------------------------------
 
-    def _insert(self, conn: Connection, template: Template, params: tuple) -> list:
-        if conn.backend.insert_returning:
-            rows = conn.fetchall(template.sql, params)
-            return [row[0] for row in _decode(rows, template.decoders)]
-        cur = conn.execute(template.sql, params)
-        return [cur.lastrowid]
-
     def bulk_create(self, root: Plan, objs: list[Model], batch_size: int | None,
                     options: dict[str, Any] | None = None) -> None:
-        """``options``: bulk_create's conflict keywords, checked before anything runs."""
-        options = options or {}
-        conflict = conflicts.options(root._meta, **options)
-        if not objs:
-            return
-        if conflict is not None:  # the whole call at once: no clash hides in separate batches
-            root.bulk_create_plan(objs, **options)
-        target = route(root._add(("insert", (), ())))
-        if isinstance(target, ShardSet):  # each row to the shard of its key
-            for alias in target.write_aliases():  # every shard can, before any writes
-                conflicts.require_target(conflict, connections[alias].backend)
-            return sharding.bulk_create(self, root, objs, batch_size, target, options)
-        conn = connections[target]
-        conflicts.require_target(conflict, conn.backend)
-        keys = conflicts.returns_keys(conflict, conn.backend)
-        per_row = max(len(root._meta.fields), 1)
-        limit = max(conn.backend.max_params // per_row, 1)
-        size = min(batch_size or limit, limit)
-        if not conn.backend.insert_returning:
-            size = 1 if root._meta.pk.auto else size
-        # All rows or none: a block of its own, or (no savepoints) the enclosing block's.
-        with Atomic(conn.alias, savepoint=conn.backend.SUPPORTS_SAVEPOINTS):
-            for start in range(0, len(objs), size):
-                batch = objs[start:start + size]
-                pks = self.execute(root.bulk_create_plan(batch, **options), conn.alias)
-                if keys:
-                    for obj, pk in zip(batch, pks):
-                        obj.pk = pk
-        for obj in objs:
-            obj._adding = False
-            obj._db = conn.alias
+        """``options``: bulk_create's conflict keywords (``qplan.saving``)."""
+        drive(saving.bulk_create_steps(self, root, objs, batch_size, options,
+                                       _blocking_shards), EDGE)
 
     def save_instance(self, obj: Model, using: str | None, force_insert: bool = False,
                       force_update: bool = False, update_fields: Any = None) -> None:
-        """Save as Django does: with a primary key, UPDATE the row where ``db_for_write``
-        sends it (the instance is the routers' hint), then INSERT when no row matched; without
-        one (or ``force_insert``), INSERT. ``force_update`` and ``update_fields`` only update,
-        and raise ``DatabaseError`` when no row matched.
-
-        Fields that place a row (a shard key, ``routing.placement_keys``) are part of the
-        update's filter, so a row whose key changed is refused instead of copied.
-        """
-        model = type(obj)
-        root: Plan = model.objects
-        meta = model._meta
-        if force_insert and (force_update or update_fields is not None):
-            raise PlanError("cannot force both insert and updating in model saving")
-        names = None if update_fields is None else meta.written_fields(update_fields, "update_fields")
-        if names == ():
-            return  # Django: an empty update_fields saves nothing
-        only_update = force_update or names is not None
-        if (obj._adding and not only_update and meta.pk.default is not NOT_PROVIDED) \
-                or obj.pk is None:
-            force_insert = True  # a new row whose key comes from its default: no UPDATE first
-        if only_update and force_insert:
-            raise PlanError(f"cannot update a {model.__name__} without a primary key")
-        alias = using or db_for_write(root, obj)
-        if not force_insert and self._update(obj, root, alias, names):
-            obj._adding = False
-            obj._db = alias
-            return
-        if only_update:
-            what = "save with update_fields" if names is not None else "forced update"
-            raise DatabaseError(f"{model.__name__} {obj.pk!r}: {what} did not affect any rows")
-        pks = self.execute(root.bulk_create_plan([obj]), alias)
-        obj.pk = pks[0]
-        obj._adding = False
-        obj._db = alias
-
-    def _update(self, obj: Model, root: Plan, alias: str, names: tuple | None) -> bool:
-        """UPDATE ``obj``'s row (its fields, or ``names``); whether a row matched."""
-        meta = type(obj)._meta
-        fields = [f for f in meta.fields if not f.primary_key and (names is None or f.name in names)]
-        pins = {name: obj.__dict__.get(meta.get_field(name).attname)
-                for name in placement_keys(root)}
-        match = root.filter(pk=obj.pk, **pins)
-        if not fields:  # nothing but the key: the row exists, or it does not
-            return bool(self.execute(match._add(("exists",)), alias))
-        updates = {f.name: obj.__dict__.get(f.attname) for f in fields}
-        if self.execute(match.update_plan(**updates), alias):
-            return True
-        if pins and not obj._adding and self.execute(root.filter(pk=obj.pk)._add(("exists",)),
-                                                     alias):
-            raise RoutingError(
-                f"{type(obj).__name__} {obj.pk!r}: cannot change the shard key "
-                f"{', '.join(map(repr, pins))} of an existing row (it decides which database "
-                f"holds the row); delete it and create it again")
-        return False
+        """Save as Django does (``qplan.saving.save_steps``)."""
+        drive(saving.save_steps(self, obj, using, force_insert, force_update, update_fields),
+              EDGE)
 
     def get_or_create(self, plan: Plan, defaults: Any, lookups: dict[str, Any]) -> tuple[Any, bool]:
         """Django's ``get_or_create`` on the plan's write alias (``qplan.upserts``)."""
-        return upserts.get_or_create(plan, defaults, lookups)
+        return drive(upserts.get_or_create(self, plan, defaults, lookups), EDGE)
 
     def update_or_create(self, plan: Plan, defaults: Any, create_defaults: Any,
                          lookups: dict[str, Any]) -> tuple[Any, bool]:
         """Django's ``update_or_create`` on the plan's write alias (``qplan.upserts``)."""
-        return upserts.update_or_create(plan, defaults, create_defaults, lookups)
+        return drive(upserts.update_or_create(self, plan, defaults, create_defaults, lookups),
+                     EDGE)
 
     def bulk_update(self, plan: Plan, objs: Any, fields: Any, batch_size: int | None) -> int:
         """Django's ``bulk_update``: the rows matched (``qplan.bulkupdate``)."""
-        return bulkupdate.bulk_update(plan, objs, fields, batch_size)
+        return drive(bulkupdate.bulk_update(self, plan, objs, fields, batch_size), EDGE)
 
     def delete_instance(self, obj: Model, using: str | None) -> tuple[int, dict[str, int]]:
         """Delete one row where the routers send writes of it (never simply where it was
@@ -351,17 +331,43 @@ class Engine:
         return self.delete(root.filter(pk=obj.pk), alias)
 
     def delete(self, plan: Plan, using: str | None = None) -> tuple[int, dict[str, int]]:
+        """Delete ``plan``'s rows (``delete_steps``), each query run by ``execute``."""
+        return drive(self.delete_steps(plan, using, self._blocking_query))
+
+    def delete_steps(self, plan: Plan, using: str | None, query: Callable[..., Steps]) -> Steps:
         """Delete ``plan``'s rows: ``(total, {label: count})`` as Django returns it, counting
-        the rows the database deletes by cascade too (``qplan.deletion``)."""
+        the rows the database deletes by cascade too (``qplan.deletion``); ``query(plan,
+        using)``: the steps evaluating one plan (blocking, or ``evaluate_steps``)."""
         if plan._ops & NONE:
             return 0, {}
         target = using or route(plan.delete_plan(), "write")
-        cascades = not isinstance(target, str) or connections[target].backend.ON_DELETE_IN_DATABASE
-        counts = deletion.cascaded(plan, using) if cascades else {}
-        n = self.execute(plan.delete_plan(), using)
+        cascades = not isinstance(target, str) or get_backend(
+            settings.database(target)["ENGINE"]).ON_DELETE_IN_DATABASE
+        counts = (yield from deletion.cascaded(plan, using, query)) if cascades else {}
+        n = yield from query(plan.delete_plan(), using)
         if n:
             counts[plan.model._meta.label] = counts.get(plan.model._meta.label, 0) + n
         return sum(counts.values()), counts
+
+
+def _blocking_shards(*args: Any) -> Steps:
+    """Rows over several shards, inserted concurrently on the shard threads."""
+    return sharding.bulk_create(*args)
+    yield  # a generator: the inserts themselves are blocking calls
+
+
+class _Blocking:
+    """The blocking edge's answers to the core's transaction requests (``qplan.steps``)."""
+
+    check = staticmethod(check_statement)
+    in_block = staticmethod(in_block)
+
+    def block(self, alias: str, savepoint: bool, inner: Steps) -> Any:
+        with Atomic(alias, savepoint=savepoint):
+            return drive(inner, self)
+
+
+EDGE = _Blocking()
 
 
 def _resolve_read(plan: Plan) -> tuple[Any, Any]:

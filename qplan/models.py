@@ -410,6 +410,28 @@ class Model(metaclass=ModelBase):
                 if field.is_relation and field.attname in loaded:
                     self.__dict__.pop("_cache_" + field.name, None)
 
+    async def asave(self, using: str | None = None, *, force_insert: bool = False,
+                    force_update: bool = False, update_fields: Any = None) -> None:
+        """``save()`` awaited."""
+        await runner.aio().asave(self, using, force_insert, force_update, update_fields)
+
+    async def adelete(self, using: str | None = None) -> tuple[int, dict[str, int]]:
+        """``delete()`` awaited."""
+        if self.pk is None:
+            raise FieldError(f"{type(self).__name__} instance has no primary key; save it first")
+        root = type(self).objects
+        alias = using or runner.aio().db_for_write(root, self)
+        result = await runner.aio().adelete(root.filter(pk=self.pk), alias)
+        self.pk = None if self._meta.pk.auto else self.pk
+        self._adding = True
+        return result
+
+    async def arefresh_from_db(self, using: str | None = None) -> None:
+        fresh = await type(self).objects.using(using or self._db).aget(pk=self.pk)
+        self.__dict__.update({a: fresh.__dict__[a] for a in self._meta.attnames})
+        for name in [k for k in self.__dict__ if k.startswith("_cache_")]:
+            del self.__dict__[name]
+
     def values(self) -> dict[str, Any]:
         """The row as a dict by attname."""
         d = self.__dict__

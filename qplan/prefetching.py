@@ -24,11 +24,13 @@ from typing import Any, Callable
 from . import routing, settings
 from .backends import get as get_backend
 from .expressions import F
-from .models import Model
 from .plan import Plan
 from .prefetch import SEP, by_accessor, items_of, parts_of, prefetch_to
 from .relations import Relation
 from .sharding import ShardSet
+from .steps import Steps
+
+Query = Callable[[Plan], Steps]  # one prefetch query's evaluation, as steps
 
 # Keys of one query needing no look at the backend: under every backend's bind limit.
 SAFE_KEYS = 900
@@ -44,15 +46,16 @@ def wanted(plan: Plan, result: Any) -> bool:
                 or last in ("count", "exists", "aggregate"))
 
 
-def apply(engine: Any, plan: Plan, objs: list, pinned: str | None) -> None:
-    """Run ``plan``'s prefetch lookups for ``objs`` (its rows), filling their caches.
+def apply(engine: Any, plan: Plan, objs: list, pinned: str | None, query: Query) -> Steps:
+    """Run ``plan``'s prefetch lookups for ``objs`` (its rows), filling their caches (core
+    steps, ``qplan.steps``: ``query(plan)`` gives the steps evaluating one prefetch query).
 
     ``pinned``: the alias the rows were read from when the plan named one (``using()``);
     a prefetch query no router places runs there too, as Django's related managers do.
     """
     done: dict[str, list] = {}  # prefetch_to path -> the objects that level reached
     for item in items_of(plan.records):
-        lookup, to_attr, query = parts_of(item)
+        lookup, to_attr, custom = parts_of(item)
         parts = lookup.split(SEP)
         level = objs
         for i, part in enumerate(parts):
@@ -68,12 +71,12 @@ def apply(engine: Any, plan: Plan, objs: list, pinned: str | None) -> None:
                 level = _gathered(level, part)
                 done[path] = level
                 continue
-            cached = None if last and (query or to_attr) else _cached(rel, level)
+            cached = None if last and (custom or to_attr) else _cached(rel, level)
             if cached is not None:  # select_related (or an earlier fill) got there first
                 level = done[path] = cached
                 continue
-            base = Plan(rel.target.model, query[2]) if last and query else None
-            level = fetch(engine, rel, level, base, to_attr if last else None, pinned)
+            base = Plan(rel.target.model, custom[2]) if last and custom else None
+            level = yield from fetch(query, rel, level, base, to_attr if last else None, pinned)
             done[path] = level
 
 
@@ -109,22 +112,22 @@ def _unique(objs: list) -> list:
     return list(seen.values())
 
 
-def fetch(engine: Any, rel: Relation, objs: list, base: Plan | None, to_attr: str | None,
-          pinned: str | None) -> list:
+def fetch(query: Query, rel: Relation, objs: list, base: Plan | None, to_attr: str | None,
+          pinned: str | None) -> Steps:
     """Fetch ``rel`` for ``objs`` in one query (per key chunk); the related objects found."""
     plan = base if base is not None else rel.target.model.objects
     if rel.kind == "forward":
-        return _forward(engine, rel, objs, plan, to_attr, pinned)
+        return (yield from _forward(query, rel, objs, plan, to_attr, pinned))
     if rel.kind == "reverse":
-        return _reverse(engine, rel, objs, plan, to_attr, pinned)
-    return _many_to_many(engine, rel, objs, plan, to_attr, pinned)
+        return (yield from _reverse(query, rel, objs, plan, to_attr, pinned))
+    return (yield from _many_to_many(query, rel, objs, plan, to_attr, pinned))
 
 
-def _forward(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
-             pinned: str | None) -> list:
+def _forward(query: Query, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
+             pinned: str | None) -> Steps:
     attname = rel.field.attname
     keys = list(dict.fromkeys(k for k in (o.__dict__.get(attname) for o in objs) if k is not None))
-    found = {o.pk: o for o in run(engine, plan, "pk", keys, pinned)}
+    found = {o.pk: o for o in (yield from run(query, plan, "pk", keys, pinned))}
     cache = "_cache_" + rel.field.name
     back = _reverse_cache(rel) if rel.one_to_one else None
     for obj in objs:
@@ -146,11 +149,11 @@ def _reverse_cache(rel: Relation) -> str | None:
     return None
 
 
-def _reverse(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
-             pinned: str | None) -> list:
+def _reverse(query: Query, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
+             pinned: str | None) -> Steps:
     field = rel.field  # the foreign key on the related model, pointing here
     keys = list(dict.fromkeys(o.pk for o in objs if o.pk is not None))
-    rows = run(engine, plan, field.name, keys, pinned)
+    rows = yield from run(query, plan, field.name, keys, pinned)
     by_key: dict[Any, list] = {}
     owners = {o.pk: o for o in objs}
     cache = "_cache_" + field.name
@@ -162,12 +165,13 @@ def _reverse(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | 
     return rows
 
 
-def _many_to_many(engine: Any, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
-                  pinned: str | None) -> list:
+def _many_to_many(query: Query, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
+                  pinned: str | None) -> Steps:
     back = _back_name(rel)
     keys = list(dict.fromkeys(o.pk for o in objs if o.pk is not None))
     # the annotation after the filter reuses its join: each row once per source it links to
-    rows = run(engine, plan, back, keys, pinned, lambda p: p.annotate(**{SOURCE: F(back)}))
+    rows = yield from run(query, plan, back, keys, pinned,
+                           lambda p: p.annotate(**{SOURCE: F(back)}))
     by_key: dict[Any, list] = {}
     for row in rows:  # a row per (target, source): each source's list holds its own objects
         by_key.setdefault(row.__dict__.pop(SOURCE), []).append(row)
@@ -201,8 +205,8 @@ def _store(rel: Relation, objs: list, by_key: dict, to_attr: str | None) -> None
 # --- the queries ------------------------------------------------------------------------------------
 
 
-def run(engine: Any, plan: Plan, name: str, keys: list, pinned: str | None,
-        then: Callable[[Plan], Plan] | None = None) -> list[Model]:
+def run(query: Query, plan: Plan, name: str, keys: list, pinned: str | None,
+        then: Callable[[Plan], Plan] | None = None) -> Steps:
     """``plan.filter(<name>__in=keys)``'s rows (``then`` applied to that plan): one query, or
     one per chunk of keys when the list is longer than the backend binds in one statement."""
     if not keys:
@@ -210,8 +214,8 @@ def run(engine: Any, plan: Plan, name: str, keys: list, pinned: str | None,
     size = len(keys) if len(keys) <= SAFE_KEYS else _chunk(plan, name, keys[0], pinned)
     rows: list = []
     for start in range(0, len(keys), size):
-        query = plan.filter(**{f"{name}__in": keys[start:start + size]})
-        rows += engine.execute(_placed(query if then is None else then(query), pinned), None)
+        chunk = plan.filter(**{f"{name}__in": keys[start:start + size]})
+        rows += yield from query(_placed(chunk if then is None else then(chunk), pinned))
     return rows
 
 

@@ -21,8 +21,9 @@ import time
 from typing import Any, Callable
 
 from . import routing
-from .connections import Connection, connections
+from .connections import Connection
 from .errors import ConnectionFailure, DatabaseError, OperationalError
+from .steps import CONN, FETCH, SLEEP, Steps, drive
 
 CATCH_UP_WAIT = 0.05  # seconds one read may wait for a replica to catch up, at most
 POLL_INTERVAL = 0.002  # seconds between two reads of a position, without a server-side wait
@@ -33,6 +34,11 @@ _waited: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
 
 
 def record_write(conn: Connection) -> None:
+    """Record this context's write on ``conn`` (see :func:`record_write_steps`)."""
+    drive(record_write_steps(conn))
+
+
+def record_write_steps(conn: Any) -> Steps:
     """Record this context's write on ``conn`` (after the statement, or after COMMIT).
 
     The write is done by then: a position the server cannot give (a server without GTIDs,
@@ -43,20 +49,25 @@ def record_write(conn: Connection) -> None:
         return
     sql = conn.backend.WRITE_POSITION_SQL
     try:
-        position = None if sql is None else conn.fetchall(sql)[0][0]
+        position = None if sql is None else (yield (FETCH, conn, sql, ()))[0][0]
     except DatabaseError:
         position = None
     routing.remember_write(conn.alias, position)
 
 
 def refresh(plan: Any) -> None:
+    """Read the replay positions the routers of ``plan`` need (:func:`refresh_steps`)."""
+    drive(refresh_steps(plan))
+
+
+def refresh_steps(plan: Any) -> Steps:
     """Read the replay positions the routers of ``plan`` need, until one replica will do;
     when none will, wait for the first reachable one, ``CATCH_UP_WAIT`` at most."""
     wanted = routing.positions_wanted(plan)
     reachable = []
     for router, replica, position in wanted:
         try:
-            replayed = _replayed(connections[replica])
+            replayed = yield from _replayed((yield (CONN, replica)))
         except ConnectionFailure:
             router.mark_down(replica)
             continue
@@ -66,28 +77,29 @@ def refresh(plan: Any) -> None:
     if reachable and CATCH_UP_WAIT > 0:
         router, replica, position = reachable[0]
         waited = _waited.get()
-        if waited.get(replica) != position and not _catch_up(router, replica, position):
+        if waited.get(replica) != position and not (
+                yield from _catch_up(router, replica, position)):
             _waited.set({**waited, replica: position})
 
 
-def _replayed(conn: Connection) -> Any:
-    return conn.fetchall(conn.backend.REPLAY_POSITION_SQL)[0][0]
+def _replayed(conn: Any) -> Steps:
+    return (yield (FETCH, conn, conn.backend.REPLAY_POSITION_SQL, ()))[0][0]
 
 
-def _catch_up(router: Any, replica: str, position: str) -> bool:
+def _catch_up(router: Any, replica: str, position: str) -> Steps:
     """Give ``replica`` up to ``CATCH_UP_WAIT`` seconds to replay ``position``, telling
     ``router`` what it then has; True when it caught up. A replica that fails is marked
     down."""
-    conn = connections[replica]
+    conn = yield (CONN, replica)
     wait_sql = conn.backend.WAIT_POSITION_SQL
     deadline = time.monotonic() + CATCH_UP_WAIT
     try:
         if wait_sql is not None:  # one server-side wait, then the position it reached
-            conn.fetchall(wait_sql, (position, CATCH_UP_WAIT))
-            return bool(router.observed(replica, _replayed(conn)))
+            yield (FETCH, conn, wait_sql, (position, CATCH_UP_WAIT))
+            return bool(router.observed(replica, (yield from _replayed(conn))))
         while time.monotonic() < deadline:
-            time.sleep(POLL_INTERVAL)
-            if router.observed(replica, _replayed(conn)):
+            yield (SLEEP, POLL_INTERVAL)
+            if router.observed(replica, (yield from _replayed(conn))):
                 return True
     except ConnectionFailure:
         router.mark_down(replica)
@@ -98,13 +110,24 @@ def _catch_up(router: Any, replica: str, position: str) -> bool:
 
 def with_failover(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Connection], Any],
                   write: bool) -> Any:
-    """``attempt(plan, connection)`` on ``alias``; a read whose server cannot be reached moves
-    to the alias the router's ``failover`` names (never a write, never inside ``atomic``)."""
+    """``attempt(plan, connection)`` on ``alias``, failing over as :func:`failover_steps`."""
+    def steps(plan: Any, conn: Any) -> Steps:
+        return attempt(plan, conn)
+        yield  # a generator: the attempt itself is a blocking call
+
+    return drive(failover_steps(plan, alias, router, steps, write))
+
+
+def failover_steps(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Any], Steps],
+                   write: bool) -> Steps:
+    """``attempt(plan, connection)`` (steps) on ``alias``; a read whose server cannot be
+    reached moves to the alias the router's ``failover`` names (never a write, never
+    inside ``atomic``)."""
     tried = {alias}
     while True:
-        conn = connections[alias]
+        conn = yield (CONN, alias)
         try:
-            return attempt(plan, conn)
+            return (yield from attempt(plan, conn))
         except ConnectionFailure as exc:  # a dead server, never a query's own error
             failover = getattr(router, "failover", None)
             if write or failover is None or conn.in_atomic:

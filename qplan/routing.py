@@ -225,6 +225,16 @@ def transaction_aliases() -> set[str]:
     return _blocks.aliases
 
 
+# This task's aliases with an ``aatomic()`` block open (``qplan.aconnections`` sets it):
+# reads inside a block go to its database, as in a thread's ``atomic()``.
+_task_blocks: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "qplan_task_blocks", default=frozenset())
+
+
+def set_task_blocks(aliases: frozenset[str]) -> None:
+    _task_blocks.set(aliases)
+
+
 def positions_wanted(plan: Any) -> list[tuple[Any, str, str]]:
     """``(router, replica, position)`` for each replica whose replayed position the routers
     of ``plan`` need to know before deciding (``position``: the text the replica must have
@@ -405,8 +415,8 @@ class PrimaryReplica:
         return self.primary
 
     def db_for_read(self, plan: Any, **hints: Any) -> str:
-        if self.primary in _blocks.aliases:  # inside atomic() on the primary
-            return self.primary
+        if self.primary in _blocks.aliases or self.primary in _task_blocks.get():
+            return self.primary  # inside atomic() / aatomic() on the primary
         sticky = _sticky.get().get(self._id)
         if sticky is not None and not self._down and self.primary not in _writes.get():
             return sticky  # the common case: this context's replica, nothing to wait for
@@ -488,7 +498,8 @@ class PrimaryReplica:
     def positions_wanted(self, plan: Any) -> list[tuple[Any, str, str]]:
         """The replicas (in the order reads would try them) whose replayed position must be
         known before ``db_for_read`` can send this context's reads there."""
-        if self.primary in _blocks.aliases or self.primary not in _writes.get():
+        if self.primary in _blocks.aliases or self.primary in _task_blocks.get() \
+                or self.primary not in _writes.get():
             return []
         position = _writes.get()[self.primary][0]
         out = []

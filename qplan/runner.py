@@ -20,6 +20,22 @@ def install(engine: Any) -> None:
     _engine = engine
 
 
+_aio: Any = None
+
+
+def install_async(module: Any) -> None:
+    """Make ``module`` (``qplan.aio``) the async edge the ``a*`` methods await."""
+    global _aio
+    _aio = module
+
+
+def aio() -> Any:
+    """The installed async edge."""
+    if _aio is None:
+        raise ConfigurationError("no async edge installed to await plans: import qplan")
+    return _aio
+
+
 def engine() -> Any:
     """The installed engine."""
     if _engine is None:

@@ -27,7 +27,8 @@ from typing import Any
 from .connections import connections
 from .errors import FieldError, IntegrityError, SerializationFailure
 from .routing import db_for_write
-from .transactions import Atomic, in_block
+from .saving import save_steps
+from .steps import BLOCK, IN_BLOCK, Steps
 
 SEP = "__"
 
@@ -54,55 +55,56 @@ def create_params(plan: Any, defaults: dict[str, Any] | None, lookups: dict[str,
     return {k: v() if callable(v) else v for k, v in params.items()}
 
 
-def get_or_create(plan: Any, defaults: dict[str, Any] | None, lookups: dict[str, Any]
-                  ) -> tuple[Any, bool]:
-    """``(obj, created)``: the row ``lookups`` match, else a new one (module docstring)."""
+def get_or_create(engine: Any, plan: Any, defaults: dict[str, Any] | None,
+                  lookups: dict[str, Any]) -> Steps:
+    """``(obj, created)``: the row ``lookups`` match, else a new one (module docstring);
+    core steps (``qplan.steps``) both edges drive."""
     plan, savepoints = write_plan(plan, lookups)
     model = plan.model
     try:
-        return plan.get(**lookups), False
+        return (yield from engine.get_steps(plan.filter(**lookups))), False
     except model.DoesNotExist:
         pass
     params = create_params(plan, defaults, lookups)
-    joined = not savepoints and in_block()  # a failure would doom the caller's block
+    joined = not savepoints and (yield (IN_BLOCK,))  # a failure would doom the caller's block
     try:
-        with Atomic(plan.db, savepoint=savepoints):
-            return plan.create(**params), True
+        obj = model(**params)
+        yield (BLOCK, plan.db, savepoints,
+               save_steps(engine, obj, plan.db, force_insert=True))
+        return obj, True
     except IntegrityError:
         if joined:
             raise
         try:
-            return plan.get(**lookups), False
+            return (yield from engine.get_steps(plan.filter(**lookups))), False
         except model.DoesNotExist:
             pass
         raise
 
 
-def update_or_create(plan: Any, defaults: dict[str, Any] | None,
-                     create_defaults: dict[str, Any] | None, lookups: dict[str, Any]
-                     ) -> tuple[Any, bool]:
+def update_or_create(engine: Any, plan: Any, defaults: dict[str, Any] | None,
+                     create_defaults: dict[str, Any] | None, lookups: dict[str, Any]) -> Steps:
     """``(obj, created)``: the matching row updated with ``defaults``, else a new row made
-    from ``create_defaults`` (``defaults`` when None), in one ``atomic()`` block."""
+    from ``create_defaults`` (``defaults`` when None), in one ``atomic()`` block (steps)."""
     update_defaults = defaults or {}
     if create_defaults is None:
         create_defaults = update_defaults
     plan, savepoints = write_plan(plan, lookups)
     create_params(plan, update_defaults, {})  # unknown names fail before anything runs
-    retry = not in_block()  # a block of our own: rolled back whole, it may be redone
+    retry = not (yield (IN_BLOCK,))  # a block of our own: rolled back whole, it may be redone
     try:
-        with Atomic(plan.db, savepoint=savepoints):
-            return _update_or_create(plan, update_defaults, create_defaults, lookups)
+        return (yield (BLOCK, plan.db, savepoints, _update_or_create(
+            engine, plan, update_defaults, create_defaults, lookups)))
     except (IntegrityError, SerializationFailure):
         if not retry:
             raise
     # the lost race rolled the block back; get_or_create alone recovers from the race
-    return _update_or_create(plan, update_defaults, create_defaults, lookups)
+    return (yield from _update_or_create(engine, plan, update_defaults, create_defaults, lookups))
 
 
-def _update_or_create(plan: Any, update_defaults: dict[str, Any],
-                      create_defaults: dict[str, Any], lookups: dict[str, Any]
-                      ) -> tuple[Any, bool]:
-    obj, created = get_or_create(plan, create_defaults, lookups)
+def _update_or_create(engine: Any, plan: Any, update_defaults: dict[str, Any],
+                      create_defaults: dict[str, Any], lookups: dict[str, Any]) -> Steps:
+    obj, created = yield from get_or_create(engine, plan, create_defaults, lookups)
     if created:
         return obj, created
     meta = plan._meta
@@ -111,7 +113,7 @@ def _update_or_create(plan: Any, update_defaults: dict[str, Any],
         setattr(obj, key, value() if callable(value) else value)
         names.append(meta.pk.name if key == "pk" else meta.get_field(key).name)
     if any(meta.get_field(n).primary_key for n in names):
-        obj.save(using=plan.db)
+        yield from save_steps(engine, obj, plan.db)
     else:
-        obj.save(using=plan.db, update_fields=names)
+        yield from save_steps(engine, obj, plan.db, update_fields=names)
     return obj, False

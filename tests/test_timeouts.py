@@ -182,3 +182,25 @@ def test_no_timeouts_at_all_is_allowed(request, vendor):
     spec = request.getfixturevalue(f"{vendor}_settings")
     qplan.configure(databases={"default": {**spec, "CONNECT_TIMEOUT": None, "READ_TIMEOUT": None}})
     assert list(qplan.connections["default"].fetchall("SELECT 1")) == [(1,)]
+
+
+def test_an_awaited_read_on_a_frozen_replica_fails_over_within_read_timeout(pg, pg_pair):
+    """The async edge: READ_TIMEOUT is an asyncio timeout that cancels the driver call."""
+    import asyncio
+
+    from qplan import aconnections
+
+    async def main() -> tuple[Any, float, Any]:
+        try:
+            assert (await Author.objects.aget(name="kept"))._db == "replica"  # a warm pool
+            with frozen(postgres_pids(pg, "replica")):
+                started = time.monotonic()
+                got = await Author.objects.aget(name="kept")
+                took = time.monotonic() - started
+            return got._db, took, aconnections.stats("replica")
+        finally:
+            await aconnections.close_all()
+
+    where, took, stats = asyncio.run(main())
+    assert where == "primary" and took < BOUND, took
+    assert pg_pair.is_down("replica") and stats["open"] == 0  # the cut connection was closed

@@ -36,8 +36,9 @@ from .pool import PartialResult, PartialResultWarning, partial_results, set_max_
 from .combined import Combined
 from .reads import _Read
 from .router import Shard, Sharded, ShardSet, sharded_router, stable_hash
-from .writes import bulk_create  # noqa: F401 - the engine calls it from here
-from .writes import _place, _write
+from .writes import bulk_create, bulk_create_steps  # noqa: F401 - the engine calls them here
+from .writes import _place, _write, write_steps
+from ..steps import Steps
 
 
 def execute(engine: Any, plan: Plan, shards: ShardSet) -> Any:
@@ -53,6 +54,15 @@ def _reader(engine: Any, plan: Plan, shards: ShardSet) -> Any:
     if plan.records and plan.records[0][0] == "combine":
         return Combined(engine, plan, shards)
     return _Read(engine, plan, shards)
+
+
+def execute_steps(engine: Any, plan: Plan, shards: ShardSet) -> Steps:
+    """``execute`` as core steps (``qplan.steps``): the shards' statements in one
+    ``GATHER`` (concurrent on the async edge), then the same merge."""
+    _check_joins(plan, shards)
+    if plan.kind == "write":
+        return (yield from write_steps(engine, plan, shards))
+    return (yield from _Read(engine, plan, shards).run_steps())
 
 
 def _check_joins(plan: Plan, shards: ShardSet) -> None:

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from .. import routing
 from ..connections import connections
-from ..errors import ConfigurationError, DatabaseError, Error
-from ..replication import with_failover
+from ..errors import ConfigurationError, DatabaseError, Error, NotSupportedError
+from ..replication import failover_steps, with_failover
+from ..steps import GATHER, Steps
 from ..transactions import in_block
 from ..plan import Plan
 from .router import Shard
@@ -164,6 +165,29 @@ def _gather(engine: Any, jobs: list[_Job], write: bool = False) -> list[Any]:
             routing.adopt(ctx)
         if bug is not None:
             raise bug
+    if any(failures):
+        _fail(jobs, results, failures, write)
+    return results
+
+
+def _job_steps(engine: Any, job: _Job, write: bool) -> Steps:
+    """``_run_job`` as core steps (``qplan.steps``): a failure is returned, not raised, so
+    that every shard of a ``GATHER`` finishes, as in ``_gather``."""
+    try:
+        return (yield from failover_steps(job.plan, job.alias, job.shard.group,
+                                          engine.run_steps, write))
+    except DatabaseError as exc:
+        return _ShardFailure(getattr(exc, "alias", job.alias), exc)
+
+
+def gather_steps(engine: Any, jobs: list[_Job], write: bool = False) -> Steps:
+    """``_gather`` as core steps: one ``GATHER`` of the shards' jobs (the async edge runs
+    them concurrently on its event loop), then the same failure handling."""
+    if any(job.call is not None for job in jobs):
+        raise NotSupportedError("this operation over several shards is not awaited yet")
+    done = yield (GATHER, [_job_steps(engine, job, write) for job in jobs])
+    results: list[Any] = [_MISSING if isinstance(r, _ShardFailure) else r for r in done]
+    failures = [r if isinstance(r, _ShardFailure) else None for r in done]
     if any(failures):
         _fail(jobs, results, failures, write)
     return results

@@ -24,7 +24,8 @@ from ..plan import TERMINAL, Plan
 from ..records import SEP, VALUE
 from .merge import (_cond_is_agg, _decimal_field, _distinct, _hashable, _is_agg, _kind, _Merge,
                     _sort, _sort_key, _window)
-from .pool import _MISSING, _gather, _present, _reads
+from ..steps import Steps
+from .pool import _MISSING, _gather, _present, _reads, gather_steps
 from .router import ShardSet
 
 
@@ -343,8 +344,23 @@ class _Read:
     def run(self) -> Any:
         return getattr(self, "_run_" + self.strategy.replace(" ", "_"))()
 
+    def run_steps(self) -> Steps:
+        """``run`` as core steps (``qplan.steps``): the shards' reads in one ``GATHER``,
+        then the same merge (every strategy gathers exactly once)."""
+        self._results = yield from gather_steps(self.engine, self._jobs())
+        return self.run()
+
+    _results: list[Any] | None = None  # the shards' results, when gathered beforehand
+
+    def _jobs(self) -> list[Any]:
+        return _reads(self.plan, self.shards, self.sub)
+
+    def _results_of(self, jobs: list[Any]) -> list[Any]:
+        results, self._results = self._results, None
+        return _gather(self.engine, jobs) if results is None else results
+
     def _gather(self) -> list[Any]:
-        return _present(_gather(self.engine, _reads(self.plan, self.shards, self.sub)))
+        return _present(self._results_of(self._jobs()))
 
     def _run_add_counts(self) -> int:
         return sum(self._gather())
@@ -374,8 +390,8 @@ class _Read:
 
     def _merged(self, window: bool = True, tagged: bool = False) -> Iterator[Any]:
         """The shards' rows as one stream: merged in order, de-duplicated, sliced."""
-        jobs = _reads(self.plan, self.shards, self.sub)
-        results = _gather(self.engine, jobs)
+        jobs = self._jobs()
+        results = self._results_of(jobs)
         lists = [(rows, job.alias) for rows, job in zip(results, jobs) if rows is not _MISSING]
         key = self.key
         if tagged:

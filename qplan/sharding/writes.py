@@ -9,11 +9,12 @@ the shards where it was already committed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import RoutingError
+from ..errors import DatabaseError, NotSupportedError, RoutingError
 from ..plan import Plan
-from .pool import _gather, _Job
+from ..steps import GATHER, Steps
+from .pool import _MISSING, _fail, _gather, _Job, _ShardFailure, gather_steps
 from .router import Shard, Sharded, ShardSet
 
 
@@ -23,6 +24,15 @@ def _write(engine: Any, plan: Plan, shards: ShardSet) -> Any:
         return _insert(engine, plan, shards)
     jobs = [_Job(shard, shard.write_alias(plan), plan) for shard in shards]
     return sum(_gather(engine, jobs, write=True))
+
+
+def write_steps(engine: Any, plan: Plan, shards: ShardSet) -> Steps:
+    """``_write`` of an update or delete as core steps: every shard's statement at once."""
+    if plan.records[-1][0] == "insert":
+        raise NotSupportedError(f"{plan.model.__name__}: inserting over several shards is not "
+                                f"awaited yet; use the blocking methods")
+    jobs = [_Job(shard, shard.write_alias(plan), plan) for shard in shards]
+    return sum((yield from gather_steps(engine, jobs, write=True)))
 
 
 def _insert(engine: Any, plan: Plan, shards: ShardSet) -> list:
@@ -57,21 +67,45 @@ def _place(router: Sharded, value: Any, model: Any, n: int) -> Shard:
     return router.shard_for(value)
 
 
-def bulk_create(engine: Any, root: Plan, objs: list, batch_size: int | None,
-                shards: ShardSet, options: dict[str, Any] | None = None) -> None:
-    """Each object to the shard of its key: one transaction per shard, shards concurrently."""
+def _groups(root: Plan, objs: list, shards: ShardSet) -> list[tuple[Shard, str, list]]:
+    """``(shard, its write alias, its objects)`` for the shards that get rows."""
     router = shards.router
     field = router.key_field(root.model)
     groups: dict[str, list] = {}
     for n, obj in enumerate(objs):
         shard = _place(router, obj.__dict__.get(field.attname), root.model, n)
         groups.setdefault(shard.name, []).append(obj)
+    return [(shard, shard.write_alias(root), groups[shard.name])
+            for shard in router.shards if shard.name in groups]
+
+
+def bulk_create(engine: Any, root: Plan, objs: list, batch_size: int | None,
+                shards: ShardSet, options: dict[str, Any] | None = None) -> None:
+    """Each object to the shard of its key: one transaction per shard, shards concurrently."""
     jobs = []
-    for shard in router.shards:
-        if shard.name in groups:
-            alias = shard.write_alias(root)
-            call = (lambda conn, mine=groups[shard.name]:
-                    engine.bulk_create(root.using(conn.alias), mine, batch_size, options)
-                    or True)
-            jobs.append(_Job(shard, alias, root, call))
+    for shard, alias, mine in _groups(root, objs, shards):
+        call = (lambda conn, mine=mine:
+                engine.bulk_create(root.using(conn.alias), mine, batch_size, options) or True)
+        jobs.append(_Job(shard, alias, root, call))
     _gather(engine, jobs, write=True)
+
+
+def bulk_create_steps(engine: Any, root: Plan, objs: list, batch_size: int | None,
+                      shards: ShardSet, options: dict[str, Any] | None,
+                      insert: Callable[..., Steps]) -> Steps:
+    """``bulk_create`` as core steps: the shards' inserts in one ``GATHER`` (concurrent on
+    the async edge), each ``insert(engine, root on its alias, objs, batch_size, options)``;
+    a failure names its shard, as in ``_gather``."""
+    groups = _groups(root, objs, shards)
+
+    def one(alias: str, mine: list) -> Steps:
+        try:
+            return (yield from insert(engine, root.using(alias), mine, batch_size, options))
+        except DatabaseError as exc:
+            return _ShardFailure(alias, exc)
+
+    done = yield (GATHER, [one(alias, mine) for _, alias, mine in groups])
+    jobs = [_Job(shard, alias, root) for shard, alias, _ in groups]
+    failures = [r if isinstance(r, _ShardFailure) else None for r in done]
+    if any(failures):
+        _fail(jobs, [_MISSING if f else r for r, f in zip(done, failures)], failures, True)
