@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import kinds, regex
+from . import funckinds, kinds, regex
 from .errors import FieldError, suggest
 from .fields import DateField, IntegerField
 from .functions import Case, Func, Value
@@ -83,7 +83,8 @@ def kind_of(ctx: Any, node: tuple) -> str | None:
 
 # --- lookup transforms and regex lookups ----------------------------------------------------
 
-TRANSFORMS = ("year", "month", "day", "week_day", "date")
+TRANSFORMS = (*funckinds.EXTRACT_KINDS, "date")
+DATETIME_ONLY = funckinds.TIME_KINDS | {"date"}
 _INT = IntegerField()
 _INT.name = "transform"
 _DATE = DateField()
@@ -102,7 +103,7 @@ def transformed(ctx: Any, parts: list[str], lookup: str, key: str) -> tuple | No
     name = parts[-1]
     path, field = ctx.path(SEP.join(parts[:-1]))
     kind = kinds.FIELD_KIND.get(field.internal_type) if field is not None else None
-    allowed = ("datetime",) if name == "date" else ("date", "datetime")
+    allowed = ("datetime",) if name in DATETIME_ONLY else ("date", "datetime")
     if kind not in allowed:
         what = field.internal_type if field is not None else "an annotation"
         raise FieldError(f"{ctx.who}: {key!r}: __{name} applies to "

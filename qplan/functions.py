@@ -112,7 +112,8 @@ class Cast(Func):
 
 
 class Trunc(Func):
-    """A date or datetime cut to ``kind`` (year, month, day), in UTC for datetimes."""
+    """A date or datetime cut to ``kind`` (year, quarter, month, week (Monday), day; hour,
+    minute, second of a datetime), in UTC for datetimes."""
 
     __slots__ = ()
     function = "Trunc"
@@ -150,8 +151,9 @@ class TruncDate(Func):
 
 
 class Extract(Func):
-    """A part of a date or datetime as an int (in UTC): year, month, day, week_day
-    (1 = Sunday .. 7 = Saturday, as Django)."""
+    """A part of a date or datetime as an int (in UTC): year, iso_year, quarter, month, week
+    (ISO), day, week_day (1 = Sunday .. 7 = Saturday, as Django), iso_week_day (1 = Monday);
+    hour, minute, second of a datetime (seconds whole)."""
 
     __slots__ = ()
     function = "Extract"
@@ -186,6 +188,28 @@ class ExtractWeekDay(Extract):
 
     def __init__(self, expression: Any) -> None:
         super().__init__(expression, "week_day")
+
+
+def _fixed(base: type, name: str, kind: str) -> type:
+    """``TruncHour``-like class: ``base`` with its kind fixed."""
+    def __init__(self: Any, expression: Any) -> None:
+        base.__init__(self, expression, kind)
+    doc = f"{base.__name__}(expression, {kind!r})."
+    return type(name, (base,), {"__slots__": (), "__init__": __init__, "__doc__": doc})
+
+
+TruncQuarter = _fixed(Trunc, "TruncQuarter", "quarter")
+TruncWeek = _fixed(Trunc, "TruncWeek", "week")  # the Monday of the ISO week
+TruncHour = _fixed(Trunc, "TruncHour", "hour")
+TruncMinute = _fixed(Trunc, "TruncMinute", "minute")
+TruncSecond = _fixed(Trunc, "TruncSecond", "second")
+ExtractQuarter = _fixed(Extract, "ExtractQuarter", "quarter")
+ExtractWeek = _fixed(Extract, "ExtractWeek", "week")  # ISO-8601 week number
+ExtractIsoYear = _fixed(Extract, "ExtractIsoYear", "iso_year")
+ExtractIsoWeekDay = _fixed(Extract, "ExtractIsoWeekDay", "iso_week_day")  # 1 = Monday
+ExtractHour = _fixed(Extract, "ExtractHour", "hour")
+ExtractMinute = _fixed(Extract, "ExtractMinute", "minute")
+ExtractSecond = _fixed(Extract, "ExtractSecond", "second")
 
 
 class Value(Combinable):
@@ -237,7 +261,10 @@ class Case(Combinable):
         return f"Case({', '.join(map(repr, self.cases))}, default={self.default!r})"
 
 
-__all__ = ["Abs", "Case", "Cast", "Coalesce", "Concat", "Extract", "ExtractDay", "ExtractMonth",
-           "ExtractWeekDay", "ExtractYear", "Func", "Greatest", "Least", "Length", "Lower", "Now",
-           "NullIf", "Replace", "Round", "Substr", "Trim", "Trunc", "TruncDate", "TruncDay",
-           "TruncMonth", "TruncYear", "Upper", "Value", "When"]
+__all__ = ["Abs", "Case", "Cast", "Coalesce", "Concat", "Extract", "ExtractDay", "ExtractHour",
+           "ExtractIsoWeekDay", "ExtractIsoYear", "ExtractMinute", "ExtractMonth",
+           "ExtractQuarter", "ExtractSecond", "ExtractWeek", "ExtractWeekDay", "ExtractYear",
+           "Func", "Greatest", "Least", "Length", "Lower", "Now", "NullIf", "Replace", "Round",
+           "Substr", "Trim", "Trunc", "TruncDate", "TruncDay", "TruncHour", "TruncMinute",
+           "TruncMonth", "TruncQuarter", "TruncSecond", "TruncWeek", "TruncYear", "Upper",
+           "Value", "When"]
