@@ -92,9 +92,11 @@ class Combined(Combinable):
 class ExpressionWrapper(Combinable):
     """``expression`` with the type its result has: ``ExpressionWrapper(F('a') + 1,
     output_field=fields.IntegerField())``. Only the field's ``internal_type`` is kept (a
-    plan holds plain values); it may be given as that name too."""
+    plan holds plain values); it may be given as that name too. With a BooleanField it is
+    a condition (``conditional``: the type is checked when a plan is built)."""
 
     __slots__ = ("expression", "output_type")
+    conditional = True
 
     def __init__(self, expression: Any, output_field: Any) -> None:
         self.expression = expression

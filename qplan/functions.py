@@ -37,6 +37,7 @@ class Func(Combinable):
 
     __slots__ = ("args", "options")
     function = ""
+    conditional = True  # a condition in filter()/When() when its output is BooleanField
 
     def __init__(self, *args: Any, options: tuple = ()) -> None:
         self.args = tuple(_arg(a) for a in args)
@@ -216,6 +217,7 @@ class Value(Combinable):
     """A plain value as an expression; ``output_field`` says its type."""
 
     __slots__ = ("value", "output")
+    conditional = True
 
     def __init__(self, value: Any, output_field: Any = None) -> None:
         self.value = value
@@ -226,13 +228,17 @@ class Value(Combinable):
 
 
 class When:
-    """``When(Q(...) or lookups, then=value)``: one branch of a ``Case``."""
+    """``When(Q(...) or lookups, then=value)``: one branch of a ``Case``; the condition
+    may be a boolean expression (``Exists(...)``, a boolean ``Case``), as in Django."""
 
     __slots__ = ("condition", "result")
 
     def __init__(self, condition: Any = None, then: Any = None, **lookups: Any) -> None:
         if condition is not None and not isinstance(condition, Q):
-            raise TypeError(f"When() takes a Q object or keyword lookups, got {condition!r:.80}")
+            if not getattr(condition, "conditional", False):
+                raise TypeError("When() takes a Q object, a boolean expression or keyword "
+                                f"lookups, got {condition!r:.80}")
+            condition = Q(condition)
         if lookups:
             condition = Q(**lookups) if condition is None else condition & Q(**lookups)
         if condition is None or not condition.children:
@@ -248,6 +254,7 @@ class Case(Combinable):
     """The ``then`` of the first ``When`` whose condition holds, else ``default``."""
 
     __slots__ = ("cases", "default", "output")
+    conditional = True  # filter(Case(..., output_field=BooleanField()))
 
     def __init__(self, *cases: When, default: Any = None, output_field: Any = None) -> None:
         for case in cases:
