@@ -102,10 +102,17 @@ def transformed(ctx: Any, parts: list[str], lookup: str, key: str) -> tuple | No
         pass
     name = parts[-1]
     path, field = ctx.path(SEP.join(parts[:-1]))
-    kind = kinds.FIELD_KIND.get(field.internal_type) if field is not None else None
+    if field is not None:
+        kind = kinds.FIELD_KIND.get(field.internal_type)
+    else:  # an annotation: annotate(d=TruncMonth('created')).filter(d__year=2020)
+        try:
+            kind = ctx.kind(path)
+        except (FieldError, ValueError, KeyError):
+            kind = None
     allowed = ("datetime",) if name in DATETIME_ONLY else ("date", "datetime")
     if kind not in allowed:
-        what = field.internal_type if field is not None else "an annotation"
+        what = field.internal_type if field is not None else \
+            f"an annotation of {kinds.KIND_FIELD.get(kind, 'unknown type')}"
         raise FieldError(f"{ctx.who}: {key!r}: __{name} applies to "
                          f"{' or '.join(kinds.KIND_FIELD[k] for k in allowed)}, not {what}")
     out = _DATE if name == "date" else _INT

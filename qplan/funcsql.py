@@ -318,7 +318,8 @@ def _trunc(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
                                expression=exp.Literal.string(" months"), safe=True)
             day = _fn("DATE", x.copy(), exp.Literal.string("start of month"), months)
         else:
-            day = _strftime(DATE_FORMATS[part][0], x)
+            return _strftime(DATE_FORMATS[part][0] + (" 00:00:00" if datetime else ""),
+                             x), refs[0].nullable
         if not datetime:
             return day, refs[0].nullable
         return exp.DPipe(this=day, expression=exp.Literal.string(" 00:00:00"),

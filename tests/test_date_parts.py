@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from qplan import FieldError
-from qplan.functions import (Extract, ExtractHour, ExtractIsoWeekDay, ExtractIsoYear,
+from qplan.functions import (Extract, ExtractHour, Lower, TruncMonth, ExtractIsoWeekDay, ExtractIsoYear,
                              ExtractMinute, ExtractQuarter, ExtractSecond, ExtractWeek, Trunc,
                              TruncHour, TruncMinute, TruncQuarter, TruncSecond, TruncWeek)
 from testmodels import Book
@@ -87,3 +87,13 @@ def test_time_parts_of_a_date_are_refused_at_build():
         Book.objects.filter(published__hour=3)
     with pytest.raises(FieldError):
         Book.objects.filter(title__week=3)
+
+
+def test_transforms_of_annotations(books):
+    plan = Book.objects.annotate(d=TruncMonth("created"), w=TruncWeek("published"))
+    assert sorted(plan.filter(d__year=2020).values_list("title", flat=True)) == ["b"]
+    assert sorted(plan.filter(d__quarter__gte=1, w__iso_year=2020).values_list(
+        "title", flat=True)) == ["a", "b"]
+    assert sorted(plan.exclude(d__month=1).values_list("title", flat=True)) == ["b", "c"]
+    with pytest.raises(FieldError, match="annotation of CharField"):
+        Book.objects.annotate(t=Lower("title")).filter(t__year=2020)
