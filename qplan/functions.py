@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import FieldError
-from .expressions import Combinable, F, Q
+from .expressions import Combinable, Conditional, F, Q
 
 
 def _arg(value: Any) -> Any:
@@ -31,13 +31,12 @@ def _output(output_field: Any) -> Any:
     return (kind,)
 
 
-class Func(Combinable):
+class Func(Conditional, Combinable):
     """A database function over expressions; ``options`` are plain values that shape its
     SQL (a Trunc kind, a Round precision, a Cast type)."""
 
     __slots__ = ("args", "options")
-    function = ""
-    conditional = True  # a condition in filter()/When() when its output is BooleanField
+    function = ""  # a condition in filter()/When() when its output is BooleanField
 
     def __init__(self, *args: Any, options: tuple = ()) -> None:
         self.args = tuple(_arg(a) for a in args)
@@ -213,11 +212,10 @@ ExtractMinute = _fixed(Extract, "ExtractMinute", "minute")
 ExtractSecond = _fixed(Extract, "ExtractSecond", "second")
 
 
-class Value(Combinable):
+class Value(Conditional, Combinable):
     """A plain value as an expression; ``output_field`` says its type."""
 
     __slots__ = ("value", "output")
-    conditional = True
 
     def __init__(self, value: Any, output_field: Any = None) -> None:
         self.value = value
@@ -250,11 +248,10 @@ class When:
         return f"When({self.condition!r}, then={self.result!r})"
 
 
-class Case(Combinable):
+class Case(Conditional, Combinable):
     """The ``then`` of the first ``When`` whose condition holds, else ``default``."""
 
     __slots__ = ("cases", "default", "output")
-    conditional = True  # filter(Case(..., output_field=BooleanField()))
 
     def __init__(self, *cases: When, default: Any = None, output_field: Any = None) -> None:
         for case in cases:

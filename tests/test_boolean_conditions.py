@@ -42,6 +42,9 @@ def test_boolean_case_filters_and_its_exclude_is_the_complement(books):
     assert titles(Book.objects.filter(big(Value(False)))) == ["b", "c"]
     assert titles(Book.objects.filter(~Q(big()) | Q(title="c"))) == ["a", "c", "d"]
     assert titles(Book.objects.filter(big(), is_active=True)) == ["c"]
+    assert titles(Book.objects.filter(Q(title="a") | big())) == ["a", "b", "c"]
+    assert titles(Book.objects.filter(big() & Q(is_active=True))) == ["c"]
+    assert titles(Book.objects.exclude(big() ^ big(Value(False)))) == ["a", "b", "c", "d"]
     wrapped = ExpressionWrapper(F("is_active"), output_field=BOOL)
     assert titles(Book.objects.filter(wrapped)) == ["a", "c"]
     assert titles(Book.objects.exclude(wrapped)) == ["b", "d"]
