@@ -104,6 +104,8 @@ def _refers_to_aggregate(ctx: Any, node: Any, is_aggregate: Callable[[Any], bool
         return any(_refers_to_aggregate(ctx, c, is_aggregate) for c in node[1])
     if tag == "!":
         return _refers_to_aggregate(ctx, node[1], is_aggregate)
+    if tag == "if":  # a boolean expression
+        return is_aggregate(node[1])
     annotation = ctx.annotations.get(tag)
     if annotation is not None and is_aggregate(annotation):
         return True

@@ -43,6 +43,9 @@ def _check(node: tuple, who: str) -> None:
         _check(node[1], who)
     elif tag == "exists":
         raise FieldError(f"{who}: a check constraint cannot hold a subquery")
+    elif tag == "if":
+        raise FieldError(f"{who}: a check constraint cannot hold a boolean expression "
+                         "(write its lookups in Q)")
     else:
         path, _, rhs = node
         _own(path, who)

@@ -27,6 +27,8 @@ class Conditions:
             return exp.Not(this=exp.Paren(this=inner)), agg
         if tag == "exists":
             return subquerysql.condition(self, node)
+        if tag == "if":
+            return self.boolean(node[1])
         if tag == "^":  # an odd number true; UNKNOWN counts as false, so NOT stays two-valued
             parts = [self.condition(c, False) for c in node[1]]
             ones = [exp.Case(ifs=[exp.If(this=p[0], true=exp.Literal.number(1))],
@@ -43,6 +45,17 @@ class Conditions:
                 exp.or_(*[p[0] for p in parts], copy=False)
             return exp.Paren(this=joined), any(p[1] for p in parts)
         return self.leaf(node, negated)
+
+    def boolean(self, node: tuple) -> tuple[exp.Expression, bool]:
+        """A boolean expression as a condition: NULL counts as false (``COALESCE(x,
+        FALSE)``), so the condition is never UNKNOWN and its NOT is the exact complement."""
+        ref = self.expr(node)
+        sql = ref.sql
+        if ref.nullable:
+            sql = exp.Coalesce(this=sql, expressions=[exp.false()])
+        elif not isinstance(sql, (exp.Exists, exp.Predicate)):  # a bare CASE / column
+            sql = exp.Paren(this=sql)
+        return sql, ref.aggregate
 
     def leaf(self, node: tuple, negated: bool) -> tuple[exp.Expression, bool]:
         path, lookup, rhs = node
@@ -135,6 +148,8 @@ def _condition_paths(node: Any) -> list[str]:
         return _condition_paths(node[1])
     if tag == "exists":  # its paths are its own model's
         return []
+    if tag == "if":
+        return _refs(node[1])
     return [tag, *_refs(node[2])]
 
 
@@ -143,4 +158,7 @@ def _refs(node: Any) -> list[str]:
         return []
     if node[0] == "F" and len(node) == 2:
         return [node[1]]
+    if node[0] == "case" and len(node) == 4:  # its When conditions name paths too
+        return [p for cond, then in node[1] for p in (*_condition_paths(cond), *_refs(then))] \
+            + _refs(node[2])
     return [p for child in node[1:] for p in _refs(child)]

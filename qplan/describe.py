@@ -60,6 +60,8 @@ def _condition(node: tuple, top: bool = False) -> str:
         return f"~{_condition(node[1])}"
     if tag == "exists":
         return _value(node)
+    if tag == "if":  # a boolean expression
+        return _value(node[1])
     if tag in ("&", "|", "^"):
         if top and tag == "&" and all(c[0] not in ("&", "|", "!") for c in node[1]):
             return ", ".join(_condition(c, True) for c in node[1])

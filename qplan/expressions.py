@@ -89,10 +89,46 @@ class Combined(Combinable):
         return f"({self.lhs!r} {self.op} {self.rhs!r})"
 
 
-class ExpressionWrapper(Combinable):
+class Conditional:
+    """``&``, ``|``, ``^`` of an expression that may be a condition (its output checked to be
+    a BooleanField when a plan is built) with a ``Q`` or another such expression: a ``Q``,
+    as Django combines conditional expressions."""
+
+    __slots__ = ()
+    conditional = True
+
+    def _q(self, other: Any, op: str, reverse: bool = False) -> Any:
+        if not isinstance(other, Q):
+            if not getattr(other, "conditional", False):
+                return NotImplemented
+            other = Q(other)
+        mine = Q(self)
+        return getattr(other, op)(mine) if reverse else getattr(mine, op)(other)
+
+    def __and__(self, other: Any) -> Any:
+        return self._q(other, "__and__")
+
+    def __or__(self, other: Any) -> Any:
+        return self._q(other, "__or__")
+
+    def __xor__(self, other: Any) -> Any:
+        return self._q(other, "__xor__")
+
+    def __rand__(self, other: Any) -> Any:
+        return self._q(other, "__and__", True)
+
+    def __ror__(self, other: Any) -> Any:
+        return self._q(other, "__or__", True)
+
+    def __rxor__(self, other: Any) -> Any:
+        return self._q(other, "__xor__", True)
+
+
+class ExpressionWrapper(Conditional, Combinable):
     """``expression`` with the type its result has: ``ExpressionWrapper(F('a') + 1,
     output_field=fields.IntegerField())``. Only the field's ``internal_type`` is kept (a
-    plan holds plain values); it may be given as that name too."""
+    plan holds plain values); it may be given as that name too. With a BooleanField it is
+    a condition (``conditional``: the type is checked when a plan is built)."""
 
     __slots__ = ("expression", "output_type")
 

@@ -18,8 +18,11 @@ ORDERED = NUMBERS | TEXT | DATES | {"bool"}
 NUMERIC_ORDER = ("float", "decimal", "int")
 
 # Trunc(kind=...) kinds qplan gives on every backend; Extract(lookup_name=...) likewise.
-TRUNC_KINDS = ("year", "month", "day")
-EXTRACT_KINDS = ("year", "month", "day", "week_day")
+# Week is ISO (Monday first); the time kinds need a DateTimeField, as in Django.
+TRUNC_KINDS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second")
+EXTRACT_KINDS = ("year", "iso_year", "quarter", "month", "week", "day", "week_day",
+                 "iso_week_day", "hour", "minute", "second")
+TIME_KINDS = frozenset({"hour", "minute", "second"})
 
 # Cast(output_field=...) types: internal type -> kind.
 CAST_TYPES = {"IntegerField": "int", "BigIntegerField": "int", "FloatField": "float",
@@ -76,10 +79,10 @@ def check(name: str, options: tuple, kinds: Sequence[str | None]) -> str | None:
         if name == "Trunc":
             if options[0] not in TRUNC_KINDS:
                 raise ValueError(f"Trunc kind {options[0]!r} is not one of {', '.join(TRUNC_KINDS)}")
-            if kinds[0] == "date" and options[0] not in ("year", "month", "day"):
-                raise ValueError(f"Trunc({options[0]!r}) needs a DateTimeField")
         if name == "Extract" and options[0] not in EXTRACT_KINDS:
             raise ValueError(f"Extract {options[0]!r} is not one of {', '.join(EXTRACT_KINDS)}")
+        if name in ("Trunc", "Extract") and kinds[0] == "date" and options[0] in TIME_KINDS:
+            raise ValueError(f"{name}({options[0]!r}) needs a DateTimeField, not a DateField")
         return result or kinds[0]
     if name == "Now":
         return "datetime"

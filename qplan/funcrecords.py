@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import kinds, regex
+from . import funckinds, kinds, regex
 from .errors import FieldError, suggest
 from .fields import DateField, IntegerField
 from .functions import Case, Func, Value
@@ -83,7 +83,8 @@ def kind_of(ctx: Any, node: tuple) -> str | None:
 
 # --- lookup transforms and regex lookups ----------------------------------------------------
 
-TRANSFORMS = ("year", "month", "day", "week_day", "date")
+TRANSFORMS = (*funckinds.EXTRACT_KINDS, "date")
+DATETIME_ONLY = funckinds.TIME_KINDS | {"date"}
 _INT = IntegerField()
 _INT.name = "transform"
 _DATE = DateField()
@@ -101,10 +102,17 @@ def transformed(ctx: Any, parts: list[str], lookup: str, key: str) -> tuple | No
         pass
     name = parts[-1]
     path, field = ctx.path(SEP.join(parts[:-1]))
-    kind = kinds.FIELD_KIND.get(field.internal_type) if field is not None else None
-    allowed = ("datetime",) if name == "date" else ("date", "datetime")
+    if field is not None:
+        kind = kinds.FIELD_KIND.get(field.internal_type)
+    else:  # an annotation: annotate(d=TruncMonth('created')).filter(d__year=2020)
+        try:
+            kind = ctx.kind(path)
+        except (FieldError, ValueError, KeyError):
+            kind = None
+    allowed = ("datetime",) if name in DATETIME_ONLY else ("date", "datetime")
     if kind not in allowed:
-        what = field.internal_type if field is not None else "an annotation"
+        what = field.internal_type if field is not None else \
+            f"an annotation of {kinds.KIND_FIELD.get(kind, 'unknown type')}"
         raise FieldError(f"{ctx.who}: {key!r}: __{name} applies to "
                          f"{' or '.join(kinds.KIND_FIELD[k] for k in allowed)}, not {what}")
     out = _DATE if name == "date" else _INT

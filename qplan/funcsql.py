@@ -26,7 +26,16 @@ from .errors import FieldError
 from .sqlparts import FIELD_KIND, Ref
 
 DATE_FORMATS = {"year": ("%Y-01-01", "%Y"), "month": ("%Y-%m-01", "%m"), "day": ("%Y-%m-%d", "%d")}
-MYSQL_EXTRACT = {"year": "YEAR", "month": "MONTH", "day": "DAYOFMONTH", "week_day": "DAYOFWEEK"}
+# Trunc to a time kind: (SQLite strftime, MariaDB DATE_FORMAT) formats.
+TIME_FORMATS = {"hour": ("%Y-%m-%d %H:00:00", "%Y-%m-%d %H:00:00"),
+                "minute": ("%Y-%m-%d %H:%M:00", "%Y-%m-%d %H:%i:00"),
+                "second": ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%i:%s")}
+SQLITE_PARTS = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M",
+                "second": "%S"}
+MYSQL_EXTRACT = {"year": "YEAR", "month": "MONTH", "day": "DAYOFMONTH", "week_day": "DAYOFWEEK",
+                 "quarter": "QUARTER", "hour": "HOUR", "minute": "MINUTE", "second": "SECOND"}
+# EXTRACT units of PostgreSQL and DuckDB (both: ISO week, ISO year, 1 = Monday ISODOW).
+EXTRACT_UNITS = {"week_day": "DOW", "iso_year": "ISOYEAR", "iso_week_day": "ISODOW"}
 CAST_SQL = {  # kind -> per dialect type (DecimalField is built from its digits)
     "int": {"sqlite": "INTEGER", "postgres": "BIGINT", "mysql": "SIGNED", "duckdb": "BIGINT"},
     "float": {"sqlite": "REAL", "postgres": "DOUBLE PRECISION", "mysql": "DOUBLE",
@@ -34,8 +43,7 @@ CAST_SQL = {  # kind -> per dialect type (DecimalField is built from its digits)
     "text": {"sqlite": "TEXT", "postgres": "TEXT", "mysql": "CHAR", "duckdb": "VARCHAR"},
     "date": {"sqlite": "DATE", "postgres": "DATE", "mysql": "DATE", "duckdb": "DATE"},
 }
-TRANSFORMS = {"year": "Extract", "month": "Extract", "day": "Extract", "week_day": "Extract",
-              "date": "TruncDate"}
+TRANSFORMS = {**{part: "Extract" for part in funckinds.EXTRACT_KINDS}, "date": "TruncDate"}
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
@@ -94,7 +102,8 @@ def _case(b: Any, node: tuple) -> Ref:
 
 
 def transform(b: Any, ref: Ref, name: str) -> Ref:
-    """A lookup transform (``year``, ``month``, ``day``, ``week_day``, ``date``) of ``ref``."""
+    """A lookup transform (an ``Extract`` kind: ``year``, ``week``, ``hour``...; ``date``)
+    of ``ref``."""
     function = TRANSFORMS[name]
     options = (name,) if function == "Extract" else ()
     kind = "int" if function == "Extract" else "date"
@@ -228,18 +237,65 @@ def _utc(b: Any, ref: Ref) -> exp.Expression:
     return ref.sql
 
 
+def _int(sql: exp.Expression) -> exp.Expression:
+    return _cast(sql, "INTEGER", "sqlite")
+
+
+def _strftime(fmt: str, x: exp.Expression) -> exp.Expression:
+    return _fn("STRFTIME", exp.Literal.string(fmt), x.copy())
+
+
+def _sqlite_monday_index(x: exp.Expression) -> exp.Expression:
+    """0 = Monday .. 6 = Sunday (ISO order) of a SQLite date or datetime."""
+    shifted = exp.Add(this=_int(_strftime("%w", x)), expression=_num(6))
+    return exp.Paren(this=exp.Mod(this=exp.Paren(this=shifted), expression=_num(7)))
+
+
+def _sqlite_day_shift(x: exp.Expression, days: exp.Expression) -> exp.Expression:
+    """The date ``days`` after ``x``'s (SQLite has no %V/%G before 3.46: Julian days)."""
+    return _fn("DATE", exp.Add(this=_fn("JULIANDAY", x.copy()), expression=days))
+
+
+def _sqlite_thursday(x: exp.Expression) -> exp.Expression:
+    """The Thursday of ``x``'s ISO week: its year and day of year give ISO year and week."""
+    return _sqlite_day_shift(x, exp.Sub(this=_num(3), expression=_sqlite_monday_index(x)))
+
+
+def _sqlite_extract(part: str, x: exp.Expression) -> exp.Expression:
+    if part in SQLITE_PARTS:
+        return _int(_strftime(SQLITE_PARTS[part], x))
+    if part == "week_day":
+        return exp.Add(this=_int(_strftime("%w", x)), expression=_num(1))
+    if part == "iso_week_day":
+        return exp.Add(this=_sqlite_monday_index(x), expression=_num(1))
+    if part == "quarter":
+        month = exp.Add(this=_int(_strftime("%m", x)), expression=_num(2))
+        return exp.Div(this=exp.Paren(this=month), expression=_num(3), typed=True)
+    thursday = _sqlite_thursday(x)
+    if part == "iso_year":
+        return _int(_strftime("%Y", thursday))
+    day = exp.Sub(this=_int(_strftime("%j", thursday)), expression=_num(1))  # week
+    return exp.Add(this=exp.Div(this=exp.Paren(this=day), expression=_num(7), typed=True),
+                   expression=_num(1))
+
+
 def _extract(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     part, dialect, x = options[0], b.backend.dialect, _utc(b, refs[0])
     if dialect == "sqlite":
-        fmt = "%w" if part == "week_day" else DATE_FORMATS[part][1]
-        sql: exp.Expression = _cast(_fn("STRFTIME", exp.Literal.string(fmt), x), "INTEGER", "sqlite")
-        if part == "week_day":
-            sql = exp.Add(this=sql, expression=_num(1))
+        sql = _sqlite_extract(part, x)
     elif dialect == "mysql":
-        sql = _fn(MYSQL_EXTRACT[part], x)
+        if part == "iso_year":
+            sql = b.backend.int_divide(_fn("YEARWEEK", x, _num(3)), _num(100))
+        elif part == "iso_week_day":
+            sql = exp.Add(this=_fn("WEEKDAY", x), expression=_num(1))
+        elif part == "week":
+            sql = _fn("WEEK", x, _num(3))  # mode 3: ISO weeks, Monday first
+        else:
+            sql = _fn(MYSQL_EXTRACT[part], x)
     else:
-        unit = "DOW" if part == "week_day" else part.upper()
-        sql = exp.Extract(this=exp.Var(this=unit), expression=x)
+        sql = exp.Extract(this=exp.Var(this=EXTRACT_UNITS.get(part, part.upper())), expression=x)
+        if part == "second":  # PostgreSQL's has the fraction: whole seconds, as elsewhere
+            sql = exp.Floor(this=sql)
         sql = _cast(sql, "INTEGER", dialect)
         if part == "week_day":  # 0 = Sunday there, 1 = Sunday in Django
             sql = exp.Add(this=sql, expression=_num(1))
@@ -250,11 +306,38 @@ def _trunc(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     part, dialect, x = options[0], b.backend.dialect, _utc(b, refs[0])
     datetime = refs[0].kind == "datetime"
     if dialect == "sqlite":
-        fmt = DATE_FORMATS[part][0] + (" 00:00:00" if datetime else "")
-        return _fn("STRFTIME", exp.Literal.string(fmt), x), refs[0].nullable
+        if part in TIME_FORMATS:
+            return _strftime(TIME_FORMATS[part][0], x), refs[0].nullable
+        if part == "week":
+            day = _sqlite_day_shift(x, exp.Neg(this=_sqlite_monday_index(x)))
+        elif part == "quarter":
+            back = exp.Mod(this=exp.Paren(this=exp.Sub(this=_int(_strftime("%m", x)),
+                                                       expression=_num(1))), expression=_num(3))
+            months = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("-"),
+                                              expression=exp.Paren(this=back), safe=True),
+                               expression=exp.Literal.string(" months"), safe=True)
+            day = _fn("DATE", x.copy(), exp.Literal.string("start of month"), months)
+        else:
+            return _strftime(DATE_FORMATS[part][0] + (" 00:00:00" if datetime else ""),
+                             x), refs[0].nullable
+        if not datetime:
+            return day, refs[0].nullable
+        return exp.DPipe(this=day, expression=exp.Literal.string(" 00:00:00"),
+                         safe=True), refs[0].nullable
     if dialect == "mysql":
-        fmt = DATE_FORMATS[part][0]
-        day = _cast(_fn("DATE_FORMAT", x, exp.Literal.string(fmt)), "DATE", "mysql")
+        if part in TIME_FORMATS:
+            return _cast(_fn("DATE_FORMAT", x, exp.Literal.string(TIME_FORMATS[part][1])),
+                         "DATETIME(6)", "mysql"), refs[0].nullable
+        if part == "week":
+            day = _fn("FROM_DAYS", exp.Sub(this=_fn("TO_DAYS", x), expression=_fn("WEEKDAY", x.copy())))
+        elif part == "quarter":
+            first = exp.Sub(this=exp.Mul(this=_fn("QUARTER", x), expression=_num(3)),
+                            expression=_num(2))
+            day = _cast(_fn("CONCAT", _fn("YEAR", x.copy()), exp.Literal.string("-"), first,
+                            exp.Literal.string("-01")), "DATE", "mysql")
+        else:
+            day = _cast(_fn("DATE_FORMAT", x, exp.Literal.string(DATE_FORMATS[part][0])),
+                        "DATE", "mysql")
         return (_cast(day, "DATETIME(6)", "mysql") if datetime else day), refs[0].nullable
     sql = _fn("DATE_TRUNC", exp.Literal.string(part), x)
     if not datetime:

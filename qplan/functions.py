@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import FieldError
-from .expressions import Combinable, F, Q
+from .expressions import Combinable, Conditional, F, Q
 
 
 def _arg(value: Any) -> Any:
@@ -31,12 +31,12 @@ def _output(output_field: Any) -> Any:
     return (kind,)
 
 
-class Func(Combinable):
+class Func(Conditional, Combinable):
     """A database function over expressions; ``options`` are plain values that shape its
     SQL (a Trunc kind, a Round precision, a Cast type)."""
 
     __slots__ = ("args", "options")
-    function = ""
+    function = ""  # a condition in filter()/When() when its output is BooleanField
 
     def __init__(self, *args: Any, options: tuple = ()) -> None:
         self.args = tuple(_arg(a) for a in args)
@@ -112,7 +112,8 @@ class Cast(Func):
 
 
 class Trunc(Func):
-    """A date or datetime cut to ``kind`` (year, month, day), in UTC for datetimes."""
+    """A date or datetime cut to ``kind`` (year, quarter, month, week (Monday), day; hour,
+    minute, second of a datetime), in UTC for datetimes."""
 
     __slots__ = ()
     function = "Trunc"
@@ -150,8 +151,9 @@ class TruncDate(Func):
 
 
 class Extract(Func):
-    """A part of a date or datetime as an int (in UTC): year, month, day, week_day
-    (1 = Sunday .. 7 = Saturday, as Django)."""
+    """A part of a date or datetime as an int (in UTC): year, iso_year, quarter, month, week
+    (ISO), day, week_day (1 = Sunday .. 7 = Saturday, as Django), iso_week_day (1 = Monday);
+    hour, minute, second of a datetime (seconds whole)."""
 
     __slots__ = ()
     function = "Extract"
@@ -188,7 +190,29 @@ class ExtractWeekDay(Extract):
         super().__init__(expression, "week_day")
 
 
-class Value(Combinable):
+def _fixed(base: type, name: str, kind: str) -> type:
+    """``TruncHour``-like class: ``base`` with its kind fixed."""
+    def __init__(self: Any, expression: Any) -> None:
+        base.__init__(self, expression, kind)
+    doc = f"{base.__name__}(expression, {kind!r})."
+    return type(name, (base,), {"__slots__": (), "__init__": __init__, "__doc__": doc})
+
+
+TruncQuarter = _fixed(Trunc, "TruncQuarter", "quarter")
+TruncWeek = _fixed(Trunc, "TruncWeek", "week")  # the Monday of the ISO week
+TruncHour = _fixed(Trunc, "TruncHour", "hour")
+TruncMinute = _fixed(Trunc, "TruncMinute", "minute")
+TruncSecond = _fixed(Trunc, "TruncSecond", "second")
+ExtractQuarter = _fixed(Extract, "ExtractQuarter", "quarter")
+ExtractWeek = _fixed(Extract, "ExtractWeek", "week")  # ISO-8601 week number
+ExtractIsoYear = _fixed(Extract, "ExtractIsoYear", "iso_year")
+ExtractIsoWeekDay = _fixed(Extract, "ExtractIsoWeekDay", "iso_week_day")  # 1 = Monday
+ExtractHour = _fixed(Extract, "ExtractHour", "hour")
+ExtractMinute = _fixed(Extract, "ExtractMinute", "minute")
+ExtractSecond = _fixed(Extract, "ExtractSecond", "second")
+
+
+class Value(Conditional, Combinable):
     """A plain value as an expression; ``output_field`` says its type."""
 
     __slots__ = ("value", "output")
@@ -202,13 +226,17 @@ class Value(Combinable):
 
 
 class When:
-    """``When(Q(...) or lookups, then=value)``: one branch of a ``Case``."""
+    """``When(Q(...) or lookups, then=value)``: one branch of a ``Case``; the condition
+    may be a boolean expression (``Exists(...)``, a boolean ``Case``), as in Django."""
 
     __slots__ = ("condition", "result")
 
     def __init__(self, condition: Any = None, then: Any = None, **lookups: Any) -> None:
         if condition is not None and not isinstance(condition, Q):
-            raise TypeError(f"When() takes a Q object or keyword lookups, got {condition!r:.80}")
+            if not getattr(condition, "conditional", False):
+                raise TypeError("When() takes a Q object, a boolean expression or keyword "
+                                f"lookups, got {condition!r:.80}")
+            condition = Q(condition)
         if lookups:
             condition = Q(**lookups) if condition is None else condition & Q(**lookups)
         if condition is None or not condition.children:
@@ -220,7 +248,7 @@ class When:
         return f"When({self.condition!r}, then={self.result!r})"
 
 
-class Case(Combinable):
+class Case(Conditional, Combinable):
     """The ``then`` of the first ``When`` whose condition holds, else ``default``."""
 
     __slots__ = ("cases", "default", "output")
@@ -237,7 +265,10 @@ class Case(Combinable):
         return f"Case({', '.join(map(repr, self.cases))}, default={self.default!r})"
 
 
-__all__ = ["Abs", "Case", "Cast", "Coalesce", "Concat", "Extract", "ExtractDay", "ExtractMonth",
-           "ExtractWeekDay", "ExtractYear", "Func", "Greatest", "Least", "Length", "Lower", "Now",
-           "NullIf", "Replace", "Round", "Substr", "Trim", "Trunc", "TruncDate", "TruncDay",
-           "TruncMonth", "TruncYear", "Upper", "Value", "When"]
+__all__ = ["Abs", "Case", "Cast", "Coalesce", "Concat", "Extract", "ExtractDay", "ExtractHour",
+           "ExtractIsoWeekDay", "ExtractIsoYear", "ExtractMinute", "ExtractMonth",
+           "ExtractQuarter", "ExtractSecond", "ExtractWeek", "ExtractWeekDay", "ExtractYear",
+           "Func", "Greatest", "Least", "Length", "Lower", "Now", "NullIf", "Replace", "Round",
+           "Substr", "Trim", "Trunc", "TruncDate", "TruncDay", "TruncHour", "TruncMinute",
+           "TruncMonth", "TruncQuarter", "TruncSecond", "TruncWeek", "TruncYear", "Upper",
+           "Value", "When"]

@@ -68,7 +68,7 @@ def _fetches_models(records: tuple) -> bool:
 def _pinned(node: tuple, path: str) -> set | None:
     """Values a condition pins ``path`` to (None: any value can match)."""
     tag = node[0]
-    if tag == "!" or tag == "^" or tag == "exists":  # an Exists pins nothing of this model
+    if tag in ("!", "^", "exists", "if"):  # an Exists, a boolean expression pin nothing
         return None
     if tag in ("&", "|"):
         parts = [_pinned(child, path) for child in node[1]]

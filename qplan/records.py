@@ -8,6 +8,9 @@ Record grammar (everything is a tuple of plain values):
                 | ("^", (condition, ...))        an odd number of (XOR, as Django 4.2+)
                 | ("!", condition)               not
                 | ("exists", query)              Exists(plan) (``qplan.subqueries``)
+                | ("if", expression)             a boolean expression as a condition
+                                                 (``filter(Case(..., output_field=
+                                                 BooleanField()))``); NULL counts as false
     rhs        := ("=", value) | expression | True/False (isnull, boolean exact)
                 | ("query", model_key, records)  "in" a one-column plan: IN (SELECT ...)
     combine    := ("combine", "union"|"intersection"|"difference", all,
@@ -386,9 +389,10 @@ _ANY.name = "annotation"
 def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     """``filter``/``exclude`` arguments as one condition record."""
     for arg in args:
-        if not isinstance(arg, Q) and not isinstance(arg, SQ.Exists):
-            raise FieldError(f"{ctx.who}: filter() takes Q objects and keyword lookups, got {arg!r}")
-    args = tuple(Q(a) if isinstance(a, SQ.Exists) else a for a in args)
+        if not isinstance(arg, (Q, SQ.Exists, *CONDITIONAL)):
+            raise FieldError(f"{ctx.who}: filter() takes Q objects, boolean expressions and "
+                             f"keyword lookups, got {arg!r}")
+    args = tuple(a if isinstance(a, Q) else Q(a) for a in args)
     children = [node for node in (q_record(ctx, q) for q in args) if node is not None]
     for k, v in sorted(kwargs.items()):
         children.append(leaf(ctx, k, v))
@@ -397,6 +401,25 @@ def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     if len(children) == 1:
         return children[0]
     return ("&", tuple(children))
+
+
+# Expression objects that are conditions when their output is a BooleanField (Django 3.0+).
+CONDITIONAL = (ExpressionWrapper, *funcrecords.OBJECTS)
+
+
+def boolean(ctx: Context, value: Any) -> tuple:
+    """A boolean expression used as a condition, ``("if", expression)``; ``FieldError``
+    when its output is not a BooleanField (Django: "a non-conditional expression")."""
+    node = expression(ctx, value)
+    try:
+        kind = kinds.of_record(node, ctx.kind)
+    except ValueError as exc:
+        raise FieldError(f"{ctx.who}: {exc}") from None
+    if kind != "bool":
+        raise FieldError(f"{ctx.who}: cannot filter against a non-conditional expression "
+                         f"{value!r:.60}: its output is {kinds.KIND_FIELD.get(kind, 'unknown')}, "
+                         "not BooleanField (give output_field=BooleanField())")
+    return ("if", node)
 
 
 def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple | None:
@@ -409,6 +432,8 @@ def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple | None:
     for c in q.children:
         if isinstance(c, SQ.Exists):  # Q(Exists(...)), Exists(...) & Q(...)
             node = expression(ctx, c)
+        elif isinstance(c, CONDITIONAL):  # Q(Case(..., output_field=BooleanField()))
+            node = boolean(ctx, c)
         else:
             node = q_record(ctx, c, depth) if isinstance(c, Q) else leaf(ctx, c[0], c[1])
         if node is None and q.connector == "|":
@@ -471,6 +496,8 @@ def _condition_shape(node: tuple, values: list[Any]) -> tuple:
         return ("!", _condition_shape(node[1], values))
     if tag == "exists":
         return walk(node, values)
+    if tag == "if":
+        return ("if", walk(node[1], values))
     rhs = node[2]
     if type(rhs) is not tuple:
         return node  # isnull, boolean exact: structural

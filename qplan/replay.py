@@ -25,6 +25,7 @@ from .expressions import (ARITHMETIC, Avg, Combined, Count, ExpressionWrapper, F
 from .models import get_model
 from .plan import SLICE_LIMIT, Plan
 from .prefetch import ITEM, Prefetch
+from .functions import Value
 from .subqueries import Exists, OuterRef, Subquery
 
 AGGREGATES = {"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max,
@@ -182,6 +183,9 @@ def _child(node: Any) -> Any:
         return _q(node)
     if node[0] == "exists" and len(node) == 2:  # filter(Exists(...))
         return expression(node)
+    if node[0] == "if" and len(node) == 2:  # filter(<boolean expression>)
+        value = expression(node[1])
+        return value if getattr(value, "conditional", False) else Value(value)
     if len(node) != 3 or type(node[0]) is not str or type(node[1]) is not str:
         raise PlanError(f"not a condition: {node!r:.80}")
     path, lookup, rhs = node

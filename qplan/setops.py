@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import kinds
+from . import kinds, ordering
 from . import records as R
 from .errors import FieldError, NotSupportedError, PlanError, suggest
 from .models import get_model
@@ -156,7 +156,9 @@ def check_after(plan: Any, record: tuple) -> None:
     if op == "order_by":
         names = [n for n, _ in columns(plan._meta, plan._records)[0]]
         for name in record[1]:
-            if name.lstrip("-") not in names:
+            if ordering.is_expression(name):
+                _expression_columns(plan, name[1], names)
+            elif name.lstrip("-") not in names:
                 raise FieldError(f"{operation(plan)}(): order_by({name!r}) must name a column "
                                  f"of the combined rows {names!r}" + _suggest(name, names))
 
@@ -180,12 +182,68 @@ def _column(plan: Any, name: Any, names: list[str], what: str) -> str:
                      f"combined rows {names!r}" + _suggest(name, names))
 
 
-def order_names(plan: Any, names: tuple) -> tuple[str, ...]:
-    """``order_by()`` after a set operation: each name as the combined column it orders by."""
-    cols = [n for n, _ in columns(plan._meta, plan._records)[0]]
-    out = []
+# Expression records an ordering of the combined rows may hold (no aggregate, no subquery).
+_NOT_AFTER = frozenset({"agg", "subquery", "exists", "outer", "query"})
+
+
+def _expression_columns(plan: Any, node: Any, names: list[str]) -> list[str]:
+    """The combined columns an ordering expression reads; ``FieldError`` for any other name
+    or for an aggregate or subquery (the combined rows are not grouped nor correlated)."""
+    if type(node) is not tuple or not node or node[0] == R.VALUE:
+        return []
+    tag = node[0]
+    if tag in _NOT_AFTER:
+        raise FieldError(f"{operation(plan)}(): order_by() over the combined rows takes "
+                         f"expressions of their columns, not {tag} expressions")
+    if tag == "F":
+        if node[1] not in names:
+            raise FieldError(f"{operation(plan)}(): order_by() expression names {node[1]!r}, "
+                             f"not a column of the combined rows {names!r}"
+                             + _suggest(node[1], names))
+        return [node[1]]
+    if tag == "case":
+        used = [c for cond, then in node[1] for c in (*_condition_columns(plan, cond, names),
+                                                      *_expression_columns(plan, then, names))]
+        return used + _expression_columns(plan, node[2], names)
+    return [c for child in node[1:] for c in _expression_columns(plan, child, names)]
+
+
+def _condition_columns(plan: Any, node: Any, names: list[str]) -> list[str]:
+    if node[0] in ("&", "|", "^"):
+        return [c for child in node[1] for c in _condition_columns(plan, child, names)]
+    if node[0] in ("!", "if"):
+        return (_condition_columns if node[0] == "!" else _expression_columns)(
+            plan, node[1], names)
+    if len(node) != 3:
+        return _expression_columns(plan, node, names)  # exists: refused there
+    return _expression_columns(plan, ("F", node[0]), names) + \
+        _expression_columns(plan, node[2], names)
+
+
+def _order_term(plan: Any, value: Any, cols: tuple) -> Any:
+    """An expression ``order_by()`` term over the combined columns (``Lower('title')``,
+    ``F('x').desc(nulls_last=True)``): the columns stand as annotations of their kinds."""
+    typed = {name: ("as", kinds.KIND_FIELD[kind], (R.VALUE, None)) if kind in kinds.KIND_FIELD
+             else (R.VALUE, None) for name, kind in cols}
+    term = ordering.term(R.Context(plan._meta, typed), value, R.expression)
+    if ordering.is_expression(term):
+        _expression_columns(plan, term[1], [n for n, _ in cols])
+        return term
+    return ("-" if term.startswith("-") else "") + _column(
+        plan, term.lstrip("-"), [n for n, _ in cols], "order_by")
+
+
+def order_names(plan: Any, names: tuple) -> tuple[Any, ...]:
+    """``order_by()`` after a set operation: each name as the combined column it orders by,
+    an expression as an ``("expr", ...)`` term over those columns."""
+    typed_cols = columns(plan._meta, plan._records)[0]
+    cols = [n for n, _ in typed_cols]
+    out: list[Any] = []
     for name in names:
-        if not isinstance(name, str) or not name.lstrip("-"):
+        if not isinstance(name, str):
+            out.append(_order_term(plan, name, typed_cols))
+            continue
+        if not name.lstrip("-"):
             raise FieldError(f"order_by() takes field names, got {name!r}")
         desc = name.startswith("-")
         column = _column(plan, name.lstrip("-"), cols, "order_by")
@@ -199,7 +257,10 @@ def value_names(plan: Any, names: tuple) -> tuple[str, ...]:
     chosen = tuple(_column(plan, name, cols, "values") for name in names) if names else tuple(cols)
     for record in plan._records[1:]:
         for name in record[1] if record[0] == "order_by" else ():
-            if name.lstrip("-") not in chosen:
-                raise FieldError(f"{operation(plan)}(): values() must keep the column "
-                                 f"{name.lstrip('-')!r} the rows are ordered by")
+            used = _expression_columns(plan, name[1], cols) \
+                if ordering.is_expression(name) else [name.lstrip("-")]
+            for column in used:
+                if column not in chosen:
+                    raise FieldError(f"{operation(plan)}(): values() must keep the column "
+                                     f"{column!r} the rows are ordered by")
     return chosen

@@ -180,6 +180,8 @@ def _condition(node: Any, depth: int) -> Iterator[tuple[int, str]]:
         yield from _condition(node[1], depth)
     elif tag == "exists" and len(node) == 2:
         yield from _expression(node, depth)
+    elif tag == "if" and len(node) == 2:
+        yield from _expression(node[1], depth)
     elif len(node) == 3:
         yield from _expression(node[2], depth)
 

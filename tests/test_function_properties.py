@@ -11,10 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qplan import F, Q
-from qplan.functions import (Abs, Case, Coalesce, Concat, ExtractDay, ExtractMonth,
-                             ExtractWeekDay, ExtractYear, Greatest, Least, Length, Lower, NullIf,
-                             Replace, Round, Substr, Trim, TruncDate, TruncMonth, TruncYear, Upper,
-                             Value, When)
+from qplan.functions import (Abs, Case, Coalesce, Concat, ExtractDay, ExtractHour,
+                             ExtractIsoWeekDay, ExtractIsoYear, ExtractMinute, ExtractMonth,
+                             ExtractQuarter, ExtractSecond, ExtractWeek, ExtractWeekDay,
+                             ExtractYear, Greatest, Least, Length, Lower, NullIf, Replace, Round,
+                             Substr, Trim, TruncDate, TruncHour, TruncMinute, TruncMonth,
+                             TruncQuarter, TruncSecond, TruncWeek, TruncYear, Upper, Value, When)
 from test_cross_backend import (OTHERS, Q_TREES, REFERENCE, SMALL_INT, TEXT, datasets, every,  # noqa: F401
                                 rows_in_every_database, run, same)
 from testmodels import Book
@@ -36,7 +38,10 @@ texts = st.recursive(TEXT_FIELDS | TEXT.map(Value), _texts, max_leaves=4)
 ints = st.one_of(
     st.just(F("pages")), st.builds(Length, texts),
     st.builds(lambda f, c: c(f), DATE_FIELDS, st.sampled_from(
-        [ExtractYear, ExtractMonth, ExtractDay, ExtractWeekDay])),
+        [ExtractYear, ExtractMonth, ExtractDay, ExtractWeekDay, ExtractQuarter, ExtractWeek,
+         ExtractIsoYear, ExtractIsoWeekDay])),
+    st.builds(lambda c: c(F("created")), st.sampled_from(
+        [ExtractHour, ExtractMinute, ExtractSecond])),
     st.builds(Abs, st.just(F("pages"))), st.builds(Round, st.just(F("pages")), st.integers(-2, 0)),
     st.builds(Greatest, st.just(F("pages")), SMALL_INT.map(Value)),
     st.builds(Least, st.just(F("pages")), st.builds(Length, texts)),
@@ -45,8 +50,10 @@ floats = st.one_of(st.builds(Round, st.just(F("rating")), st.integers(0, 3)),
                    st.builds(Abs, st.just(F("rating"))),
                    st.builds(lambda c, v: c(F("rating"), Value(v)), st.sampled_from([Greatest, Least]),
                              st.floats(-5, 5, allow_nan=False)))
-dates = st.one_of(st.builds(TruncMonth, DATE_FIELDS), st.builds(TruncYear, DATE_FIELDS),
-                  st.builds(TruncDate, st.just(F("created"))))
+dates = st.one_of(st.builds(lambda c, f: c(f), st.sampled_from(
+                      [TruncMonth, TruncYear, TruncQuarter, TruncWeek]), DATE_FIELDS),
+                  st.builds(lambda c: c(F("created")), st.sampled_from(
+                      [TruncDate, TruncHour, TruncMinute, TruncSecond])))
 
 
 def cases(results: Any) -> Any:
@@ -61,6 +68,11 @@ transform_filters = st.one_of(
               st.integers(1995, 2025)),
     st.builds(lambda n: Q(created__month=n), st.integers(1, 12)),
     st.builds(lambda n: Q(published__week_day=n), st.integers(1, 7)),
+    st.builds(lambda f, part, n: Q(**{f"{f}__{part}__lte": n}),
+              st.sampled_from(["published", "created"]),
+              st.sampled_from(["quarter", "week", "iso_week_day"]), st.integers(1, 53)),
+    st.builds(lambda part, n: Q(**{f"created__{part}__gte": n}),
+              st.sampled_from(["hour", "minute", "second"]), st.integers(0, 59)),
     st.builds(lambda p: Q(title__regex=p), st.sampled_from(["^a", "b$", "[a-c]+", "a.?b", "(a|z)"])),
     st.builds(lambda p: Q(notes__iregex=p), st.sampled_from(["^A", "É", "[^a]", "z{1,2}"])))
 

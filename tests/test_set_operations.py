@@ -314,6 +314,8 @@ def test_set_operations_are_pythons_on_every_backend(every, rows, left, right, o
 from test_sharding import Order, Region, _read_only_files, _same, library  # noqa: E402,F401
 
 SHARDED = {
+    "union ordered by F with nulls_last": lambda p: [o.id for o in p.filter(paid=True).union(
+        p.filter(tenant_id=3)).order_by(qplan.F("qty").desc(nulls_last=True), "id")],
     "union of models": lambda p: sorted(o.id for o in p.filter(qty__gt=5).union(
         p.filter(customer="bob"))),
     "union all, ordered, sliced": lambda p: [o.id for o in p.filter(paid=True).union(
@@ -352,6 +354,9 @@ def test_combined_reads_over_shards_keep_each_shard_and_refuse_what_cannot_merge
     regions = Region.objects.using("one").values_list("name", flat=True)
     with pytest.raises(NotSupportedError, match="Region is not"):
         list(Order.objects.values_list("customer", flat=True).union(regions))
+    with pytest.raises(NotSupportedError, match="not merged across shards"):
+        list(Order.objects.union(Order.objects.filter(paid=True)).order_by(
+            qplan.functions.Lower("customer")))
     explained = str(Order.objects.union(Order.objects.filter(paid=True)).explain_routing())
     assert "then the union in Python" in explained
     with pytest.raises(NotSupportedError, match="one scatter-gather read per operand"):
@@ -362,3 +367,27 @@ def test_a_combined_plan_is_not_a_subquery():
     combined = Book.objects.values("id").union(Book.objects.values("id"))
     with pytest.raises(NotSupportedError, match="not a subquery"):
         Book.objects.filter(id__in=combined)
+
+
+def test_combined_rows_order_by_expressions_of_their_columns(any_db):
+    from qplan import F
+    from qplan.functions import Lower
+    make_books()
+    Book.objects.create(title="B", pages=6, rating=None)
+    combined = Book.objects.filter(pages__lte=2).union(Book.objects.filter(pages__gte=4))
+    plan = combined.order_by(F("rating").desc(nulls_last=True), Lower("title"), "-pages")
+    assert [(b.title, b.pages) for b in plan] == [
+        ("c", 4), ("b", 2), ("a", 1), ("B", 6), ("d", 5)]
+    named = Book.objects.filter(pages__lte=2).values("title", "rating").union(
+        Book.objects.filter(pages__gte=4).values("title", "rating"))
+    assert list(named.order_by(F("rating").asc(nulls_last=True), Lower("title")).values_list(
+        "title", "rating"))[:3] == [("b", 1.5), ("c", 2.5), ("a", None)]
+    again = qplan.loads(qplan.dumps(plan))
+    assert again._records == plan._records
+    assert qplan.from_json(plan.to_json())._records == plan._records
+    with pytest.raises(FieldError, match="combined rows"):
+        combined.order_by(Lower("author__name"))
+    with pytest.raises(FieldError, match="not agg"):
+        combined.order_by(Count("id"))
+    with pytest.raises(FieldError, match="ordered by"):
+        named.order_by(Lower("title")).values("rating")

@@ -45,7 +45,7 @@ class Combined:
             if record[0] in ("values", "values_list"):
                 values = record
             elif record[0] == "order_by":
-                self.order = record[1]
+                self.order = tuple(_merge_term(t) for t in record[1])
             elif record[0] == "slice":
                 self.window = (record[1][1] if record[1] else 0,
                                record[2][1] if record[2] else None)
@@ -98,8 +98,8 @@ class Combined:
             rows = [(tuple(key[i] for i in self.pick),) * 2 for key, _ in rows]
         if self.order:
             index = {name: i for i, name in enumerate(self.names)}
-            _sort(rows, [((lambda r, i=index[n.lstrip("-")]: r[0][i]), n.startswith("-"), None)
-                         for n in self.order])
+            _sort(rows, [((lambda r, i=index[n]: r[0][i]), desc, nulls)
+                         for n, desc, nulls in self.order])
         if self.window is not None:
             offset, limit = self.window
             rows = rows[offset:None if limit is None else offset + limit]
@@ -168,3 +168,14 @@ def _as_tuples(plan: Plan) -> Plan:
     names = records[last][1]
     return plan._derive(records[:last] + (("values_list", names, False, False),)
                         + records[last + 1:], None)
+
+
+def _merge_term(term: Any) -> tuple[str, bool, str | None]:
+    """``(column, descending, nulls)`` of an ordering of combined rows merged in Python: a
+    column, or ``F(column)`` with a NULL placement; any other expression is refused."""
+    if type(term) is str:
+        return term.lstrip("-"), term.startswith("-"), None
+    if term[1][0] == "F":
+        return term[1][1], term[2], term[3]
+    raise NotSupportedError("ordering combined rows by an expression is not merged across "
+                            "shards; order by a column (F(...).desc(nulls_last=True) merges)")

@@ -95,6 +95,8 @@ def _cond_is_agg(node: tuple, agg: set[str]) -> bool:
         return any(_cond_is_agg(child, agg) for child in node[1])
     if tag == "exists":
         return False
+    if tag == "if":
+        return _is_agg(node[1], agg)
     path, lookup, rhs = node
     if path in agg:
         return True
@@ -275,6 +277,9 @@ class _Merge:
             if tag == "^":
                 return lambda env, parts: sum(bool(t(env, parts)) for t in tests) % 2 == 1
             return lambda env, parts: any(t(env, parts) for t in tests)
+        if tag == "if":
+            raise NotSupportedError("a boolean expression over aggregates in filter() is not "
+                                    "merged across shards; filter on its annotation instead")
         return self._leaf(node)
 
     def _leaf(self, node: tuple) -> Callable[[Mapping[str, Any], Sequence[Any]], bool]:
