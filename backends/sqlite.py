@@ -241,7 +241,7 @@ class SQLiteBackend(Backend):
     def async_errors(self) -> tuple[type[BaseException], ...]:
         import aiosqlite
 
-        return (sqlite3.Error, aiosqlite.Error)
+        return (sqlite3.Error, aiosqlite.Error, ValueError)  # ValueError: no active connection
 
     VERSION_SQL = "SELECT sqlite_version()"
 

@@ -138,7 +138,8 @@ class AsyncPool:
 class Transaction:
     """An ``aatomic()`` block's connection: held from BEGIN to the outermost block's end."""
 
-    __slots__ = ("alias", "slot", "savepoints", "ids", "doomed", "doomed_depth", "_lock")
+    __slots__ = ("alias", "slot", "savepoints", "ids", "doomed", "doomed_depth", "_lock",
+                 "streams")
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -148,6 +149,7 @@ class Transaction:
         self.doomed: str | None = None
         self.doomed_depth = 0
         self._lock: asyncio.Lock | None = None
+        self.streams: list[tuple[int, Any]] = []  # (savepoint depth, handle) of open streams
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -156,6 +158,15 @@ class Transaction:
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
+
+    def drop_stream(self, handle: Any) -> bool:
+        """Forget the stream ``handle``; whether it was still open (not finished by the end
+        of the block or savepoint it was opened in)."""
+        for i, (_, h) in enumerate(self.streams):
+            if h is handle:
+                del self.streams[i]
+                return True
+        return False
 
     def doom(self, depth: int, why: str) -> None:
         if self.doomed is None or depth < self.doomed_depth:
@@ -253,6 +264,8 @@ class AsyncConnection:
         handle, mid = None, True  # mid: inside a driver call (a failure there: not reusable)
         try:
             handle = await self._step(raw, tx, backend.astart, raw, sql, params)
+            if tx is not None:  # the block's end finishes it if this generator has not
+                tx.streams.append((len(tx.savepoints), handle))
             while True:
                 rows = await self._step(raw, tx, backend.afetch, handle, chunk_size)
                 self.fetches.append(len(rows))
@@ -261,22 +274,44 @@ class AsyncConnection:
                 mid = False
                 yield rows
                 mid = True
-            await self._step(raw, tx, backend.afinish, handle)
+            await self._finish(raw, tx, handle)
             handle, mid = None, False
         finally:
             if not mid and handle is not None:  # closed early at a yield: finish the cursor
                 mid = True
-                await self._step(raw, tx, backend.afinish, handle)
+                await self._finish(raw, tx, handle)
                 mid = False
             if tx is None:
                 self.pool.release(slot, broken=mid)
+
+    async def _finish(self, raw: Any, tx: Transaction | None, handle: Any) -> None:
+        if tx is None:
+            await self.guarded(raw, None, self.backend.afinish, handle)
+            return
+        async with tx.lock:  # unless the end of its block or savepoint finished it already
+            if tx.slot is not None and tx.slot[0] is raw and any(h is handle for _, h in tx.streams):
+                await self.guarded(raw, tx, self.backend.afinish, handle)
+                tx.drop_stream(handle)
+
+    async def finish_streams(self, tx: Transaction, depth: int) -> None:
+        """Finish ``tx``'s streams opened at savepoint ``depth`` or deeper: that block ends
+        (its cursors must not outlive it, nor be closed later on a connection lent on)."""
+        keep = [(d, h) for d, h in tx.streams if d < depth]
+        ending = [h for d, h in tx.streams if d >= depth]
+        tx.streams = keep
+        if tx.slot is None:
+            return
+        raw = tx.slot[0]
+        for handle in ending:
+            await self.guarded(raw, tx, self.backend.afinish, handle)
 
     async def _step(self, raw: Any, tx: Transaction | None, call: Any, *args: Any) -> Any:
         if tx is None:
             return await self.guarded(raw, None, call, *args)
         async with tx.lock:  # child tasks of the block: one statement at a time
             if tx.slot is None or tx.slot[0] is not raw:
-                raise self.doomed_error(tx)
+                raise self.doomed_error(tx) if tx.doomed else TransactionManagementError(
+                    f"{self.where()}: the aatomic() block of this statement has ended")
             return await self.guarded(raw, tx, call, *args)
 
     async def _on(self, raw: Any, sql: str, params: tuple, fetch: bool, tx: Transaction | None

@@ -292,6 +292,8 @@ async def _leave(frame: _AFrame, failing: bool) -> None:
         if not failing and not doomed:
             await conn.run(conn.backend.release_sql(name), (), False, control=True)
             return
+        async with tx.lock:
+            await conn.finish_streams(tx, depth)
         await conn.run(conn.backend.rollback_to_sql(name), (), False, control=True)
         await conn.run(conn.backend.release_sql(name), (), False, control=True)
         if doomed and tx.doomed_depth == depth:
@@ -301,7 +303,7 @@ async def _leave(frame: _AFrame, failing: bool) -> None:
                 f"{conn.where()}: {reason}; the aatomic() block was rolled back to its savepoint")
         return
     set_transaction(frame.alias, None)
-    slot, tx.slot = tx.slot, None
+    slot = tx.slot
     try:
         if slot is None:  # the connection was lost: nothing to commit or roll back
             if not failing:
@@ -309,14 +311,22 @@ async def _leave(frame: _AFrame, failing: bool) -> None:
                     f"{conn.where()}: {reason}; the transaction was rolled back, nothing in it "
                     f"was committed")
             return
-        ok = False
+        ok, mine = False, True
         try:  # under READ_TIMEOUT, driver errors mapped: a COMMIT that fails raises
             end = "COMMIT" if not failing and not doomed else "ROLLBACK"
             async with tx.lock:  # after a child task's statement in flight on it
+                if tx.slot is not slot:  # that statement lost the connection (and freed it)
+                    mine = False
+                    raise conn.doomed_error(tx)
+                tx.slot = None
+                ending, tx.streams = tx.streams, []  # its cursors end before the transaction
+                for _, handle in ending:
+                    await conn.guarded(slot[0], None, conn.backend.afinish, handle)
                 await conn.guarded(slot[0], None, conn.backend.arun, slot[0], end, (), False)
             ok = True
         finally:  # failed, timed out or cancelled: the connection is closed, never reused
-            conn.pool.release(slot, broken=not ok)
+            if mine:
+                conn.pool.release(slot, broken=not ok)
         if not failing and not doomed:
             await adrive(record_write_steps(conn))
         elif not failing:
