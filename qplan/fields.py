@@ -428,6 +428,16 @@ def _no_json_constant(name: str) -> Any:
     raise ValueError(f"JSON text holds {name}")
 
 
+def _resolve_target(field: Any) -> Any:
+    """``field._to`` as a model class, resolved (and kept) on first use: ``"self"`` is the
+    field's own model, another str a registry key or unique class name."""
+    to = field._to
+    if isinstance(to, str):
+        to = field.model if to == "self" else get_model(to)
+        field._to = to
+    return to
+
+
 class ForeignKey(Field):
     """A reference to another model's primary key, stored in the column ``<name>_id``."""
 
@@ -458,11 +468,7 @@ class ForeignKey(Field):
     @property
     def target(self) -> Any:
         """The referenced model class (``"self"`` and registry names resolved on first use)."""
-        to = self._to
-        if isinstance(to, str):
-            to = self.model if to == "self" else get_model(to)
-            self._to = to
-        return to
+        return _resolve_target(self)
 
     @property
     def target_field(self) -> Field:
@@ -563,11 +569,8 @@ class ManyToManyField:
 
     @property
     def target(self) -> Any:
-        to = self._to
-        if isinstance(to, str):
-            to = self.model if to == "self" else get_model(to)
-            self._to = to
-        return to
+        """The related model class (``"self"`` and registry names resolved on first use)."""
+        return _resolve_target(self)
 
     @property
     def through(self) -> Any:
