@@ -570,6 +570,28 @@ class Backend:
     async def aclose(self, raw: Any) -> None:
         await _on_worker(raw.close)
 
+    # A streamed result holds the connection: no other statement can run on it meanwhile
+    # (MariaDB's unbuffered result); inside an aatomic() block such a stream is read at once.
+    STREAM_EXCLUSIVE = False
+
+    # Streaming (``aiterator()``): ``astart`` runs the query and returns a handle, ``afetch``
+    # gets at most ``size`` more rows per round trip ([] at the end), ``afinish`` closes the
+    # handle and leaves ``raw`` ready for its next statement (a partly read result dropped).
+
+    async def astart(self, raw: Any, sql: str, params: tuple) -> Any:
+        """Run ``sql`` on a cursor of its own whose rows are fetched on demand."""
+        def start() -> Any:
+            cur = raw.cursor()
+            cur.execute(sql, params) if params else cur.execute(sql)
+            return cur
+        return await _on_worker(start)
+
+    async def afetch(self, handle: Any, size: int) -> list:
+        return list(await _on_worker(handle.fetchmany, size))
+
+    async def afinish(self, handle: Any) -> None:
+        await _on_worker(handle.close)
+
     def async_in_transaction(self, raw: Any) -> bool:  # then it is not lent on
         return self.in_transaction(raw)
 

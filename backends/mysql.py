@@ -261,6 +261,26 @@ class MySQLBackend(Backend):
     async def aclose(self, raw: Any) -> None:
         raw.close()
 
+    STREAM_EXCLUSIVE = True
+
+    async def astart(self, raw: Any, sql: str, params: tuple) -> Any:
+        """An unbuffered ``SSCursor``: the rows stay on the server's socket until fetched."""
+        import aiomysql
+
+        cur = await raw.cursor(aiomysql.SSCursor)
+        try:
+            await cur.execute(sql, params or None)
+        except BaseException:
+            await cur.close()
+            raise
+        return cur
+
+    async def afetch(self, handle: Any, size: int) -> list:
+        return list(await handle.fetchmany(size))
+
+    async def afinish(self, handle: Any) -> None:
+        await handle.close()  # reads the unread rest: the connection can run its next statement
+
     def async_in_transaction(self, raw: Any) -> bool:
         from pymysql.constants import SERVER_STATUS
 

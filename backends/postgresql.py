@@ -14,6 +14,8 @@ gives NULL (``NULLIF``), as on SQLite and MariaDB, instead of an error.
 
 from __future__ import annotations
 
+import itertools
+
 import math
 import os
 import socket
@@ -53,6 +55,9 @@ def _table(name: str) -> exp.Table:
 
 def _cast(value: exp.Expression, to: str) -> exp.Expression:
     return exp.Cast(this=value, to=exp.DataType.build(to))
+
+
+_STREAMS = itertools.count(1)  # server-side cursor names: unique per process
 
 
 class PostgreSQLBackend(Backend):
@@ -210,6 +215,32 @@ class PostgreSQLBackend(Backend):
 
     async def aclose(self, raw: Any) -> None:
         await raw.close()
+
+    async def astart(self, raw: Any, sql: str, params: tuple) -> Any:
+        """A server-side cursor (``DECLARE``; each fetch is one ``FETCH FORWARD n``), in a
+        transaction of its own outside an ``aatomic()`` block."""
+        from psycopg import pq
+
+        own = raw.info.transaction_status == pq.TransactionStatus.IDLE
+        if own:
+            await raw.execute("BEGIN")
+        cur = raw.cursor(name=f"qplan_stream_{next(_STREAMS)}")
+        try:
+            await cur.execute(sql, params or None)
+        except BaseException:
+            if own and not raw.closed:
+                await raw.execute("ROLLBACK")
+            raise
+        return cur, own
+
+    async def afetch(self, handle: Any, size: int) -> list:
+        return list(await handle[0].fetchmany(size))
+
+    async def afinish(self, handle: Any) -> None:
+        cur, own = handle
+        await cur.close()
+        if own:
+            await cur.connection.execute("COMMIT")
 
     def async_in_transaction(self, raw: Any) -> bool:
         from psycopg import pq

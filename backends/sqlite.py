@@ -223,6 +223,15 @@ class SQLiteBackend(Backend):
     async def aclose(self, raw: Any) -> None:
         await raw.close()
 
+    async def astart(self, raw: Any, sql: str, params: tuple) -> Any:
+        return await raw.execute(sql, params or None)  # sqlite3 steps its rows on demand
+
+    async def afetch(self, handle: Any, size: int) -> list:
+        return list(await handle.fetchmany(size))
+
+    async def afinish(self, handle: Any) -> None:
+        await handle.close()
+
     def async_in_transaction(self, raw: Any) -> bool:
         return bool(raw.in_transaction)
 
@@ -232,7 +241,7 @@ class SQLiteBackend(Backend):
     def async_errors(self) -> tuple[type[BaseException], ...]:
         import aiosqlite
 
-        return (sqlite3.Error, aiosqlite.Error)
+        return (sqlite3.Error, aiosqlite.Error, ValueError)  # ValueError: no active connection
 
     VERSION_SQL = "SELECT sqlite_version()"
 

@@ -16,7 +16,8 @@ import contextvars
 import sys
 import time
 import weakref
-from typing import Any, Mapping
+from collections import deque
+from typing import Any, AsyncIterator, Mapping
 
 from . import routing, settings
 from .backends import get as get_backend
@@ -137,7 +138,8 @@ class AsyncPool:
 class Transaction:
     """An ``aatomic()`` block's connection: held from BEGIN to the outermost block's end."""
 
-    __slots__ = ("alias", "slot", "savepoints", "ids", "doomed", "doomed_depth")
+    __slots__ = ("alias", "slot", "savepoints", "ids", "doomed", "doomed_depth", "_lock",
+                 "streams")
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -146,6 +148,25 @@ class Transaction:
         self.ids = 0
         self.doomed: str | None = None
         self.doomed_depth = 0
+        self._lock: asyncio.Lock | None = None
+        self.streams: list[tuple[int, Any]] = []  # (savepoint depth, handle) of open streams
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """One statement at a time on the block's connection: child tasks of the block share
+        it, and a driver connection cannot run two statements at once (they would interleave)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def drop_stream(self, handle: Any) -> bool:
+        """Forget the stream ``handle``; whether it was still open (not finished by the end
+        of the block or savepoint it was opened in)."""
+        for i, (_, h) in enumerate(self.streams):
+            if h is handle:
+                del self.streams[i]
+                return True
+        return False
 
     def doom(self, depth: int, why: str) -> None:
         if self.doomed is None or depth < self.doomed_depth:
@@ -181,6 +202,7 @@ class AsyncConnection:
         self.pool = AsyncPool(alias, config, self.backend, self.where())
         timeout = config.get("READ_TIMEOUT", 30.0)
         self.timeout: float | None = timeout
+        self.fetches: deque[int] = deque(maxlen=64)  # rows per round trip of stream() (tests)
 
     def where(self) -> str:
         return "database " + self.backend.describe(self.alias, self.settings)
@@ -203,7 +225,10 @@ class AsyncConnection:
         if tx is not None and tx.doomed is not None and not control:
             raise self.doomed_error(tx)  # also a lost connection: never replaced in a block
         if tx is not None and tx.slot is not None:
-            return await self._on(tx.slot[0], sql, params, fetch, tx)
+            async with tx.lock:
+                if tx.slot is None:  # lost while this statement waited its turn
+                    raise self.doomed_error(tx)
+                return await self._on(tx.slot[0], sql, params, fetch, tx)
         slot = await self.pool.acquire()
         if tx is not None:  # BEGIN of a block: the connection stays with it
             tx.slot = slot
@@ -219,16 +244,91 @@ class AsyncConnection:
         finally:  # cancelled or timed out mid-statement: broken stays True, never reused
             self.pool.release(slot, broken=broken)
 
+    async def stream(self, sql: str, params: tuple, chunk_size: int) -> AsyncIterator[list]:
+        """The rows in chunks, at most ``chunk_size`` per round trip, from a cursor of their
+        own (server-side where the database has one). Closed early (``aclose()``, a
+        ``break`` once the generator is collected), the cursor is finished and the connection
+        lent again; failed or cancelled mid-fetch, the connection is closed, never reused."""
+        tx = _transactions.get().get(self.alias)
+        if tx is not None and (tx.doomed is not None or tx.slot is None):
+            raise self.doomed_error(tx) if tx.doomed is not None else TransactionManagementError(
+                f"{self.where()}: the aatomic() block has no connection")
+        if tx is not None and self.backend.STREAM_EXCLUSIVE:
+            rows = await self.fetchall(sql, params)  # the block's other statements need it
+            for start in range(0, len(rows), chunk_size):
+                yield rows[start:start + chunk_size]
+            return
+        slot = tx.slot if tx is not None else await self.pool.acquire()
+        assert slot is not None
+        raw, backend = slot[0], self.backend
+        handle, mid = None, True  # mid: inside a driver call (a failure there: not reusable)
+        try:
+            handle = await self._step(raw, tx, backend.astart, raw, sql, params)
+            if tx is not None:  # the block's end finishes it if this generator has not
+                tx.streams.append((len(tx.savepoints), handle))
+            while True:
+                rows = await self._step(raw, tx, backend.afetch, handle, chunk_size)
+                self.fetches.append(len(rows))
+                if not rows:
+                    break
+                mid = False
+                yield rows
+                mid = True
+            await self._finish(raw, tx, handle)
+            handle, mid = None, False
+        finally:
+            if not mid and handle is not None:  # closed early at a yield: finish the cursor
+                mid = True
+                await self._finish(raw, tx, handle)
+                mid = False
+            if tx is None:
+                self.pool.release(slot, broken=mid)
+
+    async def _finish(self, raw: Any, tx: Transaction | None, handle: Any) -> None:
+        if tx is None:
+            await self.guarded(raw, None, self.backend.afinish, handle)
+            return
+        async with tx.lock:  # unless the end of its block or savepoint finished it already
+            if tx.slot is not None and tx.slot[0] is raw and any(h is handle for _, h in tx.streams):
+                await self.guarded(raw, tx, self.backend.afinish, handle)
+                tx.drop_stream(handle)
+
+    async def finish_streams(self, tx: Transaction, depth: int) -> None:
+        """Finish ``tx``'s streams opened at savepoint ``depth`` or deeper: that block ends
+        (its cursors must not outlive it, nor be closed later on a connection lent on)."""
+        keep = [(d, h) for d, h in tx.streams if d < depth]
+        ending = [h for d, h in tx.streams if d >= depth]
+        tx.streams = keep
+        if tx.slot is None:
+            return
+        raw = tx.slot[0]
+        for handle in ending:
+            await self.guarded(raw, tx, self.backend.afinish, handle)
+
+    async def _step(self, raw: Any, tx: Transaction | None, call: Any, *args: Any) -> Any:
+        if tx is None:
+            return await self.guarded(raw, None, call, *args)
+        async with tx.lock:  # child tasks of the block: one statement at a time
+            if tx.slot is None or tx.slot[0] is not raw:
+                raise self.doomed_error(tx) if tx.doomed else TransactionManagementError(
+                    f"{self.where()}: the aatomic() block of this statement has ended")
+            return await self.guarded(raw, tx, call, *args)
+
     async def _on(self, raw: Any, sql: str, params: tuple, fetch: bool, tx: Transaction | None
                   ) -> tuple:
+        return await self.guarded(raw, tx, self.backend.arun, raw, sql, params, fetch)
+
+    async def guarded(self, raw: Any, tx: Transaction | None, call: Any, *args: Any) -> Any:
+        """``await call(*args)`` on ``raw`` under ``READ_TIMEOUT``, driver errors mapped to
+        qplan errors; a lost connection dooms ``tx`` (and frees its place)."""
         backend = self.backend
         try:
             if self.timeout is None:
-                return await backend.arun(raw, sql, params, fetch)
+                return await call(*args)
             if backend.INTERRUPTS_READS:  # cut the socket: psycopg would wait for a frozen
-                return await self._cut_after(raw, sql, params, fetch)  # server's cancel
+                return await self._cut_after(raw, call, args)  # server's cancel
             async with _deadline(self.timeout):  # cancels the driver call; closed below
-                return await backend.arun(raw, sql, params, fetch)
+                return await call(*args)
         except asyncio.TimeoutError:
             error: DatabaseError = ConnectionFailure(
                 f"{self.where()}: no answer within READ_TIMEOUT={self.timeout} s: the server "
@@ -251,7 +351,7 @@ class AsyncConnection:
                                             f"({type(error).__name__}: {error})")
             raise error from exc
 
-    async def _cut_after(self, raw: Any, sql: str, params: tuple, fetch: bool) -> tuple:
+    async def _cut_after(self, raw: Any, call: Any, args: tuple) -> Any:
         """The driver call, its connection's socket shut after READ_TIMEOUT (as the blocking
         edge's watchdog does): the call then fails at once, reported as a timeout."""
         cut: list[bool] = []
@@ -265,7 +365,7 @@ class AsyncConnection:
 
         handle = asyncio.get_running_loop().call_later(self.timeout, fire)  # type: ignore[arg-type]
         try:
-            return await self.backend.arun(raw, sql, params, fetch)
+            return await call(*args)
         except Exception:
             if cut:
                 raise asyncio.TimeoutError from None

@@ -17,13 +17,14 @@ import contextvars
 import weakref
 from typing import Any, AsyncIterator
 
-from . import aconnections, bulkupdate, saving, sharding, upserts
+from . import aconnections, bulkupdate, prefetching, saving, sharding, upserts
 from .aconnections import Transaction, set_transaction, transactions
 from .errors import PlanError, TransactionManagementError
 from .execution import MAX_GET_RESULTS, Engine, engine
-from .plan import Plan
+from .plan import NONE, PREFETCH, Plan
 from .replication import record_write_steps
 from .routing import db_for_write, write_alias
+from .sharding import ShardSet
 from .steps import BLOCK, CHECK, CONN, EXECUTE, FETCH, GATHER, IN_BLOCK, SLEEP, Steps
 
 
@@ -103,14 +104,33 @@ async def aget(plan: Plan) -> Any:
 
 
 async def aiterate(plan: Plan, chunk_size: int) -> AsyncIterator[Any]:
-    """``iterator(chunk_size)`` awaited. The rows are fetched at once and yielded in chunks
-    of ``chunk_size``: no server-side cursor yet (the blocking ``iterator()`` streams)."""
+    """``iterator(chunk_size)`` awaited: the rows streamed from a cursor of their own
+    (``AsyncConnection.stream``: at most ``chunk_size`` rows per round trip), prefetched per
+    chunk as Django does; over several shards, the merged rows as ``iterator()`` gives them."""
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise PlanError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    rows = await aexecute(plan)
-    for start in range(0, len(rows), chunk_size):
-        for obj in rows[start:start + chunk_size]:
+    if plan._ops & NONE:
+        return
+    alias = (await adrive(engine.route_steps(plan)))[0]
+    if isinstance(alias, ShardSet):
+        sharding.check_streamable(engine, plan, alias)
+        for obj in await aexecute(plan):
             yield obj
+        return
+    conn = aconnections.connection(alias)
+    sql, params, chunk = engine.stream_statement(plan, conn)
+    await _check(conn.alias, False)
+    prefetch = bool(plan._ops & PREFETCH)
+    stream = conn.stream(sql, params, chunk_size)
+    try:
+        async for rows in stream:
+            objs = chunk(rows)
+            if prefetch and prefetching.wanted(plan, objs):
+                await adrive(prefetching.apply(engine, plan, objs, plan.db, engine.evaluate_steps))
+            for obj in objs:
+                yield obj
+    finally:  # closed early (or failed): the cursor is finished before this returns
+        await stream.aclose()
 
 
 async def asave(obj: Any, using: str | None = None, force_insert: bool = False,
@@ -272,6 +292,8 @@ async def _leave(frame: _AFrame, failing: bool) -> None:
         if not failing and not doomed:
             await conn.run(conn.backend.release_sql(name), (), False, control=True)
             return
+        async with tx.lock:
+            await conn.finish_streams(tx, depth)
         await conn.run(conn.backend.rollback_to_sql(name), (), False, control=True)
         await conn.run(conn.backend.release_sql(name), (), False, control=True)
         if doomed and tx.doomed_depth == depth:
@@ -281,7 +303,7 @@ async def _leave(frame: _AFrame, failing: bool) -> None:
                 f"{conn.where()}: {reason}; the aatomic() block was rolled back to its savepoint")
         return
     set_transaction(frame.alias, None)
-    slot, tx.slot = tx.slot, None
+    slot = tx.slot
     try:
         if slot is None:  # the connection was lost: nothing to commit or roll back
             if not failing:
@@ -289,15 +311,22 @@ async def _leave(frame: _AFrame, failing: bool) -> None:
                     f"{conn.where()}: {reason}; the transaction was rolled back, nothing in it "
                     f"was committed")
             return
-        ok = False
-        try:
-            if not failing and not doomed:
-                await conn.backend.arun(slot[0], "COMMIT", (), False)
-            else:
-                await conn.backend.arun(slot[0], "ROLLBACK", (), False)
+        ok, mine = False, True
+        try:  # under READ_TIMEOUT, driver errors mapped: a COMMIT that fails raises
+            end = "COMMIT" if not failing and not doomed else "ROLLBACK"
+            async with tx.lock:  # after a child task's statement in flight on it
+                if tx.slot is not slot:  # that statement lost the connection (and freed it)
+                    mine = False
+                    raise conn.doomed_error(tx)
+                tx.slot = None
+                ending, tx.streams = tx.streams, []  # its cursors end before the transaction
+                for _, handle in ending:
+                    await conn.guarded(slot[0], None, conn.backend.afinish, handle)
+                await conn.guarded(slot[0], None, conn.backend.arun, slot[0], end, (), False)
             ok = True
-        finally:
-            conn.pool.release(slot, broken=not ok)
+        finally:  # failed, timed out or cancelled: the connection is closed, never reused
+            if mine:
+                conn.pool.release(slot, broken=not ok)
         if not failing and not doomed:
             await adrive(record_write_steps(conn))
         elif not failing:

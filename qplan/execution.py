@@ -256,19 +256,26 @@ class Engine:
             yield from rows
             return
         conn = connections[alias]
+        sql, params, chunk = self.stream_statement(plan, conn)
+        check_statement(conn.alias, False)
+        for rows in conn.stream(sql, params, chunk_size):
+            objs = chunk(rows)
+            if prefetch and prefetching.wanted(plan, objs):  # per chunk, as Django does
+                self.prefetch(plan, objs, plan.db)
+            yield from objs
+
+    def stream_statement(self, plan: Plan, conn: Any) -> tuple[str, tuple, Callable[[list], list]]:
+        """What ``iterator()`` / ``aiterator()`` stream on ``conn``: the SQL, its parameters
+        and the function materialising one chunk of rows, after the checks."""
         template, values = self.template(plan, conn.backend)
         if template.result not in ("models", "dicts", "tuples", "flat", "named"):
             raise PlanError("iterator() streams rows; use execute() for counts and writes")
         materialise = MATERIALISE[template.result]
         if plan._ops & LOCKS:
             explaining.check_lock(conn)
-        check_statement(conn.alias, False)
         model, alias = plan._meta.model, conn.alias
-        for rows in conn.stream(template.sql, template.params(values), chunk_size):
-            objs = materialise(template, rows, model, alias)
-            if prefetch and prefetching.wanted(plan, objs):  # per chunk, as Django does
-                self.prefetch(plan, objs, plan.db)
-            yield from objs
+        return (template.sql, template.params(values),
+                lambda rows: materialise(template, rows, model, alias))
 
     def get(self, plan: Plan) -> Any:
         sliced = plan if plan._has("slice") else plan[:MAX_GET_RESULTS]

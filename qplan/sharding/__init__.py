@@ -77,10 +77,15 @@ def _check_joins(plan: Plan, shards: ShardSet) -> None:
 
 def stream(engine: Any, plan: Plan, shards: ShardSet, chunk_size: int) -> Iterator[Any]:
     """``iterator()`` over several shards: the merged result, yielded row by row."""
+    yield from check_streamable(engine, plan, shards).run()
+
+
+def check_streamable(engine: Any, plan: Plan, shards: ShardSet) -> Any:
+    """The reader of ``plan`` over ``shards``; ``PlanError`` unless it gives rows."""
     read = _reader(engine, plan, shards)
     if read.info.terminal is not None:
         raise PlanError("iterator() streams rows; use execute() for counts and writes")
-    yield from read.run()
+    return read
 
 
 def compile(engine: Any, plan: Plan, shards: ShardSet) -> Compiled:

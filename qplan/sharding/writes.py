@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import DatabaseError, NotSupportedError, RoutingError
+from ..errors import DatabaseError, RoutingError
 from ..plan import Plan
 from ..steps import GATHER, Steps
 from .pool import _MISSING, _fail, _gather, _Job, _ShardFailure, gather_steps
@@ -29,13 +29,20 @@ def _write(engine: Any, plan: Plan, shards: ShardSet) -> Any:
 def write_steps(engine: Any, plan: Plan, shards: ShardSet) -> Steps:
     """``_write`` of an update or delete as core steps: every shard's statement at once."""
     if plan.records[-1][0] == "insert":
-        raise NotSupportedError(f"{plan.model.__name__}: inserting over several shards is not "
-                                f"awaited yet; use the blocking methods")
+        jobs, placed = _insert_jobs(plan, shards)
+        return _insert_pks(placed, (yield from gather_steps(engine, jobs, write=True)))
     jobs = [_Job(shard, shard.write_alias(plan), plan) for shard in shards]
     return sum((yield from gather_steps(engine, jobs, write=True)))
 
 
 def _insert(engine: Any, plan: Plan, shards: ShardSet) -> list:
+    jobs, placed = _insert_jobs(plan, shards)
+    return _insert_pks(placed, _gather(engine, jobs, write=True))
+
+
+def _insert_jobs(plan: Plan, shards: ShardSet) -> tuple[list[_Job], list[list[int]]]:
+    """An insert plan's rows, each to the shard of its key: one job per shard that gets
+    rows (in the router's order) and, per job, the indexes of its rows in the plan."""
     _, names, rows, *option = plan.records[-1]
     router = shards.router
     field = router.key_field(plan.model)
@@ -44,18 +51,20 @@ def _insert(engine: Any, plan: Plan, shards: ShardSet) -> list:
                            f"{field.name!r}")
     i = names.index(field.name)
     per_shard: dict[str, list[int]] = {}
-    by_name = {}
     for n, row in enumerate(rows):
-        shard = _place(router, row[i][1], plan.model, n)
-        per_shard.setdefault(shard.name, []).append(n)
-        by_name[shard.name] = shard
+        per_shard.setdefault(_place(router, row[i][1], plan.model, n).name, []).append(n)
     order = [s for s in router.shards if s.name in per_shard]
     jobs = [_Job(s, s.write_alias(plan), plan._derive(
         (("insert", names, tuple(rows[n] for n in per_shard[s.name]), *option),), None))
         for s in order]
-    pks: list[Any] = [None] * len(rows)
-    for shard, result in zip(order, _gather(engine, jobs, write=True)):
-        for n, pk in zip(per_shard[shard.name], result):
+    return jobs, [per_shard[s.name] for s in order]
+
+
+def _insert_pks(placed: list[list[int]], results: list) -> list:
+    """The primary keys in the plan's row order, from each shard's job result."""
+    pks: list[Any] = [None] * sum(len(p) for p in placed)
+    for indexes, result in zip(placed, results):
+        for n, pk in zip(indexes, result):
             pks[n] = pk
     return pks
 
