@@ -58,6 +58,12 @@ class AsyncPool:
         self.max_lifetime: float | None = pool.get("max_lifetime")
         self._idle: list[tuple[Any, float]] = []
         self._free = asyncio.Semaphore(self.max_size)
+        # Connections are opened one at a time: a handshake's CPU work runs on the loop
+        # (libpq derives the SCRAM-SHA-256 key, 4,096 HMAC rounds, inside one poll step:
+        # 2-5 ms), so a burst of tasks opening max_size at once held the loop for all of
+        # them in one iteration (20 connections: 20-30 ms of lag). In turn, each iteration
+        # carries at most one, and the pool fills as fast (the work is CPU-bound anyway).
+        self._connecting = asyncio.Lock()
         self.open = 0
 
     async def acquire(self) -> tuple[Any, float]:
@@ -87,7 +93,8 @@ class AsyncPool:
     async def _connect(self) -> Any:
         backend = self.backend
         try:
-            raw = await backend.aconnect(self.config)
+            async with self._connecting:
+                raw = await backend.aconnect(self.config)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"{self.where}: the driver refused the settings: {exc}") from exc
         except Exception as exc:
