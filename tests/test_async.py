@@ -103,6 +103,34 @@ def test_concurrent_tasks_share_a_bounded_pool(pg_db: str) -> None:
     assert all(len(r) == 20 for r in results) and stats["open"] <= 3
 
 
+def test_a_pool_opens_its_connections_one_at_a_time(pg_db: str, monkeypatch: Any) -> None:
+    # A handshake's CPU work (libpq's SCRAM key derivation) runs on the loop: a burst of
+    # tasks must not stack max_size handshakes in one loop iteration.
+    qplan.configure(databases={"default": {**qplan.settings.database("default"),
+                                           "POOL": {"max_size": 5}}})
+    backend = qplan.connections["default"].backend
+    real = type(backend).aconnect
+    opening, most = [0], [0]
+
+    async def counted(self: Any, settings: Any) -> Any:
+        opening[0] += 1
+        most[0] = max(most[0], opening[0])
+        try:
+            await asyncio.sleep(0.01)  # a handshake's round trips: room for others to start
+            return await real(self, settings)
+        finally:
+            opening[0] -= 1
+
+    monkeypatch.setattr(type(backend), "aconnect", counted)
+
+    async def main() -> Any:
+        await asyncio.gather(*(Author.objects.acount() for _ in range(20)))
+        return aconnections.stats("default")
+
+    stats = run(main())
+    assert most[0] == 1 and 1 <= stats["open"] <= 5
+
+
 def test_a_cancelled_query_leaves_the_pool_healthy(pg_db: str) -> None:
     Author.objects.create(name="a")
 
