@@ -243,9 +243,9 @@ class PostgreSQLBackend(Backend):
             await cur.connection.execute("COMMIT")
 
     def async_in_transaction(self, raw: Any) -> bool:
-        from psycopg import pq
-
-        return bool(raw.closed or raw.info.transaction_status != pq.TransactionStatus.IDLE)
+        # Asked at every return to the pool: libpq's status straight from ``pgconn`` (0 is
+        # PQTRANS_IDLE), not a new ``raw.info`` object and an import per call.
+        return bool(raw.closed or raw.pgconn.transaction_status != 0)
 
     def async_errors(self) -> tuple[type[BaseException], ...]:
         import psycopg

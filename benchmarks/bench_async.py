@@ -13,7 +13,8 @@ Throwaway PostgreSQL and MariaDB servers (``tests/servers.py``) hold 1,000 rows.
    Core for the same query, and raw asyncpg (why psycopg 3 was picked: see the notes);
 2. 1,000 concurrent coroutines each awaiting the 20-row fetch on PostgreSQL with
    ``POOL`` max 20: errors, the most server connections seen (``pg_stat_activity``), and
-   the event loop's worst lag (a ticker task sleeping 1 ms);
+   the event loop's worst lag (a ticker task sleeping 1 ms), beside the same burst on
+   psycopg 3 alone (its connections opened beforehand: the harness's and machine's floor);
 3. ``acount()`` over 4 PostgreSQL shards with a simulated 20 ms latency per statement:
    the shards run concurrently on the loop, so it costs about one round trip.
 """
@@ -70,6 +71,22 @@ async def _timed(fn: Callable[[], Awaitable[Any]], loops: int) -> float:
     for _ in range(loops):
         await fn()
     return (time.perf_counter() - start) / loops * 1e6
+
+
+async def _paired(a: Callable[[], Awaitable[Any]], b: Callable[[], Awaitable[Any]], loops: int,
+                  block: int = 10) -> tuple[float, float]:
+    """Per-call µs of ``a`` and ``b``, interleaved in blocks of ``block`` calls: a busy
+    neighbour slows both alike (back-to-back runs of 500 calls each did not pair)."""
+    spent = [0.0, 0.0]
+    perf = time.perf_counter
+    for _ in range(loops // block):
+        for i, fn in ((0, a), (1, b)):
+            start = perf()
+            for _ in range(block):
+                await fn()
+            spent[i] += perf() - start
+    n = loops // block * block
+    return spent[0] / n * 1e6, spent[1] / n * 1e6
 
 
 async def raw_psycopg(s: dict) -> Any:
@@ -156,13 +173,12 @@ async def overhead(vendor: str, s: dict, loops: int) -> dict[str, float]:
         out.setdefault(key, []).append(value)
 
     for _ in range(RUNS):
-        r = await _timed(lambda: raw(sql, params), loops)
-        q = await _timed(lambda: fetch_plan().aexecute(), loops)
+        r, q = await _paired(lambda: raw(sql, params), lambda: fetch_plan().aexecute(), loops)
         add("fetch raw", r)
         add("fetch qplan", q)
         add("fetch ratio", q / r)
-        rc = await _timed(lambda: raw(csql, cparams), loops)
-        qc = await _timed(lambda: Item.objects.filter(n__gte=100).acount(), loops)
+        rc, qc = await _paired(lambda: raw(csql, cparams),
+                               lambda: Item.objects.filter(n__gte=100).acount(), loops)
         add("count raw", rc)
         add("count qplan", qc)
         add("count ratio", qc / rc)
@@ -219,15 +235,61 @@ async def concurrency(s: dict, tasks: int = 1000, pool: int = 20) -> dict[str, A
     start = time.perf_counter()
     results = await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
     elapsed = time.perf_counter() - start
-    running[0] = False
+    cold, lag[0] = lag[0], 0.0
+    again = await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
+    running[0] = False  # the second burst: the pool's connections already open
     await asyncio.gather(*bg)
     await watcher.close()
+    results += again
+    floor = await raw_concurrency(s, plan.compile(), tasks, pool)
     await aconnections.close_all()
     qplan.drop_tables([Item], missing_ok=True)
     qplan.connections.close_all()
     errors = sum(1 for r in results if not isinstance(r, int) or r != 20)
     return {"tasks": tasks, "errors": errors, "server connections": seen[0],
-            "loop lag ms": lag[0] * 1e3, "seconds": elapsed}
+            "loop lag ms": cold * 1e3, "warm pool lag ms": lag[0] * 1e3, "seconds": elapsed,
+            **floor}
+
+
+async def raw_concurrency(s: dict, statement: tuple, tasks: int, pool: int) -> dict[str, float]:
+    """The floor without qplan: the same burst of tasks on psycopg 3 alone, ``pool``
+    connections opened beforehand and lent through a queue; the loop's worst lag then is
+    the harness's, the driver's and the machine's (a busy neighbour shows here too)."""
+    import psycopg
+
+    sql, params = statement
+    free: asyncio.Queue = asyncio.Queue()
+    conns = [await psycopg.AsyncConnection.connect(
+        host=s["HOST"], port=s["PORT"], user=s["USER"], password=s["PASSWORD"],
+        dbname=s["NAME"], autocommit=True, prepare_threshold=None) for _ in range(pool)]
+    for conn in conns:
+        free.put_nowait(conn)
+    lag, running = [0.0], [True]
+
+    async def ticker() -> None:
+        while running[0]:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lag[0] = max(lag[0], time.perf_counter() - t - 0.001)
+
+    async def one() -> int:
+        conn = await free.get()
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(sql, params)
+                return len(await cur.fetchall())
+        finally:
+            free.put_nowait(conn)
+
+    tick = asyncio.create_task(ticker())
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(tasks)))
+    elapsed = time.perf_counter() - start
+    running[0] = False
+    await tick
+    for conn in conns:
+        await conn.close()
+    return {"raw psycopg lag ms": lag[0] * 1e3, "raw psycopg seconds": elapsed}
 
 
 async def shards(pg: Any, latency: float = 0.02) -> dict[str, float]:

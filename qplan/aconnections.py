@@ -59,6 +59,16 @@ class AsyncPool:
         self.max_lifetime: float | None = pool.get("max_lifetime")
         self._idle: list[tuple[Any, float]] = []
         self._free = asyncio.Semaphore(self.max_size)
+        # Connections are opened one at a time: a handshake's CPU work runs on the loop
+        # (libpq derives the SCRAM-SHA-256 key, 4,096 HMAC rounds, inside one poll step:
+        # 2-5 ms), so a burst of tasks opening max_size at once held the loop for all of
+        # them in one iteration (20 connections: 20-30 ms of lag). In turn, each iteration
+        # carries at most one, and the pool fills as fast (the work is CPU-bound anyway).
+        # A connect that fails fails the ones queued behind it too (they would each wait
+        # for the same unreachable server in turn): how many failed, and the last error.
+        self._connecting = asyncio.Lock()
+        self._failures = 0
+        self._failure: Exception | None = None
         self.open = 0
 
     async def acquire(self) -> tuple[Any, float]:
@@ -86,9 +96,22 @@ class AsyncPool:
             raise
 
     async def _connect(self) -> Any:
+        failures = self._failures
+        async with self._connecting:
+            if self._failures != failures and self._failure is not None:
+                raise type(self._failure)(str(self._failure))  # failed while this one waited
+            try:
+                raw = await self._handshake()
+            except (ConfigurationError, ConnectionFailure) as exc:
+                self._failures, self._failure = self._failures + 1, exc
+                raise
+        self.open += 1
+        return raw
+
+    async def _handshake(self) -> Any:
         backend = self.backend
         try:
-            raw = await backend.aconnect(self.config)
+            return await backend.aconnect(self.config)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"{self.where}: the driver refused the settings: {exc}") from exc
         except Exception as exc:
@@ -96,8 +119,6 @@ class AsyncPool:
                 raise
             raise ConnectionFailure(str(backend.map_error(exc, f"cannot connect to {self.where}"))
                                     ) from exc
-        self.open += 1
-        return raw
 
     def release(self, slot: tuple[Any, float], broken: bool = False) -> None:
         """Take a connection back: idle again, or closed (``broken``, or mid-transaction)."""

@@ -74,13 +74,23 @@ MAX_IN_FLIGHT = 32
 _admission: "weakref.WeakKeyDictionary[Any, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
 
 
+# The loop asked last and its semaphore, as one tuple (threads each replace it whole): the
+# common case skips the weak dictionary's lookup, which builds a weakref per call.
+_last_gate: tuple[Any, asyncio.Semaphore | None] = (None, None)
+
+
 def _gate() -> asyncio.Semaphore | None:
+    global _last_gate
     if transactions():
         return None
     loop = asyncio.get_running_loop()
+    last = _last_gate
+    if last[0] is loop:
+        return last[1]
     gate = _admission.get(loop)
     if gate is None:
         gate = _admission[loop] = asyncio.Semaphore(MAX_IN_FLIGHT)
+    _last_gate = (loop, gate)
     return gate
 
 

@@ -4,6 +4,7 @@ cancellation (plain tests: each runs its coroutine with ``asyncio.run``)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -101,6 +102,63 @@ def test_concurrent_tasks_share_a_bounded_pool(pg_db: str) -> None:
 
     results, stats = run(main())
     assert all(len(r) == 20 for r in results) and stats["open"] <= 3
+
+
+def test_a_pool_opens_its_connections_one_at_a_time(pg_db: str, monkeypatch: Any) -> None:
+    # A handshake's CPU work (libpq's SCRAM key derivation) runs on the loop: a burst of
+    # tasks must not stack max_size handshakes in one loop iteration.
+    qplan.configure(databases={"default": {**qplan.settings.database("default"),
+                                           "POOL": {"max_size": 5}}})
+    backend = qplan.connections["default"].backend
+    real = type(backend).aconnect
+    opening, most = [0], [0]
+
+    async def counted(self: Any, settings: Any) -> Any:
+        opening[0] += 1
+        most[0] = max(most[0], opening[0])
+        try:
+            await asyncio.sleep(0.01)  # a handshake's round trips: room for others to start
+            return await real(self, settings)
+        finally:
+            opening[0] -= 1
+
+    monkeypatch.setattr(type(backend), "aconnect", counted)
+
+    async def main() -> Any:
+        await asyncio.gather(*(Author.objects.acount() for _ in range(20)))
+        return aconnections.stats("default")
+
+    stats = run(main())
+    assert most[0] == 1 and 1 <= stats["open"] <= 5
+
+
+def test_a_failed_connect_fails_the_ones_queued_behind_it(monkeypatch: Any) -> None:
+    # Opened one at a time, connects to an unreachable server must not each wait in turn.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    qplan.configure(databases={"default": f"postgresql://u:p@127.0.0.1:{port}/nowhere"})
+    backend = qplan.connections["default"].backend
+    real = type(backend).aconnect
+    tries = [0]
+
+    async def counted(self: Any, settings: Any) -> Any:
+        tries[0] += 1
+        await asyncio.sleep(0.01)  # the others queue up meanwhile
+        return await real(self, settings)
+
+    monkeypatch.setattr(type(backend), "aconnect", counted)
+
+    async def main() -> Any:
+        return await asyncio.gather(*(Author.objects.acount() for _ in range(5)),
+                                    return_exceptions=True)
+
+    try:
+        results = run(main())
+    finally:
+        qplan.configure(databases={})
+    assert all(isinstance(r, qplan.ConnectionFailure) for r in results), results
+    assert tries[0] == 1 and f"127.0.0.1:{port}" in str(results[-1])
 
 
 def test_a_cancelled_query_leaves_the_pool_healthy(pg_db: str) -> None:
