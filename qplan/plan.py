@@ -37,6 +37,7 @@ SLICED, COMBINED = OP_BITS["slice"], OP_BITS["combine"]
 PREFETCH = OP_BITS["prefetch_related"]
 NONE = OP_BITS["none"]  # none(): evaluating answers without a query (qplan.methods)
 LOCKS = OP_BITS["select_for_update"]  # read on the write alias, inside atomic() only
+ANNOTATED = OP_BITS["annotate"] | OP_BITS["alias"]  # a plan naming expressions
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
 
@@ -190,7 +191,7 @@ class Plan(setops.SetOperations, Evaluation, M.Methods, WritePlans):
 
     def _ctx(self) -> R.Context:
         """What normalising needs; one shared, read-only context per model when nothing is annotated."""
-        if self._has("annotate") or self._has("alias"):
+        if self._ops & ANNOTATED:
             return R.Context(self._meta, self._annotations())
         ctx = self._meta.plain_context
         if ctx is None:

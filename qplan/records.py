@@ -347,11 +347,12 @@ def leaf(ctx: Context, key: str, value: Any) -> tuple:
         if cache_key:
             ctx.meta.lookup_cache[cache_key] = parsed
     path, lookup, field = parsed
-    last = lookup.rpartition(SEP)[2]
-    if last == "regex" or last == "iregex":
-        funcrecords.check_regex(ctx, key, value)
-    if last != lookup:  # after transforms: the value is checked by the transform's output
-        return (path, lookup, _lookup_value(ctx, field, last, value, key))
+    if SEP in lookup or lookup[-5:] == "regex":  # transforms and regex: the rare leaves
+        last = lookup.rpartition(SEP)[2]
+        if last == "regex" or last == "iregex":
+            funcrecords.check_regex(ctx, key, value)
+        if last != lookup:  # after transforms: the value is checked by the transform's output
+            return (path, lookup, _lookup_value(ctx, field, last, value, key))
     if field is None:  # an annotation: compare with plain values
         if value is None:
             return (path, "isnull", True)
@@ -507,6 +508,15 @@ def _condition_shape(node: tuple, values: list[Any]) -> tuple:
     return (tag, node[1], walk(rhs, values))
 
 
+def _order_shape(record: tuple, values: list[Any]) -> tuple:
+    """An order_by record of names is its own shape; expression terms hold values."""
+    try:
+        "".join(record[1])  # names only: the common case, without a generator
+        return record
+    except TypeError:  # an ("expr", ...) term
+        return walk(record, values)
+
+
 def _slice_shape(record: tuple, values: list[Any]) -> tuple:
     _, offset, limit = record
     if offset is not None:
@@ -525,7 +535,7 @@ SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    "order_by": lambda r, values: r if all(type(t) is str for t in r[1]) else walk(r, values),
+    "order_by": lambda r, values: _order_shape(r, values),
     **dict.fromkeys(("values", "values_list", "distinct", "select_related"), _unchanged),
 }
 

@@ -21,7 +21,7 @@ import time
 from typing import Any, Callable
 
 from . import routing
-from .connections import Connection
+from .connections import Connection, connections
 from .errors import ConnectionFailure, DatabaseError, OperationalError
 from .steps import CONN, FETCH, SLEEP, Steps, drive
 
@@ -110,12 +110,15 @@ def _catch_up(router: Any, replica: str, position: str) -> Steps:
 
 def with_failover(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Connection], Any],
                   write: bool) -> Any:
-    """``attempt(plan, connection)`` on ``alias``, failing over as :func:`failover_steps`."""
-    def steps(plan: Any, conn: Any) -> Steps:
-        return attempt(plan, conn)
-        yield  # a generator: the attempt itself is a blocking call
-
-    return drive(failover_steps(plan, alias, router, steps, write))
+    """``attempt(plan, connection)`` on ``alias``, failing over as :func:`failover_steps`
+    (the blocking edge calls ``attempt`` directly: no steps to drive on the common path)."""
+    tried = {alias}
+    while True:
+        conn = connections[alias]
+        try:
+            return attempt(plan, conn)
+        except ConnectionFailure as exc:
+            alias = _failover_to(plan, alias, router, exc, write, conn, tried)
 
 
 def failover_steps(plan: Any, alias: str, router: Any, attempt: Callable[[Any, Any], Steps],
@@ -129,11 +132,18 @@ def failover_steps(plan: Any, alias: str, router: Any, attempt: Callable[[Any, A
         try:
             return (yield from attempt(plan, conn))
         except ConnectionFailure as exc:  # a dead server, never a query's own error
-            failover = getattr(router, "failover", None)
-            if write or failover is None or conn.in_atomic:
-                raise
-            nxt = failover(plan, alias, exc)
-            if nxt is None or nxt in tried:
-                raise
-            tried.add(nxt)
-            alias = nxt
+            alias = _failover_to(plan, alias, router, exc, write, conn, tried)
+
+
+def _failover_to(plan: Any, alias: str, router: Any, exc: ConnectionFailure, write: bool,
+                 conn: Any, tried: set) -> str:
+    """The alias a read that found ``alias`` dead moves to (the router's ``failover``), or
+    ``exc`` raised again: never for a write, inside ``atomic``, or to an alias tried."""
+    failover = getattr(router, "failover", None)
+    if write or failover is None or conn.in_atomic:
+        raise exc
+    nxt = failover(plan, alias, exc)
+    if nxt is None or nxt in tried:
+        raise exc
+    tried.add(nxt)
+    return nxt
