@@ -243,8 +243,13 @@ class Plan(setops.SetOperations, Evaluation, M.Methods, WritePlans):
         ctx = self._ctx()
         cache = None if ctx.annotations else self._meta.path_cache
         key = ("order_by", names)
-        if cache is not None and all(type(n) is str for n in names) and key in cache:
-            return self._add(("order_by", cache[key]))
+        if cache is not None:
+            try:
+                found = cache.get(key)
+            except TypeError:  # an unhashable expression among the names: never cached
+                found = None
+            if found is not None:
+                return self._add(("order_by", found))
         canonical: list[Any] = []
         for name in names:
             if not isinstance(name, str):  # an expression or F(...).desc(): qplan.ordering

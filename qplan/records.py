@@ -489,16 +489,19 @@ def _unchanged(record: tuple, values: list[Any]) -> tuple:
     return record
 
 
+_NODE_TAGS = frozenset(("&", "|", "^", "!", "exists", "if"))  # the rest are leaves (paths)
+
+
 def _condition_shape(node: tuple, values: list[Any]) -> tuple:
     tag = node[0]
-    if tag == "&" or tag == "|" or tag == "^":
+    if tag in _NODE_TAGS:  # one set lookup: leaves, the common case, pass straight on
+        if tag == "!":
+            return ("!", _condition_shape(node[1], values))
+        if tag == "exists":
+            return walk(node, values)
+        if tag == "if":
+            return ("if", walk(node[1], values))
         return (tag, tuple([_condition_shape(c, values) for c in node[1]]))
-    if tag == "!":
-        return ("!", _condition_shape(node[1], values))
-    if tag == "exists":
-        return walk(node, values)
-    if tag == "if":
-        return ("if", walk(node[1], values))
     rhs = node[2]
     if type(rhs) is not tuple:
         return node  # isnull, boolean exact: structural
