@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .errors import FieldError, PlanError
-from .expressions import Combinable, Q
+from .expressions import Combinable, Conditional
 
 TERMINAL = frozenset({"count", "exists", "aggregate", "update", "delete", "insert"})
 TAGS = frozenset({"subquery", "exists", "outer"})
@@ -66,7 +66,7 @@ class Subquery(_Query):
     conditional = False
 
 
-class Exists(_Query):
+class Exists(Conditional, _Query):
     """Whether the plan finds any row; a condition (``filter(Exists(...))``, ``~Exists``,
     with ``Q`` through ``&``, ``|``, ``^``) or a boolean value (``annotate``)."""
 
@@ -79,32 +79,6 @@ class Exists(_Query):
 
     def __invert__(self) -> "Exists":
         return Exists(self.plan, not self.negated)
-
-    def _q(self, other: Any, op: str, reverse: bool = False) -> Any:
-        if isinstance(other, Exists):
-            other = Q(other)
-        if not isinstance(other, Q):
-            return NotImplemented
-        mine = Q(self)
-        return getattr(other, op)(mine) if reverse else getattr(mine, op)(other)
-
-    def __and__(self, other: Any) -> Any:
-        return self._q(other, "__and__")
-
-    def __or__(self, other: Any) -> Any:
-        return self._q(other, "__or__")
-
-    def __xor__(self, other: Any) -> Any:
-        return self._q(other, "__xor__")
-
-    def __rand__(self, other: Any) -> Any:
-        return self._q(other, "__and__", True)
-
-    def __ror__(self, other: Any) -> Any:
-        return self._q(other, "__or__", True)
-
-    def __rxor__(self, other: Any) -> Any:
-        return self._q(other, "__xor__", True)
 
     def __repr__(self) -> str:
         return ("~" if self.negated else "") + super().__repr__()

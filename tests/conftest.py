@@ -364,3 +364,19 @@ def in_threads(work: Any, n: int, timeout: float = 60.0) -> list:
 def raised(results: list) -> list[str]:
     """The exceptions among ``in_threads`` results, as text."""
     return [repr(r) for r in results if isinstance(r, BaseException)]
+
+
+def run_async(coro: Any) -> Any:
+    """Run ``coro`` on a new event loop, then close the async pools it opened (they belong to
+    that loop)."""
+    import asyncio
+
+    from qplan import aconnections
+
+    async def main() -> Any:
+        try:
+            return await coro
+        finally:
+            await aconnections.close_all()
+
+    return asyncio.run(main())

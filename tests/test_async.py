@@ -10,18 +10,9 @@ from typing import Any
 import pytest
 
 import qplan
+from conftest import run_async as run
 from qplan import aconnections
 from testmodels import Author, Book
-
-
-def run(coro: Any) -> Any:
-    async def main() -> Any:
-        try:
-            return await coro
-        finally:
-            await aconnections.close_all()
-
-    return asyncio.run(main())
 
 
 def test_same_rows_as_blocking(any_db: str) -> None:

@@ -13,21 +13,11 @@ import psycopg2
 import pytest
 
 import qplan
-from conftest import replicated
+from conftest import replicated, run_async as run
 from qplan import aconnections, routing
 from testmodels import Author
 
 PG_DB, MD_DB = "qplan_arepl", "qplan_arepl_md"
-
-
-def run(coro: Any) -> Any:
-    async def main() -> Any:
-        try:
-            return await coro
-        finally:
-            await aconnections.close_all()
-
-    return asyncio.run(main())
 
 
 def fresh(coro: Any) -> Any:
