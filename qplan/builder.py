@@ -464,13 +464,7 @@ class Builder(Conditions):
         meta = get_model(key)._meta
         inner = Builder(meta, self.backend)
         inner.binds = self.binds
-        if inner.apply(records):
-            raise PlanError("a subquery plan cannot end in a terminal command")
-        if inner.values is None:
-            pairs = [(meta.pk.attname, inner.field_ref(meta.pk, inner.table, False))]
-        else:
-            pairs = inner.selection()[0]
-        self.subqueries = True
+        pairs = subquerysql.selected(self, inner, records)
         select = inner.select(pairs, with_order=inner.sliced)
         if not inner.sliced and meta.db_table != self.table:
             return select

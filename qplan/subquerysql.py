@@ -48,14 +48,19 @@ def _inner(builder: Any, node: Any) -> tuple[Any, Any, list]:
         raise PlanError(f"not a subquery record: {node!r:.80}")
     meta = get_model(node[1])._meta
     inner = nested(builder, meta)
-    if inner.apply(node[2]):
+    return inner, meta, selected(builder, inner, node[2])
+
+
+def selected(builder: Any, inner: Any, records: tuple) -> list:
+    """Apply a subquery plan's ``records`` to ``inner`` (a builder sharing ``builder``'s
+    placeholders) and return what it selects: its ``values()``, else its primary key."""
+    if inner.apply(records):
         raise PlanError("a subquery plan cannot end in a terminal command")
-    if inner.values is None:
-        pairs = [(meta.pk.attname, inner.field_ref(meta.pk, inner.table, False))]
-    else:
-        pairs = inner.selection()[0]
     builder.subqueries = True
-    return inner, meta, pairs
+    if inner.values is None:
+        pk = inner.meta.pk
+        return [(pk.attname, inner.field_ref(pk, inner.table, False))]
+    return inner.selection()[0]
 
 
 def expr(builder: Any, node: tuple) -> Ref:
