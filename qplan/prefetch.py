@@ -149,6 +149,12 @@ def _check(meta: Any, lookup: str, to_attr: str | None, query: tuple | None,
                                         or to_attr in by_accessor(current)):
                 raise FieldError(f"to_attr={to_attr} conflicts with a field on the "
                                  f"{current.model.__name__} model.")
+            if to_attr is not None and (to_attr.startswith("_")
+                                        or hasattr(current.model, to_attr)):
+                # pk, save, delete, _db...: a list there would break the instances (and a
+                # loaded payload must not be able to put one there)
+                raise FieldError(f"to_attr={to_attr} conflicts with an attribute of the "
+                                 f"{current.model.__name__} model.")
             where = prefetch_to(lookup, to_attr)
             entry = (target, query)
             if where in seen and seen[where][1] != query:

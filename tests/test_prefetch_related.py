@@ -269,6 +269,9 @@ def test_unknown_lookups_fail_at_the_building_line_with_did_you_mean():
         Writer.objects.prefetch_related(Prefetch("novel_set", to_attr="name"))
     with pytest.raises(FieldError, match="conflicts with a field"):  # its accessor too
         Writer.objects.prefetch_related(Prefetch("novel_set", to_attr="edited"))
+    for attribute in ("pk", "save", "delete", "_db", "_cache_mentor"):  # the instance's own
+        with pytest.raises(FieldError, match="conflicts with an attribute of the Writer"):
+            Writer.objects.prefetch_related(Prefetch("novel_set", to_attr=attribute))
     with pytest.raises(PlanError, match="values"):
         Writer.objects.prefetch_related(Prefetch("novel_set", queryset=Novel.objects.values("id")))
     with pytest.raises(PlanError, match="takes a plan"):
@@ -322,6 +325,8 @@ def test_loading_refuses_prefetch_records_the_api_would_not_build():
         (("prefetch_related",),),
         (("prefetch_related", ("prefetch", "novel_set", None, ("query", Review._meta.key, ()))),),
         (("prefetch_related", ("prefetch", "novel_set", "x y", None)),),
+        (("prefetch_related", ("prefetch", "novel_set", "pk", None)),),  # would overwrite pk
+        (("prefetch_related", ("prefetch", "novel_set", "_db", None)),),
         (("prefetch_related", ("prefetch", "novel_set", None, None)),),  # API writes 'novel_set'
         (("prefetch_related", ("prefetch", "novel_set", "n", ("query", Novel._meta.key,
                                                              (("count",),)))),),
