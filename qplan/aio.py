@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import weakref
 from typing import Any, AsyncIterator
 
-from . import aconnections, bulkupdate, prefetching, saving, sharding, upserts
+from . import aconnections, admission, bulkupdate, prefetching, saving, sharding, upserts
 from .aconnections import Transaction, set_transaction, transactions
 from .errors import PlanError, TransactionManagementError
 from .execution import MAX_GET_RESULTS, Engine, engine
@@ -66,45 +65,22 @@ async def adrive(gen: Steps) -> Any:
 # --- evaluation --------------------------------------------------------------------------------
 
 
-# Evaluations running at once per event loop outside aatomic(); more wait their turn before
-# routing and compiling, so a burst of tasks never runs all their first steps in one loop
-# iteration (the loop's lag stays bounded). Tasks inside aatomic() hold a connection and
-# never wait here, so no task waiting here can starve the block that would free it.
-MAX_IN_FLIGHT = 32
-_admission: "weakref.WeakKeyDictionary[Any, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
-
-
-# The loop asked last and its semaphore, as one tuple (threads each replace it whole): the
-# common case skips the weak dictionary's lookup, which builds a weakref per call.
-_last_gate: tuple[Any, asyncio.Semaphore | None] = (None, None)
-
-
-def _gate() -> asyncio.Semaphore | None:
-    global _last_gate
-    if transactions():
-        return None
-    loop = asyncio.get_running_loop()
-    last = _last_gate
-    if last[0] is loop:
-        return last[1]
-    gate = _admission.get(loop)
-    if gate is None:
-        gate = _admission[loop] = asyncio.Semaphore(MAX_IN_FLIGHT)
-    _last_gate = (loop, gate)
-    return gate
-
-
 async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = None) -> Any:
     """Run ``plan`` (rows, a count, a rowcount or primary keys), as ``Engine.execute``."""
-    gate = _gate()
+    gate = None if transactions() else admission.gate()
     if gate is None:
-        return await _aexecute(plan, using, core or engine)
-    async with gate:
-        return await _aexecute(plan, using, core or engine)
-
-
-async def _aexecute(plan: Plan, using: str | None, core: Engine) -> Any:
-    return await adrive(core.evaluate_steps(plan, using))
+        return await adrive((core or engine).evaluate_steps(plan, using))
+    waiter = gate.enter()
+    if waiter is not None:
+        try:
+            await waiter
+        except BaseException:  # cancelled while waiting (or just let in)
+            gate.abandon(waiter)
+            raise
+    try:
+        return await adrive((core or engine).evaluate_steps(plan, using))
+    finally:
+        gate.leave()
 
 
 async def aget(plan: Plan) -> Any:
