@@ -20,6 +20,7 @@ from collections import deque
 from typing import Any, AsyncIterator, Mapping
 
 from . import routing, settings
+from .admission import Gate
 from .backends import get as get_backend
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, PoolTimeout,
                      TransactionManagementError)
@@ -58,7 +59,7 @@ class AsyncPool:
         self.timeout: float | None = pool["timeout"]
         self.max_lifetime: float | None = pool.get("max_lifetime")
         self._idle: list[tuple[Any, float]] = []
-        self._free = asyncio.Semaphore(self.max_size)
+        self._places = Gate(self.max_size, per_turn=None)  # lent in arrival order
         # Connections are opened one at a time: a handshake's CPU work runs on the loop
         # (libpq derives the SCRAM-SHA-256 key, 4,096 HMAC rounds, inside one poll step:
         # 2-5 ms), so a burst of tasks opening max_size at once held the loop for all of
@@ -71,18 +72,35 @@ class AsyncPool:
         self._failure: Exception | None = None
         self.open = 0
 
+    def take(self) -> tuple[Any, float] | None:
+        """An idle connection at once, if a place is free and it is young enough (no await:
+        the common case of a statement outside ``aatomic()``); else None: ``acquire()``."""
+        idle = self._idle
+        if idle and not self._places.locked():
+            born = idle[-1][1]
+            if self.max_lifetime is None or time.monotonic() - born < self.max_lifetime:
+                self._places.enter()
+                return idle.pop()
+        return None
+
     async def acquire(self) -> tuple[Any, float]:
-        try:
-            if not self._free.locked():  # a free place: no timer, no task (the common case)
-                await self._free.acquire()
-            else:
-                async with _deadline(self.timeout):
-                    await self._free.acquire()
-        except asyncio.TimeoutError:
-            raise PoolTimeout(
-                f"{self.where}: no connection of its async pool came free within "
-                f"{self.timeout:g} s ({self.max_size} in use); raise POOL max_size or timeout"
-            ) from None
+        places = self._places
+        waiter = places.enter()
+        if waiter is not None:  # every place taken: wait, at most POOL timeout
+            try:
+                if self.timeout is None:
+                    await waiter
+                else:
+                    async with _deadline(self.timeout):
+                        await waiter
+            except BaseException as exc:
+                places.abandon(waiter)
+                if isinstance(exc, asyncio.TimeoutError):
+                    raise PoolTimeout(
+                        f"{self.where}: no connection of its async pool came free within "
+                        f"{self.timeout:g} s ({self.max_size} in use); raise POOL max_size or "
+                        f"timeout") from None
+                raise
         try:
             while self._idle:
                 raw, born = self._idle.pop()
@@ -92,7 +110,7 @@ class AsyncPool:
             raw = await self._connect()
             return raw, time.monotonic()
         except BaseException:
-            self._free.release()
+            places.leave()
             raise
 
     async def _connect(self) -> Any:
@@ -129,7 +147,7 @@ class AsyncPool:
             else:
                 self._idle.append(slot)
         finally:
-            self._free.release()
+            self._places.leave()
 
     def discard(self, raw: Any) -> None:
         """Close ``raw`` for good (in the background: a cancelled task cannot await)."""
@@ -224,6 +242,7 @@ class AsyncConnection:
         timeout = config.get("READ_TIMEOUT", 30.0)
         self.timeout: float | None = timeout
         self.fetches: deque[int] = deque(maxlen=64)  # rows per round trip of stream() (tests)
+        self._cuts: set[Any] = set()  # connections READ_TIMEOUT cut mid-statement
 
     def where(self) -> str:
         return "database " + self.backend.describe(self.alias, self.settings)
@@ -245,18 +264,21 @@ class AsyncConnection:
         tx = _transactions.get().get(self.alias)
         if tx is not None and tx.doomed is not None and not control:
             raise self.doomed_error(tx)  # also a lost connection: never replaced in a block
+        arun = self.backend.arun
         if tx is not None and tx.slot is not None:
             async with tx.lock:
                 if tx.slot is None:  # lost while this statement waited its turn
                     raise self.doomed_error(tx)
-                return await self._on(tx.slot[0], sql, params, fetch, tx)
-        slot = await self.pool.acquire()
+                raw = tx.slot[0]
+                return await self.guarded(raw, tx, arun, raw, sql, params, fetch)
+        slot = self.pool.take() or await self.pool.acquire()
+        raw = slot[0]
         if tx is not None:  # BEGIN of a block: the connection stays with it
             tx.slot = slot
-            return await self._on(slot[0], sql, params, fetch, tx)
+            return await self.guarded(raw, tx, arun, raw, sql, params, fetch)
         broken = True
         try:
-            result = await self._on(slot[0], sql, params, fetch, None)
+            result = await self.guarded(raw, None, arun, raw, sql, params, fetch)
             broken = False
             return result
         except DatabaseError as exc:
@@ -335,10 +357,6 @@ class AsyncConnection:
                     f"{self.where()}: the aatomic() block of this statement has ended")
             return await self.guarded(raw, tx, call, *args)
 
-    async def _on(self, raw: Any, sql: str, params: tuple, fetch: bool, tx: Transaction | None
-                  ) -> tuple:
-        return await self.guarded(raw, tx, self.backend.arun, raw, sql, params, fetch)
-
     async def guarded(self, raw: Any, tx: Transaction | None, call: Any, *args: Any) -> Any:
         """``await call(*args)`` on ``raw`` under ``READ_TIMEOUT``, driver errors mapped to
         qplan errors; a lost connection dooms ``tx`` (and frees its place)."""
@@ -346,8 +364,19 @@ class AsyncConnection:
         try:
             if self.timeout is None:
                 return await call(*args)
-            if backend.INTERRUPTS_READS:  # cut the socket: psycopg would wait for a frozen
-                return await self._cut_after(raw, call, args)  # server's cancel
+            if backend.INTERRUPTS_READS:  # cut the socket after READ_TIMEOUT, as the blocking
+                # edge's watchdog does (psycopg would wait for a frozen server's cancel): the
+                # call then fails at once, reported as a timeout
+                handle = asyncio.get_running_loop().call_later(self.timeout, self._cut, raw)
+                try:
+                    return await call(*args)
+                except Exception:
+                    if raw in self._cuts:
+                        raise asyncio.TimeoutError from None
+                    raise
+                finally:
+                    handle.cancel()
+                    self._cuts.discard(raw)
             async with _deadline(self.timeout):  # cancels the driver call; closed below
                 return await call(*args)
         except asyncio.TimeoutError:
@@ -372,27 +401,12 @@ class AsyncConnection:
                                             f"({type(error).__name__}: {error})")
             raise error from exc
 
-    async def _cut_after(self, raw: Any, call: Any, args: tuple) -> Any:
-        """The driver call, its connection's socket shut after READ_TIMEOUT (as the blocking
-        edge's watchdog does): the call then fails at once, reported as a timeout."""
-        cut: list[bool] = []
-
-        def fire() -> None:
-            cut.append(True)
-            try:
-                self.backend.interrupt(raw)
-            except OSError:  # already closed
-                pass
-
-        handle = asyncio.get_running_loop().call_later(self.timeout, fire)  # type: ignore[arg-type]
+    def _cut(self, raw: Any) -> None:
+        self._cuts.add(raw)
         try:
-            return await call(*args)
-        except Exception:
-            if cut:
-                raise asyncio.TimeoutError from None
-            raise
-        finally:
-            handle.cancel()
+            self.backend.interrupt(raw)
+        except OSError:  # already closed
+            pass
 
     def _lost(self, tx: Transaction | None) -> None:
         """The connection of ``tx`` is gone mid-statement: doom the block, free its place."""

@@ -1,5 +1,5 @@
-"""Admission of awaited evaluations on one event loop: how many run at once, how many start
-per turn of the loop.
+"""Admission of awaited work on one event loop: how many run at once, how many start per
+turn of the loop (``Gate``; also the places of each async connection pool).
 
 A burst of tasks (1,000 coroutines awaiting plans at once) must not hold the loop: every
 task's first step runs in the same loop iteration, so each does no more there than ask
@@ -14,6 +14,7 @@ would free it.
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
 from collections import deque
 from typing import Any
@@ -23,25 +24,37 @@ PER_TURN = 8
 
 
 class Gate:
-    """One loop's places: ``enter()`` gives ``None`` (go on) or a future to await; every
-    admitted evaluation calls ``leave()`` once when it ends, however it ends."""
+    """``places`` on one loop, taken in arrival order, at most ``per_turn`` new ones per turn
+    of the loop: ``enter()`` gives ``None`` (go on) or a future to await; whoever got in
+    calls ``leave()`` once when done, however it ends (a cancelled waiter: ``abandon()``)."""
 
-    __slots__ = ("free", "started", "waiters", "turning")
+    __slots__ = ("free", "per_turn", "started", "waiters", "turning")
 
-    def __init__(self) -> None:  # no reference to its loop: the loop keys it weakly
-        self.free = MAX_IN_FLIGHT
-        self.started = 0  # starts granted in this turn of the loop
+    def __init__(self, places: int = MAX_IN_FLIGHT, per_turn: int | None = PER_TURN) -> None:
+        self.free = places  # no reference to its loop: a loop keys its gate weakly
+        self.per_turn = per_turn if per_turn is not None else sys.maxsize
+        # Starts granted since the last turn began. Counted, not reset every iteration
+        # (that would cost a callback per call): a stale count only holds a start back to
+        # the next turn, which is then scheduled.
+        self.started = 0
         self.waiters: deque[asyncio.Future] = deque()
         self.turning = False  # a new turn is scheduled (``call_soon``: the next iteration)
 
+    def locked(self) -> bool:
+        """Whether ``enter()`` would give a future to wait on."""
+        return not self.free or self.started >= self.per_turn or bool(self.waiters)
+
     def enter(self) -> asyncio.Future | None:
-        if self.free and self.started < PER_TURN and not self.waiters:
+        if self.free and self.started < self.per_turn and not self.waiters:
             self.free -= 1
             self.started += 1
-            self._next_turn()
+            if self.started == self.per_turn:  # the next turn starts afresh
+                self._next_turn()
             return None
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
+        if self.free:  # held back by this turn's starts: let in next turn
+            self._next_turn()
         return waiter
 
     def abandon(self, waiter: asyncio.Future) -> None:
@@ -55,14 +68,14 @@ class Gate:
 
     def _grant(self) -> None:
         waiters = self.waiters
-        while waiters and self.free and self.started < PER_TURN:
+        while waiters and self.free and self.started < self.per_turn:
             waiter = waiters.popleft()
             if waiter.done():  # its task was cancelled while waiting
                 continue
             waiter.set_result(None)
             self.free -= 1
             self.started += 1
-        if self.started:
+        if waiters and self.free:  # places, but this turn's starts are spent
             self._next_turn()
 
     def _next_turn(self) -> None:
@@ -83,7 +96,7 @@ _last: tuple[Any, Gate | None] = (None, None)
 
 
 def gate() -> Gate:
-    """The running loop's gate."""
+    """The running loop's gate for evaluations."""
     global _last
     loop = asyncio.get_running_loop()
     last = _last

@@ -84,8 +84,11 @@ def test_a_cancelled_task_gives_its_place_on(when):
             await asyncio.sleep(0)
             gate.leave()  # one place frees: it goes to the task behind the cancelled one
         else:
+            granted = gate.waiters[0]
             gate.leave()  # the place goes to the victim, cancelled before it runs
-            assert gate.waiters[0] is not None and len(gate.waiters) == 1
+            while not granted.done():
+                await asyncio.sleep(0)
+            assert not victim.done() and len(gate.waiters) == 1
             victim.cancel()
         for _ in range(3):
             await asyncio.sleep(0)
