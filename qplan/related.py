@@ -22,6 +22,7 @@ one ``atomic()`` block.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from .connections import connections
@@ -30,7 +31,7 @@ from .fields import ForeignKey
 from .models import Model
 from .plan import Plan, PrefetchedPlan
 from .incoming import target_or_none
-from .registry import generation, registered_models
+from .registry import find_model, generation, registered_models
 from .relations import Relation, reverse_accessor, reverse_accessors
 from .routing import ask, chain, db_for_write
 from .transactions import Atomic
@@ -55,22 +56,26 @@ def install(model: Any = None) -> None:
     ``install()`` goes over every registered model (once, when qplan is imported);
     ``install(model)``, called as each model is registered, only adds what ``model`` brings:
     its own fields' accessors and those of the string references (``ForeignKey("Model")``)
-    that were waiting for it, so declaring N models costs O(N) fields, not O(N**2)."""
-    if model is None:
-        _waiting.clear()
-        for each in registered_models():
-            _install_own(each)
-        return
-    _install_own(model)
-    for name in dict.fromkeys((model._meta.key, model.__name__)):
-        for field in _waiting.pop(name, ()):
-            counts["fields"] += 1
-            _put_reverse(field)
+    naming its key or class name, so declaring N models costs O(N) fields, not O(N**2). (Only
+    a registration under a string can change what that string resolves to.)"""
+    with _lock:  # a model is registered before this runs: a string reference is never missed
+        if model is None:
+            _by_string.clear()
+            for each in registered_models():
+                _install_own(each)
+            return
+        _install_own(model)
+        for name in dict.fromkeys((model._meta.key, model.__name__)):
+            for field in _by_string.get(name, ()):
+                counts["fields"] += 1
+                _put(find_model(name), reverse_accessor(field))
 
 
-# Fields whose string target is not registered yet, by that string: the registration of a
-# model under that key or class name installs their reverse accessors.
-_waiting: dict[str, list[Any]] = {}
+# Fields whose target is a model's key or class name (``ForeignKey("Writer")``), by that
+# string: registering a model under it puts their reverse accessors on it, whichever of the
+# two classes was declared first.
+_by_string: dict[str, list[Any]] = {}
+_lock = threading.RLock()
 
 
 def _install_own(model: Any) -> None:
@@ -88,15 +93,15 @@ def _install_own(model: Any) -> None:
 
 
 def _put_reverse(field: Any) -> None:
-    """The reverse accessor of ``field`` on its target, or ``field`` waits for the target."""
+    """The reverse accessor of ``field`` on its target if registered; a field naming its
+    target by a string is kept under it for the registrations to come."""
     name = reverse_accessor(field)
     if name is None:  # related_name="+"
         return
-    target = target_or_none(field)
-    if target is None:
-        _waiting.setdefault(field._to, []).append(field)
-    else:
-        _put(target, name)
+    to = field._to
+    if isinstance(to, str) and to != "self":
+        _by_string.setdefault(to, []).append(field)
+    _put(target_or_none(field), name)
 
 
 def _put(model: Any, name: str | None) -> None:

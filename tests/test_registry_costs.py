@@ -137,3 +137,27 @@ def test_deletes_and_relations_scan_the_registry_once_per_generation(db: str) ->
     Author.objects.filter(name="nobody").delete()
     Author.objects.filter(name="nobody").delete()
     assert incoming.counts["models"] - before == once  # no scan per delete
+
+
+def test_a_target_declared_again_gets_the_accessors_of_string_references() -> None:
+    from qplan.related import RelatedDescriptor
+
+    def declare() -> type:
+        class CostRedeclared(Model):  # the same key each time: the second replaces the first
+            class Meta:
+                db_table = "reg_cost_redeclared"
+
+        return CostRedeclared
+
+    first = declare()
+
+    class CostRef(Model):
+        to = fields.ForeignKey("CostRedeclared", null=True)
+
+        class Meta:
+            db_table = "reg_cost_ref"
+
+    second = declare()
+    assert first._meta.key == second._meta.key and first is not second
+    assert isinstance(vars(first)["costref_set"], RelatedDescriptor)
+    assert isinstance(vars(second)["costref_set"], RelatedDescriptor)
