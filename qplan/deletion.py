@@ -15,18 +15,19 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .fields import CASCADE
-from .registry import registered_models
+from .fields import CASCADE, ForeignKey
+from .incoming import incoming
 from .steps import Steps
 
 CHUNK = 1000  # primary keys per ``__in`` lookup
 
 
 def _cascading(model: Any) -> list[tuple[Any, Any]]:
-    """``(related model, foreign key)`` for every CASCADE foreign key pointing at ``model``."""
-    return [(other, field) for other in registered_models() if not other._meta.abstract
-            for field in other._meta.fields
-            if field.is_relation and field.on_delete == CASCADE and field.target is model]
+    """``(related model, foreign key)`` for every CASCADE foreign key pointing at ``model``:
+    read from ``qplan.incoming``'s index (one registry scan per generation, not per delete;
+    a foreign key whose target is not registered yet cannot point here and is skipped)."""
+    return [(other, field) for other, field in incoming(model)
+            if isinstance(field, ForeignKey) and field.on_delete == CASCADE]
 
 
 def cascaded(plan: Any, using: str | None, query: Callable[..., Steps]) -> Steps:

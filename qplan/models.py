@@ -85,12 +85,13 @@ class Options:
 
 # ``qplan.related.install``, installed by ``qplan/__init__`` (a layer above this one): puts
 # the related accessors (``writer.novel_set``, ``novel.genres``) on the registered models.
-_related: Callable[[], Any] | None = None
+_related: Callable[..., Any] | None = None
 
 
-def install_related(install: Callable[[], Any]) -> None:
-    """Call ``install()`` now and after each model is registered (``qplan.related``): a
-    reverse side may be declared after the class it lands on."""
+def install_related(install: Callable[..., Any]) -> None:
+    """Call ``install()`` now (every model registered so far) and ``install(model)`` after
+    each model is registered (``qplan.related``): a reverse side may be declared after the
+    class it lands on, and each registration adds only what the new model brings."""
     global _related
     _related = install
     install()
@@ -172,7 +173,7 @@ class ModelBase(type):
                 if mfield.auto_created:
                     mfield._through = _auto_through(cls, mfield)
             if _related is not None:
-                _related()
+                _related(cls)
         return cls
 
 

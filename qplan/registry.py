@@ -33,14 +33,23 @@ def generation() -> int:
     return _generation[0]
 
 
-def get_model(key: str) -> Any:
-    """The model registered under ``key`` (``module.QualName``, or a unique class name)."""
+def find_model(key: str) -> Any:
+    """The model registered under ``key`` (``module.QualName``, or a unique class name), or
+    None: a cheap probe for callers waiting for a model (no did-you-mean, which costs a scan
+    of the whole registry)."""
     model = _registry.get(key)
     if model is not None:
         return model
     keys = _by_name.get(key, ())
-    if len(keys) == 1:
-        return _registry[keys[0]]
+    return _registry[keys[0]] if len(keys) == 1 else None
+
+
+def get_model(key: str) -> Any:
+    """The model registered under ``key`` (``module.QualName``, or a unique class name)."""
+    model = find_model(key)
+    if model is not None:
+        return model
+    keys = _by_name.get(key, ())
     if keys:
         raise ConfigurationError(f"model name {key!r} is ambiguous: {', '.join(sorted(keys))}")
     raise ConfigurationError(

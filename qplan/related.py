@@ -3,9 +3,10 @@
 ``writer.novel_set`` (a reverse foreign key), ``writer.bio`` (a reverse one-to-one) and
 ``novel.genres`` / ``genre.novel_set`` (many-to-many both ways) are found by their accessor
 in ``qplan.relations.reverse_accessors``. The reverse side of a relation may be declared
-after the class it lands on, so ``install()`` puts the descriptors on the classes again
-after each model is registered (no ``__getattr__``: it would slow every attribute access,
-and these non-data descriptors leave the instance ``__dict__`` the fast path for fields).
+after the class it lands on, so ``install(model)`` puts the descriptors a model brings on
+the classes as it is registered, and those of the string references that waited for it
+(no ``__getattr__``: it would slow every attribute access, and these non-data descriptors
+leave the instance ``__dict__`` the fast path for fields).
 A descriptor keeps only its accessor and looks the relation up at access time (cached per
 registry generation), so it follows models registered later.
 
@@ -21,19 +22,22 @@ one ``atomic()`` block.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from .connections import connections
-from .errors import ConfigurationError, PlanError
+from .errors import PlanError
 from .fields import ForeignKey
 from .models import Model
 from .plan import Plan, PrefetchedPlan
-from .registry import generation, get_model, registered_models
+from .incoming import target_or_none
+from .registry import find_model, generation, registered_models
 from .relations import Relation, reverse_accessor, reverse_accessors
 from .routing import ask, chain, db_for_write
 from .transactions import Atomic
 
 _accessors: dict[Any, tuple[int, dict[str, Relation]]] = {}
+counts = {"fields": 0}  # fields install() has looked at (tests count work, not time)
 
 
 def accessors(meta: Any) -> dict[str, Relation]:
@@ -44,34 +48,60 @@ def accessors(meta: Any) -> dict[str, Relation]:
     return found[1]
 
 
-def install() -> None:
-    """Put a ``RelatedDescriptor`` on each registered model for each related accessor that
-    lands on it (``writer.novel_set``, ``novel.genres``, ``genre.novel_set``), whichever order
-    the models were declared in; called again after each model is registered. A name the
-    class already has (a field, a method of yours) is left alone."""
-    for model in registered_models():
-        meta = model._meta
-        if meta.abstract:
-            continue
-        for field in meta.fields:
-            if isinstance(field, ForeignKey):
-                _put(_target(field), reverse_accessor(field))
-        for field in meta.many_to_many:
-            _put(model, field.name)
-            _put(_target(field), reverse_accessor(field))
+def install(model: Any = None) -> None:
+    """Put a ``RelatedDescriptor`` on the models for each related accessor that lands on them
+    (``writer.novel_set``, ``novel.genres``, ``genre.novel_set``), whichever order the models
+    were declared in. A name the class already has (a field, a method of yours) is left alone.
+
+    ``install()`` goes over every registered model (once, when qplan is imported);
+    ``install(model)``, called as each model is registered, only adds what ``model`` brings:
+    its own fields' accessors and those of the string references (``ForeignKey("Model")``)
+    naming its key or class name, so declaring N models costs O(N) fields, not O(N**2). (Only
+    a registration under a string can change what that string resolves to.)"""
+    with _lock:  # a model is registered before this runs: a string reference is never missed
+        if model is None:
+            _by_string.clear()
+            for each in registered_models():
+                _install_own(each)
+            return
+        _install_own(model)
+        for name in dict.fromkeys((model._meta.key, model.__name__)):
+            for field in _by_string.get(name, ()):
+                counts["fields"] += 1
+                _put(find_model(name), reverse_accessor(field))
 
 
-def _target(field: Any) -> Any:
-    """The model ``field`` points at, or None while it is not registered (nothing cached)."""
+# Fields whose target is a model's key or class name (``ForeignKey("Writer")``), by that
+# string: registering a model under it puts their reverse accessors on it, whichever of the
+# two classes was declared first.
+_by_string: dict[str, list[Any]] = {}
+_lock = threading.RLock()
+
+
+def _install_own(model: Any) -> None:
+    meta = model._meta
+    if meta.abstract:
+        return
+    for field in meta.fields:
+        counts["fields"] += 1
+        if isinstance(field, ForeignKey):
+            _put_reverse(field)
+    for field in meta.many_to_many:
+        counts["fields"] += 1
+        _put(model, field.name)
+        _put_reverse(field)
+
+
+def _put_reverse(field: Any) -> None:
+    """The reverse accessor of ``field`` on its target if registered; a field naming its
+    target by a string is kept under it for the registrations to come."""
+    name = reverse_accessor(field)
+    if name is None:  # related_name="+"
+        return
     to = field._to
-    if not isinstance(to, str):
-        return to
-    if to == "self":
-        return field.model
-    try:
-        return get_model(to)
-    except ConfigurationError:
-        return None
+    if isinstance(to, str) and to != "self":
+        _by_string.setdefault(to, []).append(field)
+    _put(target_or_none(field), name)
 
 
 def _put(model: Any, name: str | None) -> None:

@@ -6,8 +6,8 @@ it (``book``, or its ``related_query_name``/``related_name``) and its many-to-ma
 fields both ways (``tags`` forward, ``book`` backward through the through table). A
 ``Relation`` is a plain record of the joins it takes, so the compiler, the hints routers
 read and the instance descriptors all follow one description. The reverse side needs
-every model that points here, so it is computed on first use and again when a model is
-registered later.
+every field that points here (``qplan.incoming``: one registry scan per generation), so it
+is computed on first use and again when a model is registered later.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 
 from .errors import ConfigurationError, FieldError, suggest
 from .fields import ForeignKey, ManyToManyField
-from .registry import generation, registered_models
+from .incoming import incoming
+from .registry import generation
 
 
 class Step(NamedTuple):
@@ -133,16 +134,11 @@ def _build(meta: Any) -> dict[str, Relation]:
             add(_forward(meta, field))
     for field in meta.many_to_many:
         add(_m2m(meta, field))
-    for other in registered_models():
-        ometa = other._meta
-        if ometa.abstract:
-            continue
-        for field in ometa.fields:
-            if isinstance(field, ForeignKey) and field.target is meta.model:
-                add(_reverse(meta, ometa, field))
-        for field in ometa.many_to_many:
-            if field.target is meta.model:
-                add(_m2m_reverse(meta, ometa, field))
+    for other, field in incoming(meta.model):
+        if isinstance(field, ManyToManyField):
+            add(_m2m_reverse(meta, other._meta, field))
+        else:
+            add(_reverse(meta, other._meta, field))
     return out
 
 
