@@ -21,6 +21,7 @@ from sqlglot import exp
 from qplan import errors
 
 from .asyncedge import AsyncEdge
+from .functions import FunctionHooks
 
 UTC = _dt.timezone.utc
 
@@ -137,7 +138,7 @@ AGGREGATE_SQL: dict[str, type[exp.Expression]] = {
 SPREAD_SQL = ("stddev_pop", "stddev_samp", "var_pop", "var_samp")
 
 
-class Backend(AsyncEdge):
+class Backend(FunctionHooks, AsyncEdge):
     """Defaults shared by every database; subclasses override tables and hooks."""
 
     name = ""  # the registered name (``qplan.backends.register`` sets it)

@@ -119,6 +119,20 @@ class PostgreSQLBackend(Backend):
                 inner = self._map_distinct(inner, lambda e: _cast(e, "int"))
         return super().aggregate(fn, inner, kind)
 
+    # --- functions (``backends.functions``) ---------------------------------------------------
+
+    GREATEST_SKIPS_NULLS = True
+
+    def substring(self, args: list[exp.Expression]) -> exp.Expression:
+        # its SUBSTRING takes integers, and a bound value comes untyped
+        return super().substring([args[0], *(self.cast(a, "INTEGER") for a in args[1:])])
+
+    def utc(self, value: exp.Expression) -> exp.Expression:
+        return exp.AtTimeZone(this=value, zone=exp.Literal.string("UTC"))  # it keeps instants
+
+    def instant(self, value: exp.Expression) -> exp.Expression:
+        return exp.AtTimeZone(this=value, zone=exp.Literal.string("UTC"))  # back to the instant
+
     @staticmethod
     def _map_distinct(inner: exp.Expression, fn: Any) -> exp.Expression:
         if isinstance(inner, exp.Distinct):
