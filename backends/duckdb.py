@@ -239,6 +239,8 @@ class DuckDBBackend(Backend):
         return exp.Round(this=exp.Div(this=lhs, expression=rhs),
                          decimals=exp.Literal.number(self.DECIMAL_DIVISION_PLACES))
 
+    EXPLAIN_OPTIONS = ("ANALYZE",)
+
     # --- functions (``backends.functions``) ---------------------------------------------------
 
     CAST_TYPES = {"int": "BIGINT", "float": "DOUBLE", "text": "VARCHAR", "date": "DATE"}

@@ -171,6 +171,16 @@ class MySQLBackend(Backend):
                                             expression=exp.Var(this=self.LOWER_COLLATION)))
         return exp.Collate(this=folded, expression=exp.Var(this=self.TABLE_COLLATION))
 
+    EXPLAIN_FORMATS = ("TEXT", "JSON")  # MariaDB: FORMAT=JSON; TREE is MySQL's only
+    EXPLAIN_OPTIONS = ("ANALYZE",)
+
+    def explain_prefix(self, format: str | None, flags: dict[str, bool]) -> str:
+        head = "ANALYZE" if flags.get("ANALYZE") else "EXPLAIN"
+        return f"{head} FORMAT=JSON " if format == "JSON" else f"{head} "
+
+    SELECT_FOR_UPDATE = True
+    SELECT_FOR_UPDATE_OPTIONS = frozenset({"nowait", "skip_locked"})  # MariaDB 10.6+; no OF
+
     # --- functions (``backends.functions``) ---------------------------------------------------
 
     CAST_TYPES = {"int": "SIGNED", "float": "DOUBLE", "text": "CHAR", "date": "DATE"}

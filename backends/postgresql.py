@@ -119,6 +119,19 @@ class PostgreSQLBackend(Backend):
                 inner = self._map_distinct(inner, lambda e: _cast(e, "int"))
         return super().aggregate(fn, inner, kind)
 
+    EXPLAIN_FORMATS = ("TEXT", "XML", "JSON", "YAML")
+    EXPLAIN_OPTIONS = ("ANALYZE", "BUFFERS", "COSTS", "GENERIC_PLAN", "MEMORY", "SERIALIZE",
+                       "SETTINGS", "SUMMARY", "TIMING", "VERBOSE", "WAL")
+
+    def explain_prefix(self, format: str | None, flags: dict[str, bool]) -> str:
+        parts = ([f"FORMAT {format}"] if format else []) + [
+            f"{k} {'true' if v else 'false'}" for k, v in flags.items()]
+        return "EXPLAIN (" + ", ".join(parts) + ") " if parts else "EXPLAIN "
+
+    SELECT_FOR_UPDATE = True
+    SELECT_FOR_UPDATE_OPTIONS = frozenset({"nowait", "skip_locked", "of", "no_key"})
+    LOCKS_OUTER_JOINS = False  # qplan's joins are LEFT JOINs
+
     # --- functions (``backends.functions``) ---------------------------------------------------
 
     GREATEST_SKIPS_NULLS = True

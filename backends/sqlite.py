@@ -271,6 +271,9 @@ class SQLiteBackend(Backend):
     def trunc(self, part: str, value: exp.Expression, datetime: bool) -> exp.Expression:
         return trunc(part, value, datetime)
 
+    def explain_prefix(self, format: str | None, flags: dict[str, bool]) -> str:
+        return "EXPLAIN QUERY PLAN "
+
     def now(self) -> exp.Expression:
         return fn("STRFTIME", exp.Literal.string("%Y-%m-%d %H:%M:%f"), exp.Literal.string("now"))
 
