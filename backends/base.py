@@ -21,6 +21,7 @@ from sqlglot import exp
 from qplan import errors
 
 from .asyncedge import AsyncEdge
+from .functions import FunctionHooks
 
 UTC = _dt.timezone.utc
 
@@ -137,7 +138,7 @@ AGGREGATE_SQL: dict[str, type[exp.Expression]] = {
 SPREAD_SQL = ("stddev_pop", "stddev_samp", "var_pop", "var_samp")
 
 
-class Backend(AsyncEdge):
+class Backend(FunctionHooks, AsyncEdge):
     """Defaults shared by every database; subclasses override tables and hooks."""
 
     name = ""  # the registered name (``qplan.backends.register`` sets it)
@@ -288,6 +289,24 @@ class Backend(AsyncEdge):
 
     def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         return exp.Div(this=lhs, expression=rhs, typed=True)
+
+    # --- EXPLAIN and row locks (Django's features) --------------------------------------------
+
+    # explain(format=..., **options): the formats and boolean options the database takes.
+    EXPLAIN_FORMATS: tuple[str, ...] = ()
+    EXPLAIN_OPTIONS: tuple[str, ...] = ()
+
+    def explain_prefix(self, format: str | None, flags: dict[str, bool]) -> str:
+        """The words before a query for ``explain()``, from a checked format and options."""
+        return "EXPLAIN ANALYZE " if flags.get("ANALYZE") else "EXPLAIN "
+
+    # select_for_update(): whether rows can be locked at all, and which of its options work
+    # ("nowait", "skip_locked", "of", "no_key": Django's has_select_for_update_* features).
+    SELECT_FOR_UPDATE = False
+    SELECT_FOR_UPDATE_OPTIONS: frozenset[str] = frozenset()
+    # Whether FOR UPDATE may lock rows of a LEFT JOINed table (PostgreSQL refuses: "FOR UPDATE
+    # cannot be applied to the nullable side of an outer join").
+    LOCKS_OUTER_JOINS = True
 
     # --- DDL ------------------------------------------------------------------------------------
 

@@ -239,6 +239,21 @@ class DuckDBBackend(Backend):
         return exp.Round(this=exp.Div(this=lhs, expression=rhs),
                          decimals=exp.Literal.number(self.DECIMAL_DIVISION_PLACES))
 
+    EXPLAIN_OPTIONS = ("ANALYZE",)
+
+    # --- functions (``backends.functions``) ---------------------------------------------------
+
+    CAST_TYPES = {"int": "BIGINT", "float": "DOUBLE", "text": "VARCHAR", "date": "DATE"}
+    GREATEST_SKIPS_NULLS = True
+
+    def upper(self, value: exp.Expression) -> exp.Expression:
+        # utf8proc upper-cases ß to ẞ; no other database does
+        return exp.Replace(this=super().upper(value), expression=exp.Literal.string("\u1e9e"),
+                           replacement=exp.Literal.string("\u00df"))
+
+    def now(self) -> exp.Expression:
+        return self.instant(exp.Anonymous(this="get_current_timestamp", expressions=[]))
+
     def returning(self, insert: exp.Insert, meta: Any, explicit_pk: bool) -> exp.Expression:
         """After rows with explicit ids, move the pk's sequence past them (never back):
 

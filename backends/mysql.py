@@ -19,6 +19,7 @@ from sqlglot import exp
 from qplan import errors
 
 from .base import UTC, Backend
+from .functions import DATE_TRUNC_FORMATS, fn, num
 
 # pymysql.constants.CR: the connection is gone (server restarted, killed, timed out).
 _GONE = {2006, 2013, 2055}
@@ -30,6 +31,14 @@ _TYPED_ERRORS: dict[int, type[errors.DatabaseError]] = {
 }
 
 _UINT32, _UINT64 = (1 << 32) - 1, (1 << 64) - 1
+
+
+# Extract parts as MariaDB's functions of a date (week, iso_year, iso_week_day: see ``extract``).
+EXTRACT_FUNCTIONS = {"year": "YEAR", "month": "MONTH", "day": "DAYOFMONTH", "week_day": "DAYOFWEEK",
+                     "quarter": "QUARTER", "hour": "HOUR", "minute": "MINUTE", "second": "SECOND"}
+# Trunc to a time kind: DATE_FORMAT formats.
+TIME_TRUNC_FORMATS = {"hour": "%Y-%m-%d %H:00:00", "minute": "%Y-%m-%d %H:%i:00",
+                      "second": "%Y-%m-%d %H:%i:%s"}
 
 
 class GtidPosition:
@@ -161,6 +170,58 @@ class MySQLBackend(Backend):
         folded = exp.Lower(this=exp.Collate(this=value,
                                             expression=exp.Var(this=self.LOWER_COLLATION)))
         return exp.Collate(this=folded, expression=exp.Var(this=self.TABLE_COLLATION))
+
+    EXPLAIN_FORMATS = ("TEXT", "JSON")  # MariaDB: FORMAT=JSON; TREE is MySQL's only
+    EXPLAIN_OPTIONS = ("ANALYZE",)
+
+    def explain_prefix(self, format: str | None, flags: dict[str, bool]) -> str:
+        head = "ANALYZE" if flags.get("ANALYZE") else "EXPLAIN"
+        return f"{head} FORMAT=JSON " if format == "JSON" else f"{head} "
+
+    SELECT_FOR_UPDATE = True
+    SELECT_FOR_UPDATE_OPTIONS = frozenset({"nowait", "skip_locked"})  # MariaDB 10.6+; no OF
+
+    # --- functions (``backends.functions``) ---------------------------------------------------
+
+    CAST_TYPES = {"int": "SIGNED", "float": "DOUBLE", "text": "CHAR", "date": "DATE"}
+
+    def concat(self, parts: list[exp.Expression]) -> exp.Expression:
+        return fn("CONCAT", *parts)  # || is OR here
+
+    def regex_match(self, value: exp.Expression, pattern: exp.Expression) -> exp.Expression:
+        # MariaDB has no REGEXP_LIKE; REGEXP_INSTR is PCRE2 too
+        return exp.GT(this=fn("REGEXP_INSTR", value, pattern), expression=num(0))
+
+    def truncate(self, value: exp.Expression) -> exp.Expression:
+        return fn("TRUNCATE", value, num(0))
+
+    def extract(self, part: str, value: exp.Expression) -> exp.Expression:
+        if part == "iso_year":
+            return self.int_divide(fn("YEARWEEK", value, num(3)), num(100))
+        if part == "iso_week_day":
+            return exp.Add(this=fn("WEEKDAY", value), expression=num(1))
+        if part == "week":
+            return fn("WEEK", value, num(3))  # mode 3: ISO weeks, Monday first
+        return fn(EXTRACT_FUNCTIONS[part], value)
+
+    def trunc(self, part: str, x: exp.Expression, datetime: bool) -> exp.Expression:
+        if part in TIME_TRUNC_FORMATS:
+            return self.cast(fn("DATE_FORMAT", x, exp.Literal.string(TIME_TRUNC_FORMATS[part])),
+                             "DATETIME(6)")
+        if part == "week":
+            day = fn("FROM_DAYS", exp.Sub(this=fn("TO_DAYS", x), expression=fn("WEEKDAY", x.copy())))
+        elif part == "quarter":
+            first = exp.Sub(this=exp.Mul(this=fn("QUARTER", x), expression=num(3)),
+                            expression=num(2))
+            day = self.cast(fn("CONCAT", fn("YEAR", x.copy()), exp.Literal.string("-"), first,
+                               exp.Literal.string("-01")), "DATE")
+        else:
+            day = self.cast(fn("DATE_FORMAT", x, exp.Literal.string(DATE_TRUNC_FORMATS[part])),
+                            "DATE")
+        return self.cast(day, "DATETIME(6)") if datetime else day
+
+    def now(self) -> exp.Expression:
+        return fn("UTC_TIMESTAMP", num(6))
 
     def insert_defaults(self, table: exp.Table) -> exp.Expression:
         # No DEFAULT VALUES here: an empty value list is a row of defaults.

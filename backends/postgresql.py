@@ -119,6 +119,33 @@ class PostgreSQLBackend(Backend):
                 inner = self._map_distinct(inner, lambda e: _cast(e, "int"))
         return super().aggregate(fn, inner, kind)
 
+    EXPLAIN_FORMATS = ("TEXT", "XML", "JSON", "YAML")
+    EXPLAIN_OPTIONS = ("ANALYZE", "BUFFERS", "COSTS", "GENERIC_PLAN", "MEMORY", "SERIALIZE",
+                       "SETTINGS", "SUMMARY", "TIMING", "VERBOSE", "WAL")
+
+    def explain_prefix(self, format: str | None, flags: dict[str, bool]) -> str:
+        parts = ([f"FORMAT {format}"] if format else []) + [
+            f"{k} {'true' if v else 'false'}" for k, v in flags.items()]
+        return "EXPLAIN (" + ", ".join(parts) + ") " if parts else "EXPLAIN "
+
+    SELECT_FOR_UPDATE = True
+    SELECT_FOR_UPDATE_OPTIONS = frozenset({"nowait", "skip_locked", "of", "no_key"})
+    LOCKS_OUTER_JOINS = False  # qplan's joins are LEFT JOINs
+
+    # --- functions (``backends.functions``) ---------------------------------------------------
+
+    GREATEST_SKIPS_NULLS = True
+
+    def substring(self, args: list[exp.Expression]) -> exp.Expression:
+        # its SUBSTRING takes integers, and a bound value comes untyped
+        return super().substring([args[0], *(self.cast(a, "INTEGER") for a in args[1:])])
+
+    def utc(self, value: exp.Expression) -> exp.Expression:
+        return exp.AtTimeZone(this=value, zone=exp.Literal.string("UTC"))  # it keeps instants
+
+    def instant(self, value: exp.Expression) -> exp.Expression:
+        return exp.AtTimeZone(this=value, zone=exp.Literal.string("UTC"))  # back to the instant
+
     @staticmethod
     def _map_distinct(inner: exp.Expression, fn: Any) -> exp.Expression:
         if isinstance(inner, exp.Distinct):

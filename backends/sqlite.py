@@ -20,6 +20,7 @@ from sqlglot import exp
 from qplan import errors
 
 from .base import UTC, Backend, MemoryDatabases, decimal_of_double
+from .functions import DATE_TRUNC_FORMATS, fn, num
 
 OPTIONS = ("timeout", "journal_mode")  # what OPTIONS (or a URL's query) may set
 JOURNAL_MODES = ("delete", "truncate", "persist", "memory", "wal", "off")
@@ -130,6 +131,76 @@ SPREADS = {
 }
 
 
+# --- date parts: SQLite has no date types, only text and strftime -------------------------------
+
+PARTS = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M", "second": "%S"}
+TIME_TRUNC_FORMATS = {"hour": "%Y-%m-%d %H:00:00", "minute": "%Y-%m-%d %H:%M:00",
+                      "second": "%Y-%m-%d %H:%M:%S"}
+
+
+def _int(sql: exp.Expression) -> exp.Expression:
+    return exp.Cast(this=sql, to=exp.DataType.build("INTEGER", dialect="sqlite"))
+
+
+def _strftime(fmt: str, x: exp.Expression) -> exp.Expression:
+    return fn("STRFTIME", exp.Literal.string(fmt), x.copy())
+
+
+def _monday_index(x: exp.Expression) -> exp.Expression:
+    """0 = Monday .. 6 = Sunday (ISO order) of a SQLite date or datetime."""
+    shifted = exp.Add(this=_int(_strftime("%w", x)), expression=num(6))
+    return exp.Paren(this=exp.Mod(this=exp.Paren(this=shifted), expression=num(7)))
+
+
+def _day_shift(x: exp.Expression, days: exp.Expression) -> exp.Expression:
+    """The date ``days`` after ``x``'s (SQLite has no %V/%G before 3.46: Julian days)."""
+    return fn("DATE", exp.Add(this=fn("JULIANDAY", x.copy()), expression=days))
+
+
+def _thursday(x: exp.Expression) -> exp.Expression:
+    """The Thursday of ``x``'s ISO week: its year and day of year give ISO year and week."""
+    return _day_shift(x, exp.Sub(this=num(3), expression=_monday_index(x)))
+
+
+def extract(part: str, x: exp.Expression) -> exp.Expression:
+    """An ``Extract`` part of a SQLite date or datetime text, as an integer."""
+    if part in PARTS:
+        return _int(_strftime(PARTS[part], x))
+    if part == "week_day":
+        return exp.Add(this=_int(_strftime("%w", x)), expression=num(1))
+    if part == "iso_week_day":
+        return exp.Add(this=_monday_index(x), expression=num(1))
+    if part == "quarter":
+        month = exp.Add(this=_int(_strftime("%m", x)), expression=num(2))
+        return exp.Div(this=exp.Paren(this=month), expression=num(3), typed=True)
+    thursday = _thursday(x)
+    if part == "iso_year":
+        return _int(_strftime("%Y", thursday))
+    day = exp.Sub(this=_int(_strftime("%j", thursday)), expression=num(1))  # week
+    return exp.Add(this=exp.Div(this=exp.Paren(this=day), expression=num(7), typed=True),
+                   expression=num(1))
+
+
+def trunc(part: str, x: exp.Expression, datetime: bool) -> exp.Expression:
+    """A SQLite date or datetime text truncated to ``part``, as the same kind of text."""
+    if part in TIME_TRUNC_FORMATS:
+        return _strftime(TIME_TRUNC_FORMATS[part], x)
+    if part == "week":
+        day = _day_shift(x, exp.Neg(this=_monday_index(x)))
+    elif part == "quarter":
+        back = exp.Mod(this=exp.Paren(this=exp.Sub(this=_int(_strftime("%m", x)),
+                                                   expression=num(1))), expression=num(3))
+        months = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("-"),
+                                          expression=exp.Paren(this=back), safe=True),
+                           expression=exp.Literal.string(" months"), safe=True)
+        day = fn("DATE", x.copy(), exp.Literal.string("start of month"), months)
+    else:
+        return _strftime(DATE_TRUNC_FORMATS[part] + (" 00:00:00" if datetime else ""), x)
+    if not datetime:
+        return day
+    return exp.DPipe(this=day, expression=exp.Literal.string(" 00:00:00"), safe=True)
+
+
 class SQLiteBackend(Backend):
     name = "sqlite"
     SPELLINGS = ("sqlite3",)
@@ -172,6 +243,39 @@ class SQLiteBackend(Backend):
     def decimal_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         # NUMERIC affinity stores 1.00 as the integer 1, and 1 / 7 would truncate to 0.
         return super().decimal_divide(exp.Cast(this=lhs, to=exp.DataType.build("double")), rhs)
+
+    # --- functions (``backends.functions``): numbers and text have no fixed types here -----
+
+    CAST_TYPES = {"int": "INTEGER", "float": "REAL", "text": "TEXT", "date": "DATE"}
+    GREATEST_SQL = ("MAX", "MIN")  # multi-argument MIN/MAX: NULL when any argument is
+
+    def floor_positive(self, value: exp.Expression) -> exp.Expression:
+        return self.cast(self.cast(value, "INTEGER"), "REAL")
+
+    def truncate(self, value: exp.Expression) -> exp.Expression:
+        return value  # CAST AS INTEGER truncates toward zero itself
+
+    def cast_kind(self, value: exp.Expression, kind: str, to: str) -> tuple[exp.Expression, bool]:
+        if kind == "decimal":
+            return value, False  # SQLite keeps numbers as they are (NUMERIC affinity)
+        if kind == "date":
+            return fn("DATE", value), True  # NULL for a text that is no date
+        return super().cast_kind(value, kind, to)
+
+    def to_date(self, value: exp.Expression) -> exp.Expression:
+        return fn("DATE", value)
+
+    def extract(self, part: str, value: exp.Expression) -> exp.Expression:
+        return extract(part, value)
+
+    def trunc(self, part: str, value: exp.Expression, datetime: bool) -> exp.Expression:
+        return trunc(part, value, datetime)
+
+    def explain_prefix(self, format: str | None, flags: dict[str, bool]) -> str:
+        return "EXPLAIN QUERY PLAN "
+
+    def now(self) -> exp.Expression:
+        return fn("STRFTIME", exp.Literal.string("%Y-%m-%d %H:%M:%f"), exp.Literal.string("now"))
 
     def connect(self, settings: dict[str, Any]) -> sqlite3.Connection:
         name = settings["NAME"]

@@ -22,22 +22,6 @@ from .plan import LOCKS
 from .routing import resolve
 from .sharding import ShardSet
 
-# sqlglot dialect -> (formats, boolean options) as Django 5.2's features list them
-FORMATS = {
-    "postgres": ("TEXT", "XML", "JSON", "YAML"),
-    "mysql": ("TEXT", "JSON"),  # MariaDB: FORMAT=JSON; TREE is MySQL's only
-    "sqlite": (),
-    "duckdb": (),
-}
-OPTIONS = {
-    "postgres": ("ANALYZE", "BUFFERS", "COSTS", "GENERIC_PLAN", "MEMORY", "SERIALIZE",
-                 "SETTINGS", "SUMMARY", "TIMING", "VERBOSE", "WAL"),
-    "mysql": ("ANALYZE",),
-    "sqlite": (),
-    "duckdb": ("ANALYZE",),
-}
-
-
 def check_lock(conn: Connection) -> None:
     """Django's rule: ``select_for_update()`` runs inside a transaction only."""
     if not conn.in_atomic:
@@ -46,9 +30,10 @@ def check_lock(conn: Connection) -> None:
             f"qplan.atomic({conn.alias!r})")
 
 
-def prefix(dialect: str, format: str | None, options: dict[str, Any]) -> str:
-    """The ``EXPLAIN`` words for ``dialect``, from the checked format and options only."""
-    formats, known = FORMATS.get(dialect, ()), OPTIONS.get(dialect, ())
+def prefix(backend: Any, format: str | None, options: dict[str, Any]) -> str:
+    """The ``EXPLAIN`` words for ``backend``, from the checked format and options only
+    (the backend's ``EXPLAIN_FORMATS``, ``EXPLAIN_OPTIONS`` and ``explain_prefix``)."""
+    formats, known = backend.EXPLAIN_FORMATS, backend.EXPLAIN_OPTIONS
     fmt = None
     if format is not None:
         if not isinstance(format, str) or format.upper() not in formats:
@@ -63,16 +48,7 @@ def prefix(dialect: str, format: str | None, options: dict[str, Any]) -> str:
         if not isinstance(value, bool):
             raise PlanError(f"explain({key}=...) takes True or False, got {value!r:.40}")
     flags = {k.upper(): v for k, v in options.items()}
-    if dialect == "postgres":
-        parts = ([f"FORMAT {fmt}"] if fmt else []) + [
-            f"{k} {'true' if v else 'false'}" for k, v in flags.items()]
-        return "EXPLAIN (" + ", ".join(parts) + ") " if parts else "EXPLAIN "
-    if dialect == "mysql":
-        head = "ANALYZE" if flags.get("ANALYZE") else "EXPLAIN"
-        return f"{head} FORMAT=JSON " if fmt == "JSON" else f"{head} "
-    if dialect == "sqlite":
-        return "EXPLAIN QUERY PLAN "
-    return "EXPLAIN ANALYZE " if flags.get("ANALYZE") else "EXPLAIN "
+    return backend.explain_prefix(fmt, flags)
 
 
 def _text(rows: list) -> str:
@@ -87,7 +63,7 @@ def _text(rows: list) -> str:
 def _one(engine: Any, plan: Any, conn: Connection, format: str | None,
          options: dict[str, Any]) -> str:
     template, values = engine.template(plan, conn.backend)
-    words = prefix(conn.backend.dialect, format, options)
+    words = prefix(conn.backend, format, options)
     params = template.params(values) if template.binds else ()
     return _text(conn.fetchall(words + template.sql, params))
 

@@ -13,6 +13,10 @@ databases differ qplan spells the one meaning out:
   skip NULLs: qplan adds the CASE there);
 - ``Cast`` of a float or decimal to an integer truncates toward zero;
 - ``Upper``/``Lower`` fold by simple Unicode case mapping (as ``__iexact``).
+
+How each database spells that is its backend's business (``qplan.backends.functions``:
+hooks such as ``extract``, ``trunc``, ``cast_kind`` and tables such as ``CAST_TYPES``,
+overridden per backend module); this module never asks which database it compiles for.
 """
 
 from __future__ import annotations
@@ -25,24 +29,6 @@ from . import funckinds, regex
 from .errors import FieldError
 from .sqlparts import FIELD_KIND, Ref
 
-DATE_FORMATS = {"year": ("%Y-01-01", "%Y"), "month": ("%Y-%m-01", "%m"), "day": ("%Y-%m-%d", "%d")}
-# Trunc to a time kind: (SQLite strftime, MariaDB DATE_FORMAT) formats.
-TIME_FORMATS = {"hour": ("%Y-%m-%d %H:00:00", "%Y-%m-%d %H:00:00"),
-                "minute": ("%Y-%m-%d %H:%M:00", "%Y-%m-%d %H:%i:00"),
-                "second": ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%i:%s")}
-SQLITE_PARTS = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M",
-                "second": "%S"}
-MYSQL_EXTRACT = {"year": "YEAR", "month": "MONTH", "day": "DAYOFMONTH", "week_day": "DAYOFWEEK",
-                 "quarter": "QUARTER", "hour": "HOUR", "minute": "MINUTE", "second": "SECOND"}
-# EXTRACT units of PostgreSQL and DuckDB (both: ISO week, ISO year, 1 = Monday ISODOW).
-EXTRACT_UNITS = {"week_day": "DOW", "iso_year": "ISOYEAR", "iso_week_day": "ISODOW"}
-CAST_SQL = {  # kind -> per dialect type (DecimalField is built from its digits)
-    "int": {"sqlite": "INTEGER", "postgres": "BIGINT", "mysql": "SIGNED", "duckdb": "BIGINT"},
-    "float": {"sqlite": "REAL", "postgres": "DOUBLE PRECISION", "mysql": "DOUBLE",
-              "duckdb": "DOUBLE"},
-    "text": {"sqlite": "TEXT", "postgres": "TEXT", "mysql": "CHAR", "duckdb": "VARCHAR"},
-    "date": {"sqlite": "DATE", "postgres": "DATE", "mysql": "DATE", "duckdb": "DATE"},
-}
 TRANSFORMS = {**{part: "Extract" for part in funckinds.EXTRACT_KINDS}, "date": "TruncDate"}
 
 
@@ -52,10 +38,6 @@ def _fn(name: str, *args: exp.Expression) -> exp.Expression:
 
 def _num(n: Any) -> exp.Expression:
     return exp.Literal.number(n)
-
-
-def _cast(sql: exp.Expression, to: str, dialect: str) -> exp.Expression:
-    return exp.Cast(this=sql, to=exp.DataType.build(to, dialect=dialect))
 
 
 def decode(b: Any, kind: str | None) -> Any:
@@ -117,10 +99,7 @@ def regex_match(b: Any, lhs: exp.Expression, pattern: exp.Expression,
     case-insensitively both sides folded as ``__iexact`` folds them."""
     if insensitive:
         lhs, pattern = b.backend.lower(lhs), b.backend.lower(pattern)
-    dialect = b.backend.dialect
-    if dialect == "mysql":  # MariaDB has no REGEXP_LIKE; REGEXP_INSTR is PCRE2 too
-        return exp.GT(this=_fn("REGEXP_INSTR", lhs, pattern), expression=_num(0))
-    return exp.RegexpLike(this=lhs, expression=pattern)
+    return b.backend.regex_match(lhs, pattern)
 
 
 check_regex = regex.check
@@ -135,14 +114,7 @@ def _nullable(refs: list[Ref]) -> bool:
 
 def _case_fold(upper: bool):
     def build(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-        sql = b.backend.lower(refs[0].sql)
-        if upper:
-            low = sql if isinstance(sql, exp.Lower) else sql.find(exp.Lower)
-            up = exp.Upper(this=low.this)
-            sql = up if low is sql else (low.replace(up) and sql)
-            if b.backend.dialect == "duckdb":  # utf8proc upper-cases ß to ẞ; no other does
-                sql = exp.Replace(this=sql, expression=exp.Literal.string("\u1e9e"),
-                                  replacement=exp.Literal.string("\u00df"))
+        sql = (b.backend.upper if upper else b.backend.lower)(refs[0].sql)
         return sql, refs[0].nullable
     return build
 
@@ -150,31 +122,20 @@ def _case_fold(upper: bool):
 def _concat(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     parts = [exp.Coalesce(this=r.sql, expressions=[exp.Literal.string("")]) if r.nullable
              else r.sql for r in refs]
-    if b.backend.dialect == "mysql":
-        return _fn("CONCAT", *parts), False
-    sql = parts[0]
-    for part in parts[1:]:
-        sql = exp.DPipe(this=sql, expression=part, safe=True)
-    return exp.Paren(this=sql), False
+    return b.backend.concat(parts), False
 
 
 def _substr(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-    args = [r.sql for r in refs]
-    if b.backend.dialect == "postgres":  # its SUBSTRING takes integers, a value comes untyped
-        args[1:] = [_cast(a, "INTEGER", "postgres") for a in args[1:]]
-    sql = exp.Substring(this=args[0], start=args[1], length=args[2] if len(args) > 2 else None)
-    return sql, _nullable(refs)
+    return b.backend.substring([r.sql for r in refs]), _nullable(refs)
 
 
 def _greatest(least: bool):
     def build(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
         args = [b.compare(r) if kind == "text" else r.sql for r in refs]
-        dialect = b.backend.dialect
-        if dialect == "sqlite":  # multi-argument MIN/MAX: NULL when any argument is
-            return _fn("MIN" if least else "MAX", *args), _nullable(refs)
-        sql = _fn("LEAST" if least else "GREATEST", *args)
+        backend = b.backend
+        sql = _fn(backend.GREATEST_SQL[least], *args)
         nulls = [r.sql for r in refs if r.nullable]
-        if nulls and dialect in ("postgres", "duckdb"):  # they skip NULLs: qplan's rule is NULL
+        if nulls and backend.GREATEST_SKIPS_NULLS:  # qplan's rule: NULL when any argument is
             test = exp.or_(*[exp.Is(this=n.copy(), expression=exp.Null()) for n in nulls])
             sql = exp.Case(ifs=[exp.If(this=test, true=exp.Null())], default=sql)
         return sql, _nullable(refs)
@@ -183,7 +144,6 @@ def _greatest(least: bool):
 
 def _round(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     x, places = refs[0].sql, options[0]
-    dialect = b.backend.dialect
     if kind == "decimal":
         return exp.Round(this=x, decimals=_num(places)), refs[0].nullable
     if kind == "int":
@@ -198,8 +158,7 @@ def _round(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     if places:
         scaled = exp.Mul(this=scaled, expression=_num(repr(10.0 ** places)))
     shifted = exp.Add(this=scaled, expression=_num("0.5"))
-    floor = _cast(shifted, "INTEGER", "sqlite") if dialect == "sqlite" else exp.Floor(this=shifted)
-    magnitude: exp.Expression = _cast(floor, "REAL", "sqlite") if dialect == "sqlite" else floor
+    magnitude = b.backend.floor_positive(shifted)
     if places:
         magnitude = exp.Div(this=magnitude, expression=_num(repr(10.0 ** places)))
     return _signed(x, magnitude), refs[0].nullable
@@ -212,158 +171,41 @@ def _signed(x: exp.Expression, magnitude: exp.Expression) -> exp.Expression:
 
 
 def _cast_fn(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-    ref, dialect = refs[0], b.backend.dialect
+    ref, backend = refs[0], b.backend
     x = ref.sql
     if kind == "date" and ref.kind == "datetime":
         return _trunc_date(b, [ref], (), kind)
-    if kind == "int" and ref.kind in ("float", "decimal") and dialect != "sqlite":
-        x = _fn("TRUNCATE", x, _num(0)) if dialect == "mysql" else _fn("TRUNC", x)
+    if kind == "int" and ref.kind in ("float", "decimal"):
+        x = backend.truncate(x)
     if kind == "decimal":
         digits, places = (options[1], options[2]) if len(options) == 3 else (38, 10)
         to = f"DECIMAL({digits}, {places})"
-        if dialect == "sqlite":
-            return x, ref.nullable  # SQLite keeps numbers as they are (NUMERIC affinity)
     else:
-        to = CAST_SQL[kind][dialect]
-    if dialect == "sqlite" and kind == "date":
-        return _fn("DATE", x), True
-    return _cast(x, to, dialect), ref.nullable
+        to = backend.CAST_TYPES[kind]
+    sql, nulls = backend.cast_kind(x, kind, to)
+    return sql, ref.nullable or nulls
 
 
 def _utc(b: Any, ref: Ref) -> exp.Expression:
-    """A datetime as the naive UTC timestamp it stands for (PostgreSQL keeps instants)."""
-    if ref.kind == "datetime" and b.backend.dialect == "postgres":
-        return exp.AtTimeZone(this=ref.sql, zone=exp.Literal.string("UTC"))
-    return ref.sql
-
-
-def _int(sql: exp.Expression) -> exp.Expression:
-    return _cast(sql, "INTEGER", "sqlite")
-
-
-def _strftime(fmt: str, x: exp.Expression) -> exp.Expression:
-    return _fn("STRFTIME", exp.Literal.string(fmt), x.copy())
-
-
-def _sqlite_monday_index(x: exp.Expression) -> exp.Expression:
-    """0 = Monday .. 6 = Sunday (ISO order) of a SQLite date or datetime."""
-    shifted = exp.Add(this=_int(_strftime("%w", x)), expression=_num(6))
-    return exp.Paren(this=exp.Mod(this=exp.Paren(this=shifted), expression=_num(7)))
-
-
-def _sqlite_day_shift(x: exp.Expression, days: exp.Expression) -> exp.Expression:
-    """The date ``days`` after ``x``'s (SQLite has no %V/%G before 3.46: Julian days)."""
-    return _fn("DATE", exp.Add(this=_fn("JULIANDAY", x.copy()), expression=days))
-
-
-def _sqlite_thursday(x: exp.Expression) -> exp.Expression:
-    """The Thursday of ``x``'s ISO week: its year and day of year give ISO year and week."""
-    return _sqlite_day_shift(x, exp.Sub(this=_num(3), expression=_sqlite_monday_index(x)))
-
-
-def _sqlite_extract(part: str, x: exp.Expression) -> exp.Expression:
-    if part in SQLITE_PARTS:
-        return _int(_strftime(SQLITE_PARTS[part], x))
-    if part == "week_day":
-        return exp.Add(this=_int(_strftime("%w", x)), expression=_num(1))
-    if part == "iso_week_day":
-        return exp.Add(this=_sqlite_monday_index(x), expression=_num(1))
-    if part == "quarter":
-        month = exp.Add(this=_int(_strftime("%m", x)), expression=_num(2))
-        return exp.Div(this=exp.Paren(this=month), expression=_num(3), typed=True)
-    thursday = _sqlite_thursday(x)
-    if part == "iso_year":
-        return _int(_strftime("%Y", thursday))
-    day = exp.Sub(this=_int(_strftime("%j", thursday)), expression=_num(1))  # week
-    return exp.Add(this=exp.Div(this=exp.Paren(this=day), expression=_num(7), typed=True),
-                   expression=_num(1))
+    """A datetime as the naive UTC timestamp it stands for (the backend's ``utc``)."""
+    return b.backend.utc(ref.sql) if ref.kind == "datetime" else ref.sql
 
 
 def _extract(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-    part, dialect, x = options[0], b.backend.dialect, _utc(b, refs[0])
-    if dialect == "sqlite":
-        sql = _sqlite_extract(part, x)
-    elif dialect == "mysql":
-        if part == "iso_year":
-            sql = b.backend.int_divide(_fn("YEARWEEK", x, _num(3)), _num(100))
-        elif part == "iso_week_day":
-            sql = exp.Add(this=_fn("WEEKDAY", x), expression=_num(1))
-        elif part == "week":
-            sql = _fn("WEEK", x, _num(3))  # mode 3: ISO weeks, Monday first
-        else:
-            sql = _fn(MYSQL_EXTRACT[part], x)
-    else:
-        sql = exp.Extract(this=exp.Var(this=EXTRACT_UNITS.get(part, part.upper())), expression=x)
-        if part == "second":  # PostgreSQL's has the fraction: whole seconds, as elsewhere
-            sql = exp.Floor(this=sql)
-        sql = _cast(sql, "INTEGER", dialect)
-        if part == "week_day":  # 0 = Sunday there, 1 = Sunday in Django
-            sql = exp.Add(this=sql, expression=_num(1))
-    return exp.Paren(this=sql), refs[0].nullable
+    return exp.Paren(this=b.backend.extract(options[0], _utc(b, refs[0]))), refs[0].nullable
 
 
 def _trunc(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-    part, dialect, x = options[0], b.backend.dialect, _utc(b, refs[0])
-    datetime = refs[0].kind == "datetime"
-    if dialect == "sqlite":
-        if part in TIME_FORMATS:
-            return _strftime(TIME_FORMATS[part][0], x), refs[0].nullable
-        if part == "week":
-            day = _sqlite_day_shift(x, exp.Neg(this=_sqlite_monday_index(x)))
-        elif part == "quarter":
-            back = exp.Mod(this=exp.Paren(this=exp.Sub(this=_int(_strftime("%m", x)),
-                                                       expression=_num(1))), expression=_num(3))
-            months = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("-"),
-                                              expression=exp.Paren(this=back), safe=True),
-                               expression=exp.Literal.string(" months"), safe=True)
-            day = _fn("DATE", x.copy(), exp.Literal.string("start of month"), months)
-        else:
-            return _strftime(DATE_FORMATS[part][0] + (" 00:00:00" if datetime else ""),
-                             x), refs[0].nullable
-        if not datetime:
-            return day, refs[0].nullable
-        return exp.DPipe(this=day, expression=exp.Literal.string(" 00:00:00"),
-                         safe=True), refs[0].nullable
-    if dialect == "mysql":
-        if part in TIME_FORMATS:
-            return _cast(_fn("DATE_FORMAT", x, exp.Literal.string(TIME_FORMATS[part][1])),
-                         "DATETIME(6)", "mysql"), refs[0].nullable
-        if part == "week":
-            day = _fn("FROM_DAYS", exp.Sub(this=_fn("TO_DAYS", x), expression=_fn("WEEKDAY", x.copy())))
-        elif part == "quarter":
-            first = exp.Sub(this=exp.Mul(this=_fn("QUARTER", x), expression=_num(3)),
-                            expression=_num(2))
-            day = _cast(_fn("CONCAT", _fn("YEAR", x.copy()), exp.Literal.string("-"), first,
-                            exp.Literal.string("-01")), "DATE", "mysql")
-        else:
-            day = _cast(_fn("DATE_FORMAT", x, exp.Literal.string(DATE_FORMATS[part][0])),
-                        "DATE", "mysql")
-        return (_cast(day, "DATETIME(6)", "mysql") if datetime else day), refs[0].nullable
-    sql = _fn("DATE_TRUNC", exp.Literal.string(part), x)
-    if not datetime:
-        return _cast(sql, "DATE", dialect), refs[0].nullable
-    if dialect == "postgres":  # back to the instant, in UTC
-        return exp.AtTimeZone(this=sql, zone=exp.Literal.string("UTC")), refs[0].nullable
-    return _cast(sql, "TIMESTAMP", dialect), refs[0].nullable
+    sql = b.backend.trunc(options[0], _utc(b, refs[0]), refs[0].kind == "datetime")
+    return sql, refs[0].nullable
 
 
 def _trunc_date(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-    x, dialect = _utc(b, refs[0]), b.backend.dialect
-    if dialect == "sqlite":
-        return _fn("DATE", x), refs[0].nullable
-    return _cast(x, "DATE", dialect), refs[0].nullable
+    return b.backend.to_date(_utc(b, refs[0])), refs[0].nullable
 
 
 def _now(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-    dialect = b.backend.dialect
-    if dialect == "sqlite":
-        return _fn("STRFTIME", exp.Literal.string("%Y-%m-%d %H:%M:%f"),
-                   exp.Literal.string("now")), False
-    if dialect == "mysql":
-        return _fn("UTC_TIMESTAMP", _num(6)), False
-    if dialect == "duckdb":
-        return _cast(_fn("get_current_timestamp"), "TIMESTAMP", dialect), False
-    return exp.CurrentTimestamp(), False
+    return b.backend.now(), False
 
 
 def _simple(cls: type, arity: int = 1):

@@ -21,15 +21,6 @@ from .sqlparts import ident
 
 OPS = frozenset(M.RECORDS)
 
-# sqlglot dialect -> (FOR UPDATE, NOWAIT, SKIP LOCKED, OF, NO KEY)
-LOCKING = {
-    "postgres": (True, True, True, True, True),
-    "mysql": (True, True, True, False, False),  # MariaDB 10.6+: NOWAIT, SKIP LOCKED; no OF
-    "sqlite": (False, False, False, False, False),
-    "duckdb": (False, False, False, False, False),
-}
-
-
 def apply(b: Any, record: tuple) -> None:
     """Fold one ``qplan.methods`` record into builder ``b``."""
     op = record[0]
@@ -90,16 +81,15 @@ def lock(b: Any, op: str, tree: exp.Expression) -> exp.Expression:
     """``tree`` with ``FOR [NO KEY] UPDATE [OF ...] [NOWAIT | SKIP LOCKED]``, or
     ``NotSupportedError`` naming what the backend or the statement cannot lock."""
     _, nowait, skip_locked, of, no_key = b.lock
-    dialect = b.backend.dialect
-    can = LOCKING.get(dialect, LOCKING["sqlite"])
-    if not can[0]:
-        raise NotSupportedError(f"select_for_update() is not supported on {dialect} "
+    backend = b.backend
+    if not backend.SELECT_FOR_UPDATE:
+        raise NotSupportedError(f"select_for_update() is not supported on {backend.dialect} "
                                 f"(it has no row locks)")
-    for wanted, ok, what in ((nowait, can[1], "nowait"), (skip_locked, can[2], "skip_locked"),
-                             (bool(of), can[3], "of"), (no_key, can[4], "no_key")):
-        if wanted and not ok:
+    for wanted, what in ((nowait, "nowait"), (skip_locked, "skip_locked"), (bool(of), "of"),
+                         (no_key, "no_key")):
+        if wanted and what not in backend.SELECT_FOR_UPDATE_OPTIONS:
             raise NotSupportedError(f"select_for_update({what}=...) is not supported on this "
-                                    f"database backend ({dialect})")
+                                    f"database backend ({backend.dialect})")
     if op not in ("select", "exists"):
         raise NotSupportedError(f"select_for_update() cannot lock the rows of {op}(): "
                                 f"PostgreSQL refuses FOR UPDATE with aggregate functions")
@@ -107,11 +97,12 @@ def lock(b: Any, op: str, tree: exp.Expression) -> exp.Expression:
         raise NotSupportedError("select_for_update() cannot be used with distinct() or "
                                 "aggregate annotations (PostgreSQL refuses FOR UPDATE there)")
     tables = [exp.Table(this=ident(_of_alias(b, name))) for name in of]
-    if dialect == "postgres" and b.join_sql and any(name != "self" for name in of or ("",)):
+    if (not backend.LOCKS_OUTER_JOINS and b.join_sql
+            and any(name != "self" for name in of or ("",))):
         raise NotSupportedError(
-            "select_for_update() on PostgreSQL cannot lock the rows of related tables, which "
-            "qplan joins with LEFT JOIN (\"FOR UPDATE cannot be applied to the nullable side "
-            "of an outer join\"): lock the plan's own rows with of=('self',)")
+            f"select_for_update() on {backend.dialect} cannot lock the rows of related tables, "
+            "which qplan joins with LEFT JOIN (\"FOR UPDATE cannot be applied to the nullable "
+            "side of an outer join\"): lock the plan's own rows with of=('self',)")
     clause = exp.Lock(update=True, key=no_key or None, expressions=tables or None,
                       wait=(False if skip_locked else True) if (nowait or skip_locked) else None)
     select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
