@@ -43,7 +43,8 @@ CAST_SQL = {  # kind -> per dialect type (DecimalField is built from its digits)
     "text": {"sqlite": "TEXT", "postgres": "TEXT", "mysql": "CHAR", "duckdb": "VARCHAR"},
     "date": {"sqlite": "DATE", "postgres": "DATE", "mysql": "DATE", "duckdb": "DATE"},
 }
-TRANSFORMS = {**{part: "Extract" for part in funckinds.EXTRACT_KINDS}, "date": "TruncDate"}
+TRANSFORMS = {**{part: "Extract" for part in funckinds.EXTRACT_KINDS}, "date": "TruncDate",
+              "time": "TruncTime"}
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
@@ -106,7 +107,7 @@ def transform(b: Any, ref: Ref, name: str) -> Ref:
     of ``ref``."""
     function = TRANSFORMS[name]
     options = (name,) if function == "Extract" else ()
-    kind = "int" if function == "Extract" else "date"
+    kind = {"Extract": "int", "TruncDate": "date", "TruncTime": "time"}[function]
     sql, nullable = FUNCTIONS[function](b, [ref], options, kind)
     return Ref(sql, kind, decode(b, kind), nullable, aggregate=ref.aggregate)
 
@@ -304,6 +305,8 @@ def _extract(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
 
 def _trunc(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     part, dialect, x = options[0], b.backend.dialect, _utc(b, refs[0])
+    if refs[0].kind == "time":  # hour, minute, second of a TimeField (backend hook)
+        return b.backend.trunc_time(part, x), refs[0].nullable
     datetime = refs[0].kind == "datetime"
     if dialect == "sqlite":
         if part in TIME_FORMATS:
@@ -354,6 +357,11 @@ def _trunc_date(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     return _cast(x, "DATE", dialect), refs[0].nullable
 
 
+def _trunc_time(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
+    """TruncTime: the UTC time of day of a datetime, to the microsecond (backend hook)."""
+    return b.backend.time_of(_utc(b, refs[0])), refs[0].nullable
+
+
 def _now(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     dialect = b.backend.dialect
     if dialect == "sqlite":
@@ -386,5 +394,5 @@ FUNCTIONS = {
     "NullIf": _simple(exp.Nullif), "Replace": _simple(exp.Replace), "Concat": _concat,
     "Substr": _substr, "Greatest": _greatest(False), "Least": _greatest(True), "Round": _round,
     "Cast": _cast_fn, "Extract": _extract, "Trunc": _trunc, "TruncDate": _trunc_date,
-    "Now": _now,
+    "Now": _now, "TruncTime": _trunc_time,
 }

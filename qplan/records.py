@@ -63,7 +63,8 @@ LOOKUP_NAMES = (
     "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull", "regex", "iregex",
 )
 AGGREGATES = aggregates.FUNCTIONS
-SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, bytes, bool})
+SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, _dt.time, bytes,
+                     bool})
 SCALAR_LOOKUPS = frozenset(LOOKUP_NAMES) - {"in", "range", "isnull"}
 
 
