@@ -99,6 +99,14 @@ _TIME = TimeField()
 _TIME.name = "transform"
 
 
+def time_field(model: Any, name: str) -> TimeField:
+    """A TimeField named ``model.name`` that cleans the values a time annotation is
+    compared with."""
+    field = TimeField()
+    field.model, field.name = model, name
+    return field
+
+
 def transformed(ctx: Any, parts: list[str], lookup: str, key: str) -> tuple | None:
     """``(path, "year__gte", output field)`` for a lookup through a date transform
     (``published__year__gte``), None when ``parts`` name a field after all; ``FieldError``
