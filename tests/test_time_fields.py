@@ -12,7 +12,7 @@ from qplan import F, FieldError, Max, Min
 from qplan.fields import TimeField
 from qplan.functions import (Extract, ExtractHour, ExtractMinute, ExtractSecond, Greatest, Trunc,
                              TruncDate, TruncHour, TruncMinute, TruncSecond, TruncTime, Value)
-from timemodels import ALL, Shift
+from timemodels import ALL, Opening, Shift
 
 UTC = dt.timezone.utc
 EAST = dt.timezone(dt.timedelta(hours=5))
@@ -115,6 +115,13 @@ def test_aggregates_and_values_of_times(shifts):
     assert list(plan.values_list("v", "g")) == [(dt.time(8, 0, 0, 250000), dt.time(17, 5))]
 
 
+def test_a_time_in_a_check_constraint(shifts):
+    Opening.objects.create(opens=dt.time(6, 0, 0, 500000))
+    with pytest.raises(qplan.IntegrityError):
+        Opening.objects.create(opens=dt.time(6, 0, 0, 499999))
+    assert list(Opening.objects.values_list("opens", flat=True)) == [dt.time(6, 0, 0, 500000)]
+
+
 def test_mistakes_fail_where_the_plan_is_built():
     with pytest.raises(FieldError, match="TruncTime.*DateTimeField.*not DateField.*'day'"):
         Shift.objects.annotate(x=TruncTime("day"))
@@ -145,6 +152,10 @@ def test_mistakes_fail_where_the_plan_is_built():
         Shift.objects.filter(starts=dt.time(10, tzinfo=UTC))
     with pytest.raises(FieldError, match="transform: expected a time"):
         Shift.objects.filter(at__time=dt.date(2024, 1, 1))
+    with pytest.raises(FieldError, match="Shift.u: expected a time without a time zone"):
+        Shift.objects.annotate(u=TruncTime("at")).filter(u__gt=dt.time(1, tzinfo=UTC))
+    with pytest.raises(FieldError, match="Shift.u: expected a time"):
+        Shift.objects.annotate(u=TruncTime("at")).filter(u__in=[dt.time(1), 5])
     with pytest.raises(FieldError, match="not a TimeField value"):
         Shift.objects.aggregate(x=Max("starts", default=dt.datetime(2024, 1, 1)))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from qplan import Model, fields
+import datetime as dt
+
+from qplan import CheckConstraint, Model, Q, fields
 
 
 class Shift(Model):
@@ -15,4 +17,15 @@ class Shift(Model):
         db_table = "qt_shift"
 
 
-ALL = [Shift]
+class Opening(Model):
+    """A time in a CHECK constraint: written as a literal to the microsecond."""
+
+    opens = fields.TimeField()
+
+    class Meta:
+        db_table = "qt_opening"
+        constraints = [CheckConstraint(condition=Q(opens__gte=dt.time(6, 0, 0, 500000)),
+                                       name="qt_opening_after_six")]
+
+
+ALL = [Shift, Opening]
