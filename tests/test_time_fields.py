@@ -169,3 +169,16 @@ def test_cleaning_follows_django():
     folded = field.clean(dt.time(1, 30, fold=1))
     assert folded == dt.time(1, 30) and folded.fold == 0
     assert TimeField().internal_type == "TimeField"
+
+
+def test_writes_of_times(shifts):
+    Shift.objects.filter(label="a").update(starts=dt.time(1, 2, 3, 4))
+    Shift.objects.filter(label="b").update(starts=TruncTime("at"))
+    c, n = Shift.objects.get(label="c"), Shift.objects.get(label="n")
+    c.starts, n.starts = dt.time(23, 59, 59, 999999), dt.time(12)
+    assert Shift.objects.bulk_update([c, n], ["starts"]) == 2
+    got = dict(Shift.objects.values_list("label", "starts"))
+    assert got == {"a": dt.time(1, 2, 3, 4), "b": dt.time(3, 0, 0, 500000),
+                   "c": dt.time(23, 59, 59, 999999), "n": dt.time(12)}
+    made = Shift.objects.bulk_create([Shift(label="x", starts="04:05:06.7")])
+    assert Shift.objects.get(label="x").starts == dt.time(4, 5, 6, 700000) == made[0].starts
