@@ -314,7 +314,7 @@ class Backend(AsyncEdge):
         return exp.Cast(this=exp.Anonymous(this="DATE_TRUNC", expressions=[
             exp.Literal.string(part), stamp]), to=exp.DataType.build("TIME"))
 
-    def time_of(self, value: exp.Expression) -> exp.Expression:
+    def to_time(self, value: exp.Expression) -> exp.Expression:
         """The time of day of ``value`` (a naive UTC timestamp), to the microsecond."""
         return exp.Cast(this=value, to=exp.DataType.build("TIME"))
 

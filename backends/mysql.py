@@ -155,7 +155,7 @@ class MySQLBackend(Backend):
             value, exp.Literal.string(self.TIME_FORMATS[part])])
         return exp.Cast(this=text, to=exp.DataType.build("TIME(6)", dialect="mysql"))
 
-    def time_of(self, value: exp.Expression) -> exp.Expression:
+    def to_time(self, value: exp.Expression) -> exp.Expression:
         return exp.Cast(this=value, to=exp.DataType.build("TIME(6)", dialect="mysql"))
 
     def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:

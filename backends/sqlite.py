@@ -195,7 +195,7 @@ class SQLiteBackend(Backend):
         kept, zeros = self.TIME_KEPT[part]
         return _text(_substr(value, 1, kept), zeros)
 
-    def time_of(self, value: exp.Expression) -> exp.Expression:
+    def to_time(self, value: exp.Expression) -> exp.Expression:
         # A datetime's text has 6 (stored), 3 (Now()) or no (Trunc) fraction digits:
         # 'HH:MM:SS' then its fraction padded to 6 digits.
         seconds = exp.Anonymous(this="STRFTIME", expressions=[exp.Literal.string("%H:%M:%S"),

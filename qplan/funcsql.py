@@ -359,7 +359,7 @@ def _trunc_date(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
 
 def _trunc_time(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     """TruncTime: the UTC time of day of a datetime, to the microsecond (backend hook)."""
-    return b.backend.time_of(_utc(b, refs[0])), refs[0].nullable
+    return b.backend.to_time(_utc(b, refs[0])), refs[0].nullable
 
 
 def _now(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:

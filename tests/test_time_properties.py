@@ -9,7 +9,7 @@ import datetime as dt
 import pickle
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import qplan
@@ -37,8 +37,9 @@ def test_a_time_survives_pickle_loads_and_json(t, d):
     plan = _plan(t, d)
     values = list(_values(plan.records))
     assert t in values
+    pickles = [pickle.dumps(plan, protocol=p) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
     for loaded in (qplan.loads(qplan.dumps(plan)), qplan.from_json(plan.to_json()),
-                   qplan.loads(pickle.dumps(plan, protocol=2))):
+                   *map(qplan.loads, pickles)):
         assert loaded == plan and loaded.records == plan.records
         back = list(_values(loaded.records))
         assert back == values and [type(v) for v in back] == [type(v) for v in values]
@@ -77,7 +78,6 @@ def _rolled_back(aliases):
         raise Rollback
 
 
-@settings(max_examples=15)
 @given(rows=st.lists(st.tuples(TIMES, DATETIMES), min_size=1, max_size=6), probe=TIMES)
 def test_every_backend_keeps_and_computes_times_as_python(every_shift, rows, probe):
     expected = sorted(
