@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from qplan import errors
 
+from . import times
 from .asyncedge import AsyncEdge
 
 UTC = _dt.timezone.utc
@@ -63,22 +64,6 @@ def _to_date(value: Any) -> Any:
     if isinstance(value, _dt.datetime):
         return value.date()
     return _dt.date.fromisoformat(value)
-
-
-def _to_time(value: Any) -> Any:
-    """A TIME as a naive ``datetime.time``: SQLite's text, MariaDB's ``timedelta`` (its
-    drivers read TIME as a duration), or the driver's ``time``."""
-    if value is None or type(value) is _dt.time:
-        return value
-    if isinstance(value, _dt.timedelta):
-        micro = value // _dt.timedelta(microseconds=1)
-        seconds, micro = divmod(micro, 1_000_000)
-        minutes, second = divmod(seconds, 60)
-        hour, minute = divmod(minutes, 60)
-        return _dt.time(hour, minute, second, micro)
-    if isinstance(value, str):
-        return _dt.time.fromisoformat(value)
-    return value.replace(tzinfo=None)
 
 
 def _to_bytes(value: Any) -> Any:
@@ -205,7 +190,7 @@ class Backend(AsyncEdge):
         "DecimalField": _to_decimal,
         "DateTimeField": _aware_utc,
         "DateField": _to_date,
-        "TimeField": _to_time,
+        "TimeField": times.to_time_value,
         "BinaryField": _to_bytes,
         "JSONField": _json_load,
     }
@@ -217,7 +202,7 @@ class Backend(AsyncEdge):
         "float": _to_float,
         "decimal": _to_decimal,
         "bool": _to_bool,
-        "time": _to_time,
+        "time": times.to_time_value,
     }
 
     # --- dialect hooks used by the compiler ---------------------------------------------------
@@ -305,18 +290,10 @@ class Backend(AsyncEdge):
         """``column`` as it should be compared and ordered: by code point."""
         return column
 
-    # TimeField SQL (qplan.funcsql): Trunc of a TIME to hour/minute/second, TruncTime of a
-    # naive UTC timestamp. Default: DATE_TRUNC over the time put on a date (PostgreSQL, DuckDB).
-    def trunc_time(self, part: str, value: exp.Expression) -> exp.Expression:
-        """``value`` (a TIME) cut to ``part`` (hour, minute, second), still a TIME."""
-        day = exp.Cast(this=exp.Literal.string("2000-01-01"), to=exp.DataType.build("DATE"))
-        stamp = exp.Paren(this=exp.Add(this=day, expression=value))
-        return exp.Cast(this=exp.Anonymous(this="DATE_TRUNC", expressions=[
-            exp.Literal.string(part), stamp]), to=exp.DataType.build("TIME"))
-
-    def to_time(self, value: exp.Expression) -> exp.Expression:
-        """The time of day of ``value`` (a naive UTC timestamp), to the microsecond."""
-        return exp.Cast(this=value, to=exp.DataType.build("TIME"))
+    # TimeField SQL (qplan.funcsql; defaults in backends/times.py): ``trunc_time(part, t)``
+    # cuts a TIME to hour/minute/second, ``to_time(ts)`` is TruncTime of a naive UTC timestamp.
+    trunc_time = times.trunc_time
+    to_time = times.to_time
 
     def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         return exp.Div(this=lhs, expression=rhs, typed=True)
