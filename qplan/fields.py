@@ -1,7 +1,7 @@
 """Field types: what a column holds, which lookups it allows, how values are checked.
 
 ``clean(value)`` turns a user value into the one plain value a plan stores (an
-``int``, ``str``, ``Decimal``, UTC ``datetime``, ``bytes``, a JSON string...), or
+``int``, ``str``, ``Decimal``, UTC ``datetime``, naive ``time``, ``bytes``, JSON text...), or
 raises :class:`FieldError` naming the model and field. Conversion to and from each
 database lives in the backends, keyed by ``internal_type``.
 """

@@ -182,3 +182,18 @@ def test_writes_of_times(shifts):
                    "c": dt.time(23, 59, 59, 999999), "n": dt.time(12)}
     made = Shift.objects.bulk_create([Shift(label="x", starts="04:05:06.7")])
     assert Shift.objects.get(label="x").starts == dt.time(4, 5, 6, 700000) == made[0].starts
+
+
+def test_awaited_reads_decode_times_alike(shifts):
+    from conftest import run_async
+
+    async def read():
+        rows = [r async for r in Shift.objects.order_by("label").annotate(
+            u=TruncTime("at"), h=TruncHour("starts")).values_list("starts", "u", "h")]
+        return rows, await Shift.objects.aaggregate(hi=Max("starts"))
+
+    rows, agg = run_async(read())
+    assert rows == list(Shift.objects.order_by("label").annotate(
+        u=TruncTime("at"), h=TruncHour("starts")).values_list("starts", "u", "h"))
+    assert rows[0] == (dt.time(9, 30, 15, 999999), dt.time(23, 59, 59, 999999), dt.time(9))
+    assert agg == {"hi": dt.time(17, 5)}
