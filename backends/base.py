@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from qplan import errors
 
+from . import times
 from .asyncedge import AsyncEdge
 from .functions import FunctionHooks
 
@@ -175,6 +176,7 @@ class Backend(FunctionHooks, AsyncEdge):
         "BooleanField": "BOOLEAN",
         "DateField": "DATE",
         "DateTimeField": "TIMESTAMP",
+        "TimeField": "TIME",  # microseconds: PostgreSQL's and DuckDB's default precision
         "BinaryField": "BLOB",
         "JSONField": "TEXT",
     }
@@ -189,6 +191,7 @@ class Backend(FunctionHooks, AsyncEdge):
         "DecimalField": _to_decimal,
         "DateTimeField": _aware_utc,
         "DateField": _to_date,
+        "TimeField": times.to_time_value,
         "BinaryField": _to_bytes,
         "JSONField": _json_load,
     }
@@ -200,6 +203,7 @@ class Backend(FunctionHooks, AsyncEdge):
         "float": _to_float,
         "decimal": _to_decimal,
         "bool": _to_bool,
+        "time": times.to_time_value,
     }
 
     # --- dialect hooks used by the compiler ---------------------------------------------------
@@ -286,6 +290,11 @@ class Backend(FunctionHooks, AsyncEdge):
     def text_compare(self, column: exp.Expression) -> exp.Expression:
         """``column`` as it should be compared and ordered: by code point."""
         return column
+
+    # TimeField SQL (qplan.funcsql; defaults in backends/times.py): ``trunc_time(part, t)``
+    # cuts a TIME to hour/minute/second, ``to_time(ts)`` is TruncTime of a naive UTC timestamp.
+    trunc_time = times.trunc_time
+    to_time = times.to_time
 
     def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         return exp.Div(this=lhs, expression=rhs, typed=True)

@@ -145,6 +145,7 @@ class MySQLBackend(Backend):
         "FloatField": "DOUBLE",
         "TextField": "LONGTEXT",
         "DateTimeField": "DATETIME(6)",
+        "TimeField": "TIME(6)",
         "BinaryField": "LONGBLOB",
         "JSONField": "LONGTEXT",
     }
@@ -155,6 +156,16 @@ class MySQLBackend(Backend):
     PREFIX_INDEXED = {"TextField": 191, "JSONField": 191, "BinaryField": 255}
 
     # --- dialect hooks ----------------------------------------------------------------------
+
+    TIME_FORMATS = {"hour": "%H:00:00", "minute": "%H:%i:00", "second": "%H:%i:%s"}
+
+    def trunc_time(self, part: str, value: exp.Expression) -> exp.Expression:
+        text = exp.Anonymous(this="TIME_FORMAT", expressions=[
+            value, exp.Literal.string(self.TIME_FORMATS[part])])
+        return exp.Cast(this=text, to=exp.DataType.build("TIME(6)", dialect="mysql"))
+
+    def to_time(self, value: exp.Expression) -> exp.Expression:
+        return exp.Cast(this=value, to=exp.DataType.build("TIME(6)", dialect="mysql"))
 
     def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         return exp.IntDiv(this=lhs, expression=rhs)

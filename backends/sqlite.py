@@ -47,6 +47,25 @@ def _parse_datetime(value: Any) -> Any:
 _from_iso = _dt.datetime.fromisoformat
 
 
+def _time_text(value: _dt.time) -> str:
+    """Fixed width (``HH:MM:SS.ffffff``): text order is time order, as for datetimes."""
+    return value.isoformat(timespec="microseconds")
+
+
+def _text(*parts: Any) -> exp.Expression:
+    """SQL text joined with ``||``; str parts are literals."""
+    sql = [exp.Literal.string(p) if isinstance(p, str) else p for p in parts]
+    joined = sql[0]
+    for part in sql[1:]:
+        joined = exp.DPipe(this=joined, expression=part, safe=True)
+    return exp.Paren(this=joined)
+
+
+def _substr(value: exp.Expression, start: int, length: int | None = None) -> exp.Expression:
+    return exp.Substring(this=value, start=exp.Literal.number(start),
+                         length=None if length is None else exp.Literal.number(length))
+
+
 class _LowerMap(dict):
     """Code point -> simple (one-character) lower case, filled on demand for ``str.translate``."""
 
@@ -235,10 +254,25 @@ class SQLiteBackend(Backend):
         decimal.Decimal: str,
         _dt.datetime: _datetime_text,
         _dt.date: _dt.date.isoformat,
-        _dt.time: _dt.time.isoformat,
+        _dt.time: _time_text,
     }
     DECODE = {**Backend.DECODE, "DateTimeField": _parse_datetime}
     DECODE_KIND = {**Backend.DECODE_KIND, "decimal": decimal_of_double}
+
+    # A TIME is text in the fixed width ``_time_text`` writes; each part has its place.
+    TIME_KEPT = {"hour": (3, "00:00.000000"), "minute": (6, "00.000000"), "second": (8, ".000000")}
+
+    def trunc_time(self, part: str, value: exp.Expression) -> exp.Expression:
+        kept, zeros = self.TIME_KEPT[part]
+        return _text(_substr(value, 1, kept), zeros)
+
+    def to_time(self, value: exp.Expression) -> exp.Expression:
+        # A datetime's text has 6 (stored), 3 (Now()) or no (Trunc) fraction digits:
+        # 'HH:MM:SS' then its fraction padded to 6 digits.
+        seconds = exp.Anonymous(this="STRFTIME", expressions=[exp.Literal.string("%H:%M:%S"),
+                                                              value])
+        fraction = _substr(_text(_substr(value.copy(), 21), "000000"), 1, 6)
+        return _text(seconds, ".", fraction)
 
     def decimal_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         # NUMERIC affinity stores 1.00 as the integer 1, and 1 / 7 would truncate to 0.

@@ -37,6 +37,7 @@ _DEFAULTS: dict[str, tuple[tuple[type, ...], Callable[[Any], Any]]] = {
     "text": ((str,), str),
     "bytes": ((bytes,), bytes),
     "date": ((_dt.date,), lambda v: v),
+    "time": ((_dt.time,), lambda v: v.replace(fold=0)),
     "datetime": ((_dt.datetime,), lambda v: v if v.tzinfo else v.replace(tzinfo=_dt.timezone.utc)),
 }
 

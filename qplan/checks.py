@@ -18,7 +18,8 @@ from . import records as R
 from .errors import FieldError
 
 # Values a CHECK clause holds as SQL literals (DDL binds no parameters).
-LITERAL_TYPES = (type(None), bool, int, float, decimal.Decimal, str, _dt.date, _dt.datetime)
+LITERAL_TYPES = (type(None), bool, int, float, decimal.Decimal, str, _dt.date, _dt.datetime,
+                 _dt.time)
 
 
 def condition_record(meta: Any, constraint: Any) -> tuple:

@@ -70,7 +70,7 @@ def _literal(value: Any, backend: Any) -> exp.Expression:
         return exp.Literal.number(repr(value))
     if isinstance(value, str):
         return exp.Literal.string(value)
-    if isinstance(value, (_dt.date, _dt.datetime)):
+    if isinstance(value, (_dt.date, _dt.datetime, _dt.time)):
         return exp.Literal.string(value.isoformat(sep=" ") if isinstance(value, _dt.datetime)
                                   else value.isoformat())
     raise NotSupportedError(f"{type(value).__name__} values cannot be written into a check "

@@ -1,7 +1,7 @@
 """Field types: what a column holds, which lookups it allows, how values are checked.
 
 ``clean(value)`` turns a user value into the one plain value a plan stores (an
-``int``, ``str``, ``Decimal``, UTC ``datetime``, ``bytes``, a JSON string...), or
+``int``, ``str``, ``Decimal``, UTC ``datetime``, naive ``time``, ``bytes``, JSON text...), or
 raises :class:`FieldError` naming the model and field. Conversion to and from each
 database lives in the backends, keyed by ``internal_type``.
 """
@@ -15,6 +15,7 @@ import math
 from typing import Any, Callable
 
 from .errors import FieldError
+from .jsonvalues import MAX_JSON_DEPTH, json_depth, json_text_depth, no_json_constant
 from .registry import get_model
 
 UTC = _dt.timezone.utc
@@ -335,6 +336,28 @@ class DateTimeField(Field):
         raise self.fail(value, "a datetime")
 
 
+class TimeField(Field):
+    """A time of day, naive, to the microsecond on every backend (as Django's TimeField:
+    a datetime gives its time, in UTC when aware, as qplan stores datetimes).
+
+    Aware times are refused: a time's offset has no date to apply to, and no backend
+    keeps it (Django's MySQL and SQLite backends refuse them too).
+    """
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            value = _parse_iso(_dt.time.fromisoformat, self, value, "an ISO time")
+        if isinstance(value, _dt.datetime):
+            if value.tzinfo is not None:
+                value = DateTimeField.to_python(self, value)
+            return value.time()
+        if isinstance(value, _dt.time):
+            if value.tzinfo is not None:
+                raise self.fail(value, "a time without a time zone (naive)")
+            return value.replace(fold=0) if value.fold else value
+        raise self.fail(value, "a time")
+
+
 class BinaryField(Field):
     lookups = BASIC_LOOKUPS
 
@@ -342,50 +365,6 @@ class BinaryField(Field):
         if isinstance(value, (bytes, bytearray, memoryview)):
             return bytes(value)
         raise self.fail(value, "bytes")
-
-
-# MySQL refuses JSON documents nested deeper than 100 levels; qplan refuses them on every
-# backend, which also keeps json.dumps/json.loads far from Python's recursion limit.
-MAX_JSON_DEPTH = 100
-
-
-def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
-    """How deep lists and dicts nest in ``value`` (walked without recursion, each container
-    once); stops as soon as it passes ``limit``."""
-    deepest, stack, seen = 0, [(value, 1)], set()
-    while stack:
-        node, depth = stack.pop()
-        if not isinstance(node, (list, tuple, dict)) or id(node) in seen:
-            continue
-        seen.add(id(node))
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            break
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def json_text_depth(text: str) -> int:
-    """How deep arrays and objects nest in JSON ``text`` (brackets outside strings)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
 
 
 class JSONField(Field):
@@ -415,7 +394,7 @@ class JSONField(Field):
         if json_text_depth(value) > MAX_JSON_DEPTH:
             raise self.fail_json(f"nested more than {MAX_JSON_DEPTH} deep")
         try:
-            return json.loads(value, parse_constant=_no_json_constant)
+            return json.loads(value, parse_constant=no_json_constant)
         except (ValueError, RecursionError):
             raise self.fail(value, "JSON text") from None
 
@@ -424,8 +403,6 @@ class JSONField(Field):
         return value
 
 
-def _no_json_constant(name: str) -> Any:
-    raise ValueError(f"JSON text holds {name}")
 
 
 def _resolve_target(field: Any) -> Any:

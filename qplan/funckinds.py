@@ -14,11 +14,13 @@ from typing import Any, Callable, Mapping, Sequence
 TEXT = frozenset({"text"})
 NUMBERS = frozenset({"int", "float", "decimal"})
 DATES = frozenset({"date", "datetime"})
-ORDERED = NUMBERS | TEXT | DATES | {"bool"}
+TIMES = DATES | {"time"}  # what Trunc and Extract take
+ORDERED = NUMBERS | TEXT | TIMES | {"bool"}
 NUMERIC_ORDER = ("float", "decimal", "int")
 
 # Trunc(kind=...) kinds qplan gives on every backend; Extract(lookup_name=...) likewise.
-# Week is ISO (Monday first); the time kinds need a DateTimeField, as in Django.
+# Week is ISO (Monday first); the time kinds need a DateTimeField or a TimeField, and a
+# TimeField takes only them, as in Django.
 TRUNC_KINDS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second")
 EXTRACT_KINDS = ("year", "iso_year", "quarter", "month", "week", "day", "week_day",
                  "iso_week_day", "hour", "minute", "second")
@@ -33,15 +35,16 @@ CAST_TYPES = {"IntegerField": "int", "BigIntegerField": "int", "FloatField": "fl
 UNARY = {
     "Lower": (TEXT, "text"), "Upper": (TEXT, "text"), "Trim": (TEXT, "text"),
     "Length": (TEXT, "int"), "Abs": (NUMBERS, None), "Round": (NUMBERS, None),
-    "TruncDate": (frozenset({"datetime"}), "date"),
-    "Trunc": (DATES, None), "Extract": (DATES, "int"),
+    "TruncDate": (frozenset({"datetime"}), "date"), "TruncTime": (frozenset({"datetime"}), "time"),
+    "Trunc": (TIMES, None), "Extract": (TIMES, "int"),
 }
 NAMES = ("Lower", "Upper", "Trim", "Length", "Abs", "Round", "TruncDate", "Trunc", "Extract",
-         "Concat", "Substr", "Replace", "Coalesce", "NullIf", "Greatest", "Least", "Cast", "Now")
+         "Concat", "Substr", "Replace", "Coalesce", "NullIf", "Greatest", "Least", "Cast", "Now",
+         "TruncTime")
 
 KIND_NAME = {"int": "IntegerField", "float": "FloatField", "decimal": "DecimalField",
              "text": "CharField", "bool": "BooleanField", "date": "DateField",
-             "datetime": "DateTimeField", "bytes": "BinaryField", "json": "JSONField",
+             "datetime": "DateTimeField", "time": "TimeField", "bytes": "BinaryField", "json": "JSONField",
              None: "NULL"}
 
 
@@ -83,6 +86,9 @@ def check(name: str, options: tuple, kinds: Sequence[str | None]) -> str | None:
             raise ValueError(f"Extract {options[0]!r} is not one of {', '.join(EXTRACT_KINDS)}")
         if name in ("Trunc", "Extract") and kinds[0] == "date" and options[0] in TIME_KINDS:
             raise ValueError(f"{name}({options[0]!r}) needs a DateTimeField, not a DateField")
+        if name in ("Trunc", "Extract") and kinds[0] == "time" and options[0] not in TIME_KINDS:
+            raise ValueError(f"{name}({options[0]!r}) needs a DateField or DateTimeField, "
+                             f"not a TimeField (a time has only hour, minute, second)")
         return result or kinds[0]
     if name == "Now":
         return "datetime"

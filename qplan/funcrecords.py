@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from . import funckinds, kinds, regex
 from .errors import FieldError, suggest
-from .fields import DateField, IntegerField
+from .fields import DateField, IntegerField, TimeField
 from .functions import Case, Func, Value
 
 SEP = "__"
@@ -42,7 +42,13 @@ def record(ctx: Any, value: Any, expression: Callable[[Any], tuple],
         return _case(ctx, value, expression, condition)
     args = tuple(expression(a) for a in value.args)
     node = ("fn", value.function, tuple(value.options), *args)
-    kind_of(ctx, node)
+    try:
+        kind_of(ctx, node)
+    except FieldError as exc:  # name the fields it was given: "Trunc('year') ... (of 'at')"
+        named = [repr(a[1]) for a in args if type(a) is tuple and len(a) == 2 and a[0] == "F"]
+        if not named:
+            raise
+        raise FieldError(f"{exc} (of {', '.join(named)})") from None
     return node
 
 
@@ -83,12 +89,22 @@ def kind_of(ctx: Any, node: tuple) -> str | None:
 
 # --- lookup transforms and regex lookups ----------------------------------------------------
 
-TRANSFORMS = (*funckinds.EXTRACT_KINDS, "date")
-DATETIME_ONLY = funckinds.TIME_KINDS | {"date"}
+TRANSFORMS = (*funckinds.EXTRACT_KINDS, "date", "time")
+DATETIME_ONLY = frozenset({"date", "time"})  # TruncDate, TruncTime
 _INT = IntegerField()
 _INT.name = "transform"
 _DATE = DateField()
 _DATE.name = "transform"
+_TIME = TimeField()
+_TIME.name = "transform"
+
+
+def time_field(model: Any, name: str) -> TimeField:
+    """A TimeField named ``model.name`` that cleans the values a time annotation is
+    compared with."""
+    field = TimeField()
+    field.model, field.name = model, name
+    return field
 
 
 def transformed(ctx: Any, parts: list[str], lookup: str, key: str) -> tuple | None:
@@ -109,13 +125,18 @@ def transformed(ctx: Any, parts: list[str], lookup: str, key: str) -> tuple | No
             kind = ctx.kind(path)
         except (FieldError, ValueError, KeyError):
             kind = None
-    allowed = ("datetime",) if name in DATETIME_ONLY else ("date", "datetime")
+    if name in DATETIME_ONLY:
+        allowed: tuple[str, ...] = ("datetime",)
+    elif name in funckinds.TIME_KINDS:
+        allowed = ("datetime", "time")
+    else:
+        allowed = ("date", "datetime")
     if kind not in allowed:
         what = field.internal_type if field is not None else \
             f"an annotation of {kinds.KIND_FIELD.get(kind, 'unknown type')}"
         raise FieldError(f"{ctx.who}: {key!r}: __{name} applies to "
                          f"{' or '.join(kinds.KIND_FIELD[k] for k in allowed)}, not {what}")
-    out = _DATE if name == "date" else _INT
+    out = _DATE if name == "date" else _TIME if name == "time" else _INT
     if lookup not in out.lookups:
         raise FieldError(f"{ctx.who}: {key!r}: lookup {lookup!r} does not apply after __{name}"
                          + suggest(lookup, out.lookups))

@@ -29,7 +29,8 @@ from . import funckinds, regex
 from .errors import FieldError
 from .sqlparts import FIELD_KIND, Ref
 
-TRANSFORMS = {**{part: "Extract" for part in funckinds.EXTRACT_KINDS}, "date": "TruncDate"}
+TRANSFORMS = {**{part: "Extract" for part in funckinds.EXTRACT_KINDS}, "date": "TruncDate",
+              "time": "TruncTime"}
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
@@ -88,7 +89,7 @@ def transform(b: Any, ref: Ref, name: str) -> Ref:
     of ``ref``."""
     function = TRANSFORMS[name]
     options = (name,) if function == "Extract" else ()
-    kind = "int" if function == "Extract" else "date"
+    kind = {"Extract": "int", "TruncDate": "date", "TruncTime": "time"}[function]
     sql, nullable = FUNCTIONS[function](b, [ref], options, kind)
     return Ref(sql, kind, decode(b, kind), nullable, aggregate=ref.aggregate)
 
@@ -196,12 +197,19 @@ def _extract(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
 
 
 def _trunc(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
-    sql = b.backend.trunc(options[0], _utc(b, refs[0]), refs[0].kind == "datetime")
-    return sql, refs[0].nullable
+    x = _utc(b, refs[0])
+    if refs[0].kind == "time":  # hour, minute, second of a TimeField
+        return b.backend.trunc_time(options[0], x), refs[0].nullable
+    return b.backend.trunc(options[0], x, refs[0].kind == "datetime"), refs[0].nullable
 
 
 def _trunc_date(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
     return b.backend.to_date(_utc(b, refs[0])), refs[0].nullable
+
+
+def _trunc_time(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
+    """TruncTime: the UTC time of day of a datetime, to the microsecond (backend hook)."""
+    return b.backend.to_time(_utc(b, refs[0])), refs[0].nullable
 
 
 def _now(b: Any, refs: list[Ref], options: tuple, kind: str) -> tuple:
@@ -228,5 +236,5 @@ FUNCTIONS = {
     "NullIf": _simple(exp.Nullif), "Replace": _simple(exp.Replace), "Concat": _concat,
     "Substr": _substr, "Greatest": _greatest(False), "Least": _greatest(True), "Round": _round,
     "Cast": _cast_fn, "Extract": _extract, "Trunc": _trunc, "TruncDate": _trunc_date,
-    "Now": _now,
+    "Now": _now, "TruncTime": _trunc_time,
 }

@@ -112,8 +112,8 @@ class Cast(Func):
 
 
 class Trunc(Func):
-    """A date or datetime cut to ``kind`` (year, quarter, month, week (Monday), day; hour,
-    minute, second of a datetime), in UTC for datetimes."""
+    """A date, datetime or time cut to ``kind`` (year, quarter, month, week (Monday), day of
+    a date or datetime; hour, minute, second of a datetime or time), in UTC for datetimes."""
 
     __slots__ = ()
     function = "Trunc"
@@ -150,10 +150,18 @@ class TruncDate(Func):
     function = "TruncDate"
 
 
+class TruncTime(Func):
+    """The time of day (in UTC, to the microsecond) of a datetime: a TimeField value."""
+
+    __slots__ = ()
+    function = "TruncTime"
+
+
 class Extract(Func):
-    """A part of a date or datetime as an int (in UTC): year, iso_year, quarter, month, week
-    (ISO), day, week_day (1 = Sunday .. 7 = Saturday, as Django), iso_week_day (1 = Monday);
-    hour, minute, second of a datetime (seconds whole)."""
+    """A part of a date, datetime or time as an int (in UTC): year, iso_year, quarter, month,
+    week (ISO), day, week_day (1 = Sunday .. 7 = Saturday, as Django), iso_week_day (1 =
+    Monday) of a date or datetime; hour, minute, second of a datetime or time (seconds
+    whole)."""
 
     __slots__ = ()
     function = "Extract"
@@ -270,5 +278,5 @@ __all__ = ["Abs", "Case", "Cast", "Coalesce", "Concat", "Extract", "ExtractDay",
            "ExtractQuarter", "ExtractSecond", "ExtractWeek", "ExtractWeekDay", "ExtractYear",
            "Func", "Greatest", "Least", "Length", "Lower", "Now", "NullIf", "Replace", "Round",
            "Substr", "Trim", "Trunc", "TruncDate", "TruncDay", "TruncHour", "TruncMinute",
-           "TruncMonth", "TruncQuarter", "TruncSecond", "TruncWeek", "TruncYear", "Upper",
+           "TruncMonth", "TruncQuarter", "TruncSecond", "TruncTime", "TruncWeek", "TruncYear", "Upper",
            "Value", "When"]

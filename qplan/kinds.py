@@ -20,7 +20,8 @@ from . import funckinds
 FIELD_KIND = {
     "AutoField": "int", "IntegerField": "int", "BigIntegerField": "int", "FloatField": "float",
     "DecimalField": "decimal", "CharField": "text", "TextField": "text", "BooleanField": "bool",
-    "DateField": "date", "DateTimeField": "datetime", "BinaryField": "bytes", "JSONField": "json",
+    "DateField": "date", "DateTimeField": "datetime", "TimeField": "time", "BinaryField": "bytes",
+    "JSONField": "json",
 }
 
 # A kind's field, for messages ("a DateField plus an IntegerField").

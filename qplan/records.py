@@ -63,7 +63,8 @@ LOOKUP_NAMES = (
     "iendswith", "in", "gt", "gte", "lt", "lte", "range", "isnull", "regex", "iregex",
 )
 AGGREGATES = aggregates.FUNCTIONS
-SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, bytes, bool})
+SCALARS = frozenset({str, int, float, decimal.Decimal, _dt.datetime, _dt.date, _dt.time, bytes,
+                     bool})
 SCALAR_LOOKUPS = frozenset(LOOKUP_NAMES) - {"in", "range", "isnull"}
 
 
@@ -356,7 +357,7 @@ def leaf(ctx: Context, key: str, value: Any) -> tuple:
     if field is None:  # an annotation: compare with plain values
         if value is None:
             return (path, "isnull", True)
-        return (path, lookup, _lookup_value(ctx, _ANY, lookup, value, key))
+        return (path, lookup, _lookup_value(ctx, _annotation_field(ctx, path), lookup, value, key))
     if value is None and lookup in ("exact", "iexact"):
         return (path, "isnull", True)
     return (path, lookup, _lookup_value(ctx, field, lookup, value, key))
@@ -385,6 +386,16 @@ class _AnyValue(Field):
 
 _ANY = _AnyValue()
 _ANY.name = "annotation"
+
+
+def _annotation_field(ctx: Context, name: str) -> Field:
+    """What checks the values an annotation is compared with: any plain value, but a time
+    as a TimeField cleans it (naive), since times have no other field to compare with."""
+    try:
+        kind = ctx.kind(name)
+    except (FieldError, ValueError, KeyError):
+        return _ANY
+    return funcrecords.time_field(ctx.meta.model, name) if kind == "time" else _ANY
 
 
 def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
