@@ -291,11 +291,6 @@ class Backend(FunctionHooks, AsyncEdge):
         """``column`` as it should be compared and ordered: by code point."""
         return column
 
-    # TimeField SQL (qplan.funcsql; defaults in backends/times.py): ``trunc_time(part, t)``
-    # cuts a TIME to hour/minute/second, ``to_time(ts)`` is TruncTime of a naive UTC timestamp.
-    trunc_time = times.trunc_time
-    to_time = times.to_time
-
     def int_divide(self, lhs: exp.Expression, rhs: exp.Expression) -> exp.Expression:
         return exp.Div(this=lhs, expression=rhs, typed=True)
 

@@ -122,3 +122,15 @@ class FunctionHooks:
     def now(self) -> exp.Expression:
         """The current time as a datetime column's value."""
         return exp.CurrentTimestamp()
+
+    def trunc_time(self, part: str, value: exp.Expression) -> exp.Expression:
+        """``value`` (a TIME) cut to ``part`` (hour, minute, second), still a TIME: DATE_TRUNC
+        of the time put on a date, cast back."""
+        day = exp.Cast(this=exp.Literal.string("2000-01-01"), to=exp.DataType.build("DATE"))
+        stamp = exp.Paren(this=exp.Add(this=day, expression=value))
+        return exp.Cast(this=fn("DATE_TRUNC", exp.Literal.string(part), stamp),
+                        to=exp.DataType.build("TIME"))
+
+    def to_time(self, value: exp.Expression) -> exp.Expression:
+        """TruncTime: the time of day of ``value`` (a naive UTC timestamp), to the microsecond."""
+        return exp.Cast(this=value, to=exp.DataType.build("TIME"))

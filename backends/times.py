@@ -1,14 +1,10 @@
-"""TimeField facts every backend shares: reading a TIME back, and the default SQL of
-``Trunc`` of a TIME and ``TruncTime`` (PostgreSQL's and DuckDB's; SQLite and MariaDB
-override them in their modules). ``Backend`` takes the two hooks in as methods.
-"""
+"""Reading a TIME back, whatever the driver gives (the SQL of times: ``FunctionHooks``
+``trunc_time`` and ``to_time``, in ``backends/functions.py``)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from typing import Any
-
-from sqlglot import exp
 
 
 def to_time_value(value: Any) -> Any:
@@ -25,17 +21,3 @@ def to_time_value(value: Any) -> Any:
     if isinstance(value, str):
         return _dt.time.fromisoformat(value)
     return value.replace(tzinfo=None)
-
-
-def trunc_time(self: Any, part: str, value: exp.Expression) -> exp.Expression:
-    """``value`` (a TIME) cut to ``part`` (hour, minute, second), still a TIME: DATE_TRUNC
-    of the time put on a date, cast back."""
-    day = exp.Cast(this=exp.Literal.string("2000-01-01"), to=exp.DataType.build("DATE"))
-    stamp = exp.Paren(this=exp.Add(this=day, expression=value))
-    return exp.Cast(this=exp.Anonymous(this="DATE_TRUNC", expressions=[
-        exp.Literal.string(part), stamp]), to=exp.DataType.build("TIME"))
-
-
-def to_time(self: Any, value: exp.Expression) -> exp.Expression:
-    """The time of day of ``value`` (a naive UTC timestamp), to the microsecond."""
-    return exp.Cast(this=value, to=exp.DataType.build("TIME"))
