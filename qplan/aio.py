@@ -40,11 +40,11 @@ async def adrive(gen: Steps) -> Any:
         op = req[0]
         try:
             if op == FETCH:
-                value = await req[1].fetchall(req[2], req[3])
+                value = (await req[1].run(req[2], req[3], True))[0]  # one frame less
             elif op == CONN:
                 value = aconnections.connection(req[1])
             elif op == EXECUTE:
-                value = await req[1].execute(req[2], req[3])
+                value = (await req[1].run(req[2], req[3], False))[1:]
             elif op == CHECK:
                 value = await _check(req[1].alias, req[2])
             elif op == SLEEP:
