@@ -201,7 +201,11 @@ async def overhead(vendor: str, s: dict, loops: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-async def concurrency(s: dict, tasks: int = 1000, pool: int = 20) -> dict[str, Any]:
+async def concurrency(s: dict, tasks: int = 1000, pool: int = 20, rounds: int = 5
+                      ) -> dict[str, Any]:
+    """``rounds`` times: a burst of ``tasks`` coroutines that opens the pool's connections,
+    then one on the open pool; the loop's lag (median and worst of the rounds), the longest
+    GC pause, beside the raw driver's and the no-op harness's own lag, as many rounds."""
     import psycopg
 
     qplan.configure(databases={"default": {**s, "POOL": {"max_size": pool, "timeout": 60}}})
@@ -234,29 +238,42 @@ async def concurrency(s: dict, tasks: int = 1000, pool: int = 20) -> dict[str, A
     qplan.connections.close_all()
     pools.close(["default"])  # populate's blocking connections: not counted
     bg = [asyncio.create_task(ticker()), asyncio.create_task(sampler())]
-    start = time.perf_counter()
-    results = await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
-    elapsed = time.perf_counter() - start
-    cold, lag[0] = lag[0], 0.0
-    cold_gc, pauses[0] = pauses[0], 0.0
-    again = await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
-    running[0] = False  # the second burst: the pool's connections already open
+    results: list[Any] = []
+    cold, warm, gcs, elapsed = [], [], [], []
+    for _ in range(rounds):
+        await aconnections.close_all()  # the pool opens its connections again: cold
+        await asyncio.sleep(0.01)
+        lag[0] = pauses[0] = 0.0
+        start = time.perf_counter()
+        results += await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
+        elapsed.append(time.perf_counter() - start)
+        cold.append(lag[0])
+        lag[0] = 0.0
+        results += await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
+        warm.append(lag[0])
+        gcs.append(pauses[0])
+    running[0] = False
     await asyncio.gather(*bg)
-    warm_gc = pauses[0]
     gc.callbacks.remove(pauses[1])
     await watcher.close()
-    results += again
-    floor = await raw_concurrency(s, plan.compile(), tasks, pool)
-    floor.update(await noop_floor(tasks))
+    floors: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for key, value in {**await raw_concurrency(s, plan.compile(), tasks, pool),
+                           **await noop_floor(tasks)}.items():
+            floors.setdefault(key, []).append(value)
     await aconnections.close_all()
     qplan.drop_tables([Item], missing_ok=True)
     qplan.connections.close_all()
     errors = sum(1 for r in results if not isinstance(r, int) or r != 20)
-    return {"tasks": tasks, "errors": errors, "server connections": seen[0],
-            "loop lag ms": cold * 1e3, "warm pool lag ms": lag[0] * 1e3,
-            "longest gc pause ms": cold_gc * 1e3, "warm longest gc pause ms": warm_gc * 1e3,
-            "seconds": elapsed,
-            **floor}
+    out = {"tasks": tasks, "rounds": rounds, "errors": errors, "server connections": seen[0],
+           "seconds": statistics.median(elapsed)}
+    for key, values in {"loop lag ms": cold, "warm pool lag ms": warm, "gc pause ms": gcs,
+                        **floors}.items():
+        scale = 1e3 if key in ("loop lag ms", "warm pool lag ms", "gc pause ms") else 1
+        out[key] = statistics.median(values) * scale
+        out[key.replace(" ms", "") + " worst ms" if key.endswith(" ms") else key + " worst"] = \
+            max(values) * scale
+    return out
 
 
 async def noop_floor(tasks: int) -> dict[str, float]:
