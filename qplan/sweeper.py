@@ -107,9 +107,3 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
-
-
-def pending() -> int:
-    """How many sweeps are scheduled (tests)."""
-    with _cond:
-        return sum(1 for _, _, ref in _due if ref() is not None)
