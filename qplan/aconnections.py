@@ -19,7 +19,7 @@ import weakref
 from collections import deque
 from typing import Any, AsyncIterator, Mapping
 
-from . import routing, settings
+from . import routing, settings, sweeper
 from .admission import Gate
 from .backends import get as get_backend
 from .errors import (ConfigurationError, ConnectionFailure, DatabaseError, PoolTimeout,
@@ -46,7 +46,8 @@ else:  # pragma: no cover - Python 3.10
             if handle is not None:
                 handle.cancel()
 
-DEFAULT_POOL = {"max_size": 10, "min_size": 0, "timeout": 30.0, "max_lifetime": None}
+DEFAULT_POOL = {"max_size": 10, "min_size": 0, "timeout": 30.0, "max_lifetime": None,
+                "max_idle": 600.0}
 
 
 class AsyncPool:
@@ -71,6 +72,16 @@ class AsyncPool:
         self._failures = 0
         self._failure: Exception | None = None
         self.open = 0
+        # POOL max_idle (qplan.sweeper): the fewest idle since the last sweep, when the next
+        # is due, the loop timer armed for it (weakly: a pool must not keep its loop alive),
+        # whether release() need not arm one, the tasks closing trimmed connections.
+        self.min_size: int = pool.get("min_size", 0)
+        self.max_idle: float | None = pool.get("max_idle")
+        self._low = 0
+        self._due = float("inf") if self.max_idle is None else time.monotonic() + self.max_idle
+        self._timer: weakref.ref[asyncio.TimerHandle] | None = None
+        self._armed = self.max_idle is None
+        self._closing: set[asyncio.Task] = set()
 
     def take(self) -> tuple[Any, float] | None:
         """An idle connection at once, if a place is free and it is young enough (no await:
@@ -80,7 +91,10 @@ class AsyncPool:
             born = idle[-1][1]
             if self.max_lifetime is None or time.monotonic() - born < self.max_lifetime:
                 self._places.enter()
-                return idle.pop()
+                slot = idle.pop()
+                if len(idle) < self._low:
+                    self._low = len(idle)
+                return slot
         return None
 
     async def acquire(self) -> tuple[Any, float]:
@@ -102,8 +116,12 @@ class AsyncPool:
                         f"timeout") from None
                 raise
         try:
+            if time.monotonic() >= self._due:
+                self._sweep()
             while self._idle:
                 raw, born = self._idle.pop()
+                if len(self._idle) < self._low:
+                    self._low = len(self._idle)
                 if self.max_lifetime is None or time.monotonic() - born < self.max_lifetime:
                     return raw, born
                 await self._close(raw)
@@ -124,6 +142,8 @@ class AsyncPool:
                 self._failures, self._failure = self._failures + 1, exc
                 raise
         self.open += 1
+        if self._timer is None and self.max_idle is not None:
+            self._armed = False  # the next release arms the timer (if beyond min_size)
         return raw
 
     async def _handshake(self) -> Any:
@@ -146,6 +166,8 @@ class AsyncPool:
                 self.discard(raw)
             else:
                 self._idle.append(slot)
+                if not self._armed:
+                    self._arm()
         finally:
             self._places.leave()
 
@@ -166,9 +188,55 @@ class AsyncPool:
             pass
 
     async def close(self) -> None:
+        """Close the idle connections, and stop trimming (until the pool is used again)."""
+        timer = None if self._timer is None else self._timer()
+        if timer is not None:
+            timer.cancel()
+        self._timer, self._armed = None, self.max_idle is None
         idle, self._idle = self._idle, []
+        self._low = 0
         for raw, _ in idle:
             await self._close(raw)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # --- POOL max_idle: trimming idle connections (qplan.sweeper) ---------------------------
+
+    def _arm(self) -> None:
+        """Arm the loop timer of the next sweep if connections beyond ``min_size`` are open
+        (else ``_connect`` asks again when one more opens)."""
+        self._armed = True
+        if self.open <= self.min_size:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop running any more: nothing to trim with
+            return
+        delay = max(0.0, self._due - time.monotonic())
+        self._timer = weakref.ref(loop.call_later(delay, self._tick))
+
+    def _tick(self) -> None:
+        self._timer, self._armed = None, False
+        if time.monotonic() >= self._due:
+            self._sweep()
+        if self._idle or self.open <= self.min_size:
+            self._arm()  # else the ones beyond min_size are lent: the next release arms
+
+    def _sweep(self) -> None:
+        """A sweep (due): close the connections idle since the last one beyond ``min_size``
+        (in a task: a timer cannot await); a new period starts."""
+        gone = sweeper.trim(self._idle, self._low, self.open - self.min_size)
+        self._low = len(self._idle)
+        self._due = time.monotonic() + (self.max_idle or 0.0)  # only ever due with a max_idle
+        if gone:
+            self.open -= len(gone)
+            task = asyncio.get_running_loop().create_task(self._close_each(gone))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_each(self, slots: list[tuple[Any, float]]) -> None:
+        for raw, _ in slots:
+            await self._close(raw, counted=True)
 
     def stats(self) -> dict[str, int]:
         return {"open": self.open, "idle": len(self._idle), "max_size": self.max_size}

@@ -7,6 +7,9 @@ connections of an alias are open at once; a borrower that finds none free waits 
 ``timeout`` seconds, then gets ``PoolTimeout``. A connection returned broken is closed, not
 lent again, and so are the idle ones when one was lost (the server may have restarted);
 connections older than ``max_lifetime`` are closed when they come back or are next lent.
+Idle connections beyond ``min_size`` are closed after ``max_idle`` seconds of idleness (up
+to about twice that), by ``qplan.sweeper``'s thread or the pool's next lend or return; a
+lent one never is.
 
 Written here rather than taken from a library: DBUtils' ``PooledDB`` waits for a free
 connection without a time limit and its "steady" connections reconnect behind the
@@ -22,6 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
+from . import sweeper
 from .errors import PoolTimeout
 
 
@@ -52,6 +56,7 @@ class Pool:
         self.min_size: int = config["min_size"]
         self.timeout: float | None = config["timeout"]
         self.max_lifetime: float | None = config["max_lifetime"]
+        self.max_idle: float | None = config.get("max_idle")
         self._opener = opener
         self._idle: list[Slot] = []  # most recently returned last (lent first: warm caches)
         self._open = 0  # idle + lent + being opened
@@ -60,6 +65,11 @@ class Pool:
         self._filled = False
         self._cond = threading.Condition(threading.Lock())
         self._abandoned: collections.deque[int] = collections.deque()  # see abandon()
+        # max_idle (qplan.sweeper): the fewest idle connections since the last sweep; when
+        # the next one is due (inf: never); whether the sweeper's thread has this pool.
+        self._low = 0
+        self._due = float("inf") if self.max_idle is None else time.monotonic() + self.max_idle
+        self._scheduled = False
 
     # --- lending ----------------------------------------------------------------------------
 
@@ -67,13 +77,20 @@ class Pool:
         """A connection for this thread alone until :meth:`release`; opens one if none is
         idle and the pool is not full, else waits up to ``timeout`` (``PoolTimeout``)."""
         stale: list[Slot] = []
+        schedule = False
         try:
             with self._cond:
                 self._settle()
-                deadline = None if self.timeout is None else time.monotonic() + self.timeout
+                now = time.monotonic()
+                if now >= self._due:
+                    stale = self._trim(now)
+                deadline = None if self.timeout is None else now + self.timeout
                 while True:
-                    while self._idle:
-                        slot = self._idle.pop()
+                    idle = self._idle
+                    while idle:
+                        slot = idle.pop()
+                        if len(idle) < self._low:
+                            self._low = len(idle)
                         if self._expired(slot):
                             stale.append(slot)
                             self._open -= 1
@@ -85,6 +102,10 @@ class Pool:
                         self._lent += 1
                         fill = not self._filled
                         self._filled = True
+                        # beyond min_size: the sweeper's thread trims it once it idles
+                        schedule = not self._scheduled and self._open > self.min_size \
+                            and self.max_idle is not None
+                        self._scheduled = self._scheduled or schedule
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -96,6 +117,8 @@ class Pool:
         finally:
             for slot in stale:
                 _close(slot.raw)
+        if schedule:
+            sweeper.schedule(self, self._due)
         try:
             slot = Slot(self._opener())
         except BaseException:
@@ -115,15 +138,20 @@ class Pool:
         doomed: list[Slot] = []
         with self._cond:
             self._lent -= 1
-            if broken or self._closed or self._expired(slot):
+            now = time.monotonic()
+            if broken or self._closed or (self.max_lifetime is not None
+                                          and now - slot.born > self.max_lifetime):
                 doomed.append(slot)
             else:
                 self._idle.append(slot)
             if lost:
                 doomed.extend(self._idle)
                 self._idle.clear()
+                self._low = 0
             self._open -= len(doomed)
             self._cond.notify(max(len(doomed), 1))
+            if now >= self._due:
+                doomed.extend(self._trim(now))
         for old in doomed:
             _close(old.raw)
 
@@ -144,6 +172,35 @@ class Pool:
     def _expired(self, slot: Slot) -> bool:
         return self.max_lifetime is not None and time.monotonic() - slot.born > self.max_lifetime
 
+    def _trim(self, now: float) -> list[Slot]:
+        """Under the lock, a sweep (due): take out the connections idle since the last one
+        beyond ``min_size`` and start a new period; the caller closes them, unlocked."""
+        gone = sweeper.trim(self._idle, self._low, self._open - self.min_size)
+        self._open -= len(gone)
+        self._low = len(self._idle)
+        self._due = now + (self.max_idle or 0.0)  # only ever due with a max_idle
+        if gone:
+            self._cond.notify(len(gone))
+        if self._scheduled:
+            sweeper.awake()  # its thread is gone in a forked child
+        return gone
+
+    def sweep(self) -> float | None:
+        """The sweeper thread's call: trim if due; when to come again (None: nothing beyond
+        ``min_size`` is open, the next connection opened beyond it schedules a sweep)."""
+        gone: list[Slot] = []
+        with self._cond:
+            self._settle()
+            now = time.monotonic()
+            if now >= self._due:
+                gone = self._trim(now)
+            again = not self._closed and self._open > self.min_size
+            self._scheduled = again
+            due = self._due
+        for slot in gone:
+            _close(slot.raw)
+        return due if again else None
+
     def _fill(self) -> None:
         """Open up to ``min_size`` idle connections (on first use); stop at the first failure."""
         while True:
@@ -159,6 +216,7 @@ class Pool:
                 return
             with self._cond:
                 self._idle.insert(0, slot)
+                self._low = 0  # not idle since the mark: the front ones are no longer
                 self._cond.notify()
 
     # --- the whole pool --------------------------------------------------------------------
@@ -169,6 +227,7 @@ class Pool:
             self._closed = True
             idle, self._idle = self._idle, []
             self._open -= len(idle)
+            self._low = 0
             self._cond.notify_all()
         for slot in idle:
             _close(slot.raw)

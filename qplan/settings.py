@@ -3,7 +3,8 @@
 An alias maps to a dict in Django's shape or to a URL; both are normalised into one
 plain dict per alias (``ENGINE`` is always a registered backend's name, see
 ``qplan.backends``). qplan's own keys: ``READ_ONLY``; ``POOL`` (a server alias's
-connection pool: ``max_size``, ``min_size``, ``timeout``, ``max_lifetime``, completed from
+connection pool: ``max_size``, ``min_size``, ``timeout``, ``max_lifetime``, ``max_idle``
+(seconds an idle connection beyond ``min_size`` is kept; ``None``: forever), completed from
 ``POOL_DEFAULTS``; ``None`` for none, always ``None`` for file databases);
 ``CONNECT_TIMEOUT`` and ``READ_TIMEOUT`` (seconds, ``None`` waits forever). URLs carry them
 as ``?read_only=1``, ``?pool_max_size=5``, ``?connect_timeout=3``, ``?read_timeout=none``.
@@ -45,7 +46,7 @@ def redact(url: str) -> str:
 # A server alias's connection pool (``qplan.pools``): what a POOL dict may hold, its defaults,
 # and whether a value must be a whole number. ``"POOL": None`` turns pooling off.
 POOL_DEFAULTS: dict[str, float | int | None] = {
-    "max_size": 20, "min_size": 0, "timeout": 30.0, "max_lifetime": 3600.0}
+    "max_size": 20, "min_size": 0, "timeout": 30.0, "max_lifetime": 3600.0, "max_idle": 600.0}
 POOL_COUNTS = ("max_size", "min_size")
 # Seconds; None waits forever. Applied to server databases (file databases have no network).
 TIMEOUT_DEFAULTS: dict[str, float | None] = {"CONNECT_TIMEOUT": 5.0, "READ_TIMEOUT": 30.0}
@@ -135,7 +136,7 @@ def _pool(value: Any, alias: str, server: bool) -> Mapping[str, Any] | None:
         return None
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"database {alias!r}: POOL must be a dict (max_size, min_size, "
-                                 f"timeout, max_lifetime) or None, got {type(value).__name__}")
+                                 f"timeout, max_lifetime, max_idle) or None, got {type(value).__name__}")
     unknown = sorted(set(value) - set(POOL_DEFAULTS))
     if unknown:
         raise ConfigurationError(f"database {alias!r}: unknown key POOL[{unknown[0]!r}]"
@@ -152,7 +153,7 @@ def _pool(value: Any, alias: str, server: bool) -> Mapping[str, Any] | None:
     if pool["min_size"] > pool["max_size"]:
         raise ConfigurationError(f"database {alias!r}: POOL['min_size'] ({pool['min_size']}) is "
                                  f"larger than POOL['max_size'] ({pool['max_size']})")
-    for name in ("timeout", "max_lifetime"):
+    for name in ("timeout", "max_lifetime", "max_idle"):
         pool[name] = _seconds(pool[name], alias, f"POOL[{name!r}]")
     return MappingProxyType(pool)
 

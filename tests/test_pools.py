@@ -64,7 +64,8 @@ def pooled(base: dict[str, Any], **pool: Any) -> dict[str, Any]:
 
 def test_server_aliases_are_pooled_by_default_and_sqlite_is_not():
     pg = settings.normalise("x", "postgresql://u@h/d")
-    assert dict(pg["POOL"]) == {"max_size": 20, "min_size": 0, "timeout": 30.0, "max_lifetime": 3600.0}
+    assert dict(pg["POOL"]) == {"max_size": 20, "min_size": 0, "timeout": 30.0, "max_lifetime": 3600.0,
+                                 "max_idle": 600.0}
     assert settings.normalise("x", {"ENGINE": "mysql", "NAME": "d"})["POOL"]["max_size"] == 20
     assert settings.normalise("x", "sqlite:///a.db")["POOL"] is None
     assert settings.normalise("x", {"ENGINE": "postgresql", "NAME": "d", "POOL": None})["POOL"] is None
