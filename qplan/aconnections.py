@@ -68,7 +68,7 @@ class AsyncPool:
         # carries at most one, and the pool fills as fast (the work is CPU-bound anyway).
         # A connect that fails fails the ones queued behind it too (they would each wait
         # for the same unreachable server in turn): how many failed, and the last error.
-        self._connecting = asyncio.Lock()
+        self._connecting = Gate(1, per_turn=None)  # not an asyncio.Lock: that holds its loop
         self._failures = 0
         self._failure: Exception | None = None
         self.open = 0

@@ -57,6 +57,18 @@ class Gate:
             self._next_turn()
         return waiter
 
+    async def __aenter__(self) -> None:  # ``async with gate:`` (e.g. a lock: Gate(1, None))
+        waiter = self.enter()
+        if waiter is not None:
+            try:
+                await waiter
+            except BaseException:
+                self.abandon(waiter)
+                raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.leave()
+
     def abandon(self, waiter: asyncio.Future) -> None:
         """The task awaiting ``waiter`` was cancelled: a place granted to it is given on."""
         if waiter.done() and not waiter.cancelled():
@@ -90,9 +102,9 @@ class Gate:
 
 
 _gates: "weakref.WeakKeyDictionary[Any, Gate]" = weakref.WeakKeyDictionary()
-# The loop asked last and its gate, as one tuple (threads each replace it whole): the common
-# case skips the weak dictionary's lookup, which builds a weakref per call.
-_last: tuple[Any, Gate | None] = (None, None)
+# The loop asked last (weakly: a finished loop must be freed) and its gate, as one tuple
+# (threads each replace it whole): the common case skips the weak dictionary's lookup.
+_last: tuple[Any, Gate | None] = (lambda: None, None)
 
 
 def gate() -> Gate:
@@ -100,10 +112,10 @@ def gate() -> Gate:
     global _last
     loop = asyncio.get_running_loop()
     last = _last
-    if last[0] is loop:
+    if last[0]() is loop:
         return last[1]  # type: ignore[return-value]
     found = _gates.get(loop)
     if found is None:
         found = _gates[loop] = Gate()
-    _last = (loop, found)
+    _last = (weakref.ref(loop), found)
     return found
