@@ -10,20 +10,23 @@ postmaster is stopped as a tree: its group and the group of each descendant.
 :func:`stop_groups` sends a signal to groups, waits (bounded) until no live member is left,
 then SIGKILLs what remains. :func:`using_folder` scans /proc for processes whose working
 directory or arguments refer to a folder: the check, after a teardown, that nothing of a
-server survived.
+server survived. Run as a script, this module is the servers' watchdog (:func:`watchdog`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["descendants", "group_of", "live_members", "signal_groups", "stop_groups",
-           "stop_tree", "using_folder"]
+           "stop_tree", "using_folder", "watchdog"]
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:
@@ -153,3 +156,52 @@ def _using(folder: str | Path) -> list[tuple[int, str]]:
         if cwd == root or cwd.startswith(root + os.sep) or any(root in a for a in args):
             found.append((pid, " ".join(a for a in args if a)[:300]))
     return found
+
+
+def watchdog(spec_text: str) -> None:
+    """The watchdog process of a server (tests/servers.py starts one per server, in a session
+    of its own). It reads stdin until EOF: a normal ``close()`` kills it first, so EOF means
+    the test process died. Then it signals the server processes named by ``spec["kill"]``
+    (``[pidfile, comm, signal]``: the group, when the process leads one), SIGKILLs whatever
+    still uses the ``spec["remove"]`` folders (helpers, PostgreSQL's backends) and removes
+    the folders."""
+    spec = json.loads(spec_text)
+    for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    sys.stdin.buffer.read()
+    pids = []
+    for pidfile, comm, sig in spec["kill"]:
+        try:
+            with open(pidfile) as f:
+                pid = int(f.readline())
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != comm:
+                    continue
+            if group_of(pid) == pid:
+                signal_groups([pid], sig)
+            else:
+                os.kill(pid, sig)
+            pids.append(pid)
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + 20
+    while any(group_of(p) is not None for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(50):
+        left = [pid for folder in spec["remove"] for pid in _pids_using(folder)]
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    for _ in range(5):  # a helper killed just now may have been writing
+        for folder in spec["remove"]:
+            shutil.rmtree(folder, ignore_errors=True)
+        if not any(os.path.exists(folder) for folder in spec["remove"]):
+            break
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    watchdog(sys.argv[1])

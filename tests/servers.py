@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import processes
 from processes import live_members, signal_groups, stop_groups, stop_tree
 
 __all__ = [
@@ -189,76 +190,14 @@ def _run(cmd: Sequence[str], *, cwd: Path | None = None,
 _live: set[Any] = set()
 _live_lock = threading.Lock()
 
-# Runs in its own session; reads stdin until EOF. A normal close() kills it first, so reaching
-# the end of stdin means the test process died: kill the servers and remove their folders.
-_WATCHDOG = r"""
-import json, os, shutil, signal, sys, time
-spec = json.loads(sys.argv[1])
-for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-    signal.signal(s, signal.SIG_IGN)
-sys.stdin.buffer.read()
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
-def using(dirs):  # live processes whose cwd or arguments name one of the folders
-    found = []
-    for e in os.listdir("/proc"):
-        try:
-            if not e.isdigit() or int(e) == os.getpid() or not alive(int(e)):
-                continue
-            args = open(f"/proc/{e}/cmdline", "rb").read().decode(errors="replace")
-            try:
-                cwd = os.readlink(f"/proc/{e}/cwd").removesuffix(" (deleted)")
-            except OSError:
-                cwd = ""
-            if any(cwd == d or cwd.startswith(d + "/") or d in args for d in dirs):
-                found.append(int(e))
-        except (OSError, ValueError):
-            pass
-    return found
-pids = []
-for pidfile, comm, sig in spec["kill"]:  # each server is the leader of its process group
-    try:
-        pid = int(open(pidfile).readline())
-        if open(f"/proc/{pid}/comm").read().strip() == comm:
-            if os.getpgid(pid) == pid and pid != os.getpgrp():
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
-            pids.append(pid)
-    except (OSError, ValueError):
-        pass
-deadline = time.monotonic() + 20
-while any(alive(p) for p in pids) and time.monotonic() < deadline:
-    time.sleep(0.05)
-for attempt in range(50):  # the helpers (an rsync state transfer), PostgreSQL's backends
-    left = using(spec["remove"])
-    if not left:
-        break
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    time.sleep(0.1)
-for attempt in range(5):  # helpers of a dead server (an rsync state transfer) may still write
-    for d in spec["remove"]:
-        shutil.rmtree(d, ignore_errors=True)
-    if not any(os.path.exists(d) for d in spec["remove"]):
-        break
-    time.sleep(1)
-"""
-
 
 class _Watchdog:
     """A tiny child process that cleans up if this process dies without closing the servers."""
 
     def __init__(self, kill: list[tuple[str, str, int]], remove: list[str]) -> None:
         spec = json.dumps({"kill": kill, "remove": remove})
-        self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, spec],
+        # processes.py run as a script (stdlib only): see its ``watchdog``
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", processes.__file__, spec],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -9,8 +9,13 @@ any process whose working directory or arguments name the server's folder.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from conftest import assert_nothing_left
@@ -68,6 +73,35 @@ def test_a_state_transfer_interrupted_by_the_teardown_leaves_nothing() -> None:
         joining.join(120)
     assert not joining.is_alive()
     assert_nothing_left(folders)
+
+
+_ORPHANING_PROCESS = """
+import sys, time
+from test_teardown import MariaDBWithHelper
+server = MariaDBWithHelper().start()
+print(server.base, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_watchdog_cleans_up_after_a_killed_test_process() -> None:
+    """A test process SIGKILLed with a server running (its helper too): the server's
+    watchdog kills them all and removes the folder. Fails when the watchdog stops
+    mariadbd alone (the orphaned helper survives) or not at all."""
+    child = subprocess.Popen([sys.executable, "-c", _ORPHANING_PROCESS],
+                             cwd=Path(__file__).parent, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        assert child.stdout is not None
+        base = Path(child.stdout.readline().strip())
+        assert base.name.startswith("qplan-md-") and len(helpers(base)) == 1
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + 60
+    while using_folder(base) or base.exists():
+        assert time.monotonic() < deadline, f"left after 60 s: {using_folder(base)}"
+        time.sleep(0.05)
 
 
 def _quietly(start: Any) -> None:
