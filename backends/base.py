@@ -457,6 +457,11 @@ class Backend(FunctionHooks, AsyncEdge):
     # refuses an inner block, and qplan's own blocks (bulk_create) join the open one.
     SUPPORTS_SAVEPOINTS = True
 
+    # Seconds a unique-key conflict may be reported before the conflicting row's commit is
+    # visible to a new transaction (0: never; servers make the loser wait for the commit).
+    # get_or_create re-reads a lost race's row for that long (qplan/upserts.py).
+    CONFLICT_VISIBLE_WITHIN = 0.0
+
     def savepoint_sql(self, name: str) -> str:
         if not self.SUPPORTS_SAVEPOINTS:
             raise errors.NotSupportedError(

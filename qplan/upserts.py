@@ -4,7 +4,9 @@ Both run on the plan's write alias (``using()``, else the routers' ``db_for_writ
 plan filtered by the lookups, so a shard key among them places the row). The create runs in
 an ``atomic()`` block of its own (a savepoint inside an open block); when it fails with
 ``IntegrityError`` because another connection created the row first, the row is read again
-and returned, and the error is re-raised when it still is not there.
+and returned, and the error is re-raised when it still is not there (after the backend's
+``CONFLICT_VISIBLE_WITHIN`` seconds: DuckDB may report the conflict just before the winner's
+commit is visible).
 
 On a database without savepoints (``backend.SUPPORTS_SAVEPOINTS`` False: DuckDB) a create
 inside a caller's open block joins that block: a failure dooms it, so nothing can be read
@@ -22,13 +24,14 @@ transactions that read first; a MariaDB deadlock, a Galera conflict).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .connections import connections
 from .errors import FieldError, IntegrityError, SerializationFailure
 from .routing import db_for_write
 from .saving import save_steps
-from .steps import BLOCK, IN_BLOCK, Steps
+from .steps import BLOCK, IN_BLOCK, SLEEP, Steps
 
 SEP = "__"
 
@@ -72,14 +75,18 @@ def get_or_create(engine: Any, plan: Any, defaults: dict[str, Any] | None,
         yield (BLOCK, plan.db, savepoints,
                save_steps(engine, obj, plan.db, force_insert=True))
         return obj, True
-    except IntegrityError:
+    except IntegrityError as lost:
         if joined:
             raise
-        try:
-            return (yield from engine.get_steps(plan.filter(**lookups))), False
-        except model.DoesNotExist:
-            pass
-        raise
+        deadline = time.monotonic() + connections[plan.db].backend.CONFLICT_VISIBLE_WITHIN
+        while True:
+            try:
+                return (yield from engine.get_steps(plan.filter(**lookups))), False
+            except model.DoesNotExist:
+                pass
+            if time.monotonic() >= deadline:
+                raise lost
+            yield (SLEEP, 0.005)
 
 
 def update_or_create(engine: Any, plan: Any, defaults: dict[str, Any] | None,

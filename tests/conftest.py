@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 import qplan
 import relmodels
 import testmodels
+from processes import using_folder
 from replicas import GaleraCluster, GtidPair
 from servers import MariaDBServer, PostgresCluster, ServerUnavailable, close_all, start_all
 
@@ -68,6 +69,13 @@ def db(sqlite_url: str) -> Iterator[str]:
 # --- database servers -------------------------------------------------------------------------
 
 
+def assert_nothing_left(folders: list[Any]) -> None:
+    """After a teardown: no process may still use a server's folder (its cwd or arguments
+    name it). An interrupted Galera state transfer once left its donor script running."""
+    left = [p for folder in folders for p in using_folder(folder)]
+    assert not left, f"processes outlived the servers' teardown: {left}"
+
+
 @pytest.fixture(scope="session")
 def _servers() -> Iterator[dict[str, tuple[Any, BaseException | None]]]:
     pg, md = PostgresCluster(replica=True), MariaDBServer()
@@ -75,7 +83,9 @@ def _servers() -> Iterator[dict[str, tuple[Any, BaseException | None]]]:
         pg_error, md_error = start_all(pg, md)  # concurrently
         yield {"pg": (pg, pg_error), "mariadb": (md, md_error)}
     finally:
+        folders = [s.base for s in (pg, md) if s.base is not None]
         close_all(pg, md)
+        assert_nothing_left(folders)
 
 
 def _ready(entry: tuple[Any, BaseException | None]) -> Any:
@@ -151,7 +161,9 @@ def pgbouncer_settings(pg: PostgresCluster) -> Iterator[dict[str, Any]]:
         yield {"ENGINE": "postgresql", "HOST": e.host, "PORT": e.port, "USER": e.user,
                "PASSWORD": e.password, "NAME": e.name}
     finally:
+        folder = bouncer.base
         bouncer.close()
+        assert_nothing_left([folder])
 
 
 @pytest.fixture(scope="session")
@@ -175,7 +187,9 @@ def _started(server: Any) -> Iterator[Any]:
     try:
         yield server
     finally:
+        folders = server.folders()
         server.close()
+        assert_nothing_left(folders)
 
 
 @pytest.fixture(scope="session")

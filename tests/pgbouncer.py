@@ -3,8 +3,8 @@
 :class:`PgBouncer` writes its configuration to a temporary folder (files 0600, owned by
 ``postgres`` when we are root: pgbouncer refuses to run as root), listens on a free
 loopback port, and lets ``app``/``apppw`` through with SCRAM to every database of the
-target server. ``close()`` stops it with SIGINT (then SIGTERM and SIGKILL if it lingers)
-and removes the folder.
+target server. It runs in a process group of its own; ``close()`` stops that group with
+SIGINT (SIGKILL if it lingers) and removes the folder.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from processes import stop_groups
 from servers import HOST, Endpoint, ServerUnavailable, free_port
 
 PACKAGE = "pgbouncer"
@@ -96,17 +97,13 @@ class PgBouncer:
             time.sleep(0.01)
 
     def close(self, timeout: float = 10) -> None:
-        """SIGINT (safe shutdown), then SIGTERM and SIGKILL if it lingers; remove the folder."""
+        """SIGINT (safe shutdown) to its process group, SIGKILL if it lingers ``timeout``
+        seconds; remove the folder."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(sig)
-                try:
-                    proc.wait(timeout)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        if proc is not None:
+            if proc.poll() is None:  # not reaped yet: its pid (the group's) is still ours
+                stop_groups([proc.pid], signal.SIGINT, grace=timeout)
+            proc.wait()
         if self.base is not None:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None

@@ -19,6 +19,7 @@ import pwd
 import shutil
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from servers import (HOST, Endpoint, MariaDBServer, ServerUnavailable, _is_root, _run, _tail,
@@ -121,6 +122,10 @@ class GtidPair:
     def close(self) -> None:
         """Stop both servers and remove their folders."""
         close_all(self.replica, self.primary)
+
+    def folders(self) -> list[Path]:
+        """The servers' folders (while they exist)."""
+        return [s.base for s in (self.primary, self.replica) if s.base is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +264,10 @@ class GaleraCluster:
     def close(self) -> None:
         """Stop every node and remove their folders."""
         close_all(*reversed(self.nodes))
+
+    def folders(self) -> list[Path]:
+        """The nodes' folders (while they exist)."""
+        return [n.base for n in self.nodes if n.base is not None]
 
 
 

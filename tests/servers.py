@@ -5,9 +5,11 @@
 
 Both live in a temporary folder, listen on free loopback ports and use the Debian binaries.
 As root, the PostgreSQL server binaries run as the ``postgres`` user (``runuser``), because
-PostgreSQL refuses root. Servers are stopped and their folders removed by ``close()`` (the
-context managers call it); an ``atexit`` hook and a small watchdog process (which acts when
-the test process dies, even by SIGKILL) are the backstops.
+PostgreSQL refuses root. Every server runs in a process group of its own, and stopping it
+kills the whole group (tests/processes.py), helpers included (a Galera state transfer's
+script). Servers are stopped and their folders removed by ``close()`` (the context managers
+call it); an ``atexit`` hook and a small watchdog process (which acts when the test process
+dies, even by SIGKILL) are the backstops.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import processes
+from processes import live_members, signal_groups, stop_groups, stop_tree
 
 __all__ = [
     "Endpoint",
@@ -158,30 +163,21 @@ def _live_pid(pidfile: Path, comm: str) -> int | None:
     return pid if state not in "ZX" and name == comm else None
 
 
-def _kill_and_wait(pidfile: Path, comm: str, sig: int, timeout: float = 30) -> None:
-    """Signal the process of ``pidfile`` (if alive) and wait until it has exited."""
-    pid = _live_pid(pidfile, comm)
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while _live_pid(pidfile, comm) == pid:
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = float("inf")
-        time.sleep(0.005)
-
-
 def _run(cmd: Sequence[str], *, cwd: Path | None = None,
          timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run a command; raise RuntimeError with its output when it fails."""
-    try:
-        proc = subprocess.run(list(cmd), cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout, start_new_session=True)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"timed out after {timeout}s: {' '.join(cmd)}") from exc
+    """Run a command in a process group of its own; raise RuntimeError with its output when
+    it fails. A command that times out is killed with its whole group."""
+    with subprocess.Popen(list(cmd), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as child:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except BaseException as exc:
+            stop_groups([child.pid], signal.SIGKILL)
+            child.communicate()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise RuntimeError(f"timed out after {timeout}s: {' '.join(cmd)}") from exc
+            raise
+    proc = subprocess.CompletedProcess(list(cmd), child.returncode, out, err)
     if proc.returncode != 0:
         raise RuntimeError(f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n"
                            f"{proc.stdout}{proc.stderr}")
@@ -194,47 +190,14 @@ def _run(cmd: Sequence[str], *, cwd: Path | None = None,
 _live: set[Any] = set()
 _live_lock = threading.Lock()
 
-# Runs in its own session; reads stdin until EOF. A normal close() kills it first, so reaching
-# the end of stdin means the test process died: kill the servers and remove their folders.
-_WATCHDOG = r"""
-import json, os, shutil, signal, sys, time
-spec = json.loads(sys.argv[1])
-for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-    signal.signal(s, signal.SIG_IGN)
-sys.stdin.buffer.read()
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
-pids = []
-for pidfile, comm, sig in spec["kill"]:
-    try:
-        pid = int(open(pidfile).readline())
-        if open(f"/proc/{pid}/comm").read().strip() == comm:
-            os.kill(pid, sig)
-            pids.append(pid)
-    except (OSError, ValueError):
-        pass
-deadline = time.monotonic() + 20
-while any(alive(p) for p in pids) and time.monotonic() < deadline:
-    time.sleep(0.05)
-for attempt in range(5):  # helpers of a dead server (an rsync state transfer) may still write
-    for d in spec["remove"]:
-        shutil.rmtree(d, ignore_errors=True)
-    if not any(os.path.exists(d) for d in spec["remove"]):
-        break
-    time.sleep(1)
-"""
-
 
 class _Watchdog:
     """A tiny child process that cleans up if this process dies without closing the servers."""
 
     def __init__(self, kill: list[tuple[str, str, int]], remove: list[str]) -> None:
         spec = json.dumps({"kill": kill, "remove": remove})
-        self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, spec],
+        # processes.py run as a script (stdlib only): see its ``watchdog``
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", processes.__file__, spec],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -251,6 +214,7 @@ class _Managed:
 
     base: Path | None = None
     _watchdog: _Watchdog | None = None
+    _groups: set[int]  # the process groups this server's launches made (set by _register)
 
     def start(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -260,17 +224,25 @@ class _Managed:
 
     def _register(self, prefix: str, kill: list[tuple[str, str, int]]) -> Path:
         self.base = _mkdtemp(prefix)
+        self._groups = set()
         with _live_lock:
             _live.add(self)
         kill = [(str(self.base / rel), comm, sig) for rel, comm, sig in kill]
         self._watchdog = _Watchdog(kill, [str(self.base)])
         return self.base
 
+    def _add_group(self, pgid: int) -> None:
+        """Remember a process group a launch made (forgetting the emptied ones)."""
+        self._groups = {g for g in self._groups if live_members([g])} | {pgid}
+
     def close(self) -> None:
         """Stop the server(s) whatever their state and remove the folder."""
         try:
             self._shutdown()
         finally:
+            # what the shutdown left of any launch: helpers orphaned by an earlier kill
+            if self.base is not None:
+                stop_groups(self._groups, signal.SIGKILL, folder=self.base)
             if self.base is not None:
                 shutil.rmtree(self.base, ignore_errors=True)
                 self.base = None
@@ -498,6 +470,9 @@ class PostgresCluster(_Managed):
                      "start")
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n{_tail(log)}") from None
+        pid = self._pid(which)
+        if pid is not None:  # pg_ctl makes the postmaster a session (and group) leader
+            self._add_group(os.getpgid(pid))
         other = "primary" if which == "replica" else "replica"
         if self.replica is not None and self._pid(other) is not None:
             self._wait_streaming()  # either way round, hand the cluster back streaming
@@ -519,11 +494,13 @@ class PostgresCluster(_Managed):
 
     def _shutdown(self) -> None:
         # Immediate shutdown (SIGQUIT) straight from the pid files: the data is thrown away, and
-        # this also stops a postmaster whose pg_ctl start was interrupted.
+        # this also stops a postmaster whose pg_ctl start was interrupted. Each backend leads a
+        # process group of its own: the postmaster's whole tree is signalled, SIGKILL after 10 s.
         if self.base is not None:
             for which in ("replica", "primary"):
-                _kill_and_wait(self._datadir(which) / "postmaster.pid", "postgres",
-                               signal.SIGQUIT)
+                pid = self._pid(which)
+                if pid is not None:
+                    stop_tree(pid, signal.SIGQUIT, grace=10)
 
     def _admin_connect(self, which: str, dbname: str = "postgres") -> Any:
         """Superuser connection over the private unix socket (trust auth), autocommit."""
@@ -660,17 +637,25 @@ class MariaDBServer(_Managed):
         return self
 
     def stop(self, kill: bool = False, timeout: float = 60) -> None:
-        """SIGTERM (or SIGKILL with ``kill=True``) mariadbd and wait for it to exit."""
+        """SIGTERM (or SIGKILL with ``kill=True``) mariadbd's process group and wait until
+        mariadbd has exited; then SIGKILL whatever is left of its group (helpers such as a
+        Galera state transfer's script, which would outlive it as orphans)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"mariadbd did not stop within {timeout}s; killed it") from None
+            if proc.poll() is None:
+                signal_groups([proc.pid], signal.SIGKILL if kill else signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    raise RuntimeError(
+                        f"mariadbd did not stop within {timeout}s; killed it") from None
+        finally:
+            if self.base is not None:
+                stop_groups([proc.pid], signal.SIGKILL, folder=self.base)
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` (utf8mb4), grant ``app`` all on it; return its URL."""
@@ -732,6 +717,7 @@ class MariaDBServer(_Managed):
         self.proc = subprocess.Popen(self._command(), cwd=base, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
+        self._add_group(self.proc.pid)  # a session, hence a group, of its own
         ping = [self._bin["mariadb-admin"], "--no-defaults", f"--socket={self.socket_path}",
                 "-uroot", "--connect-timeout=2", "ping"]
         deadline = time.monotonic() + timeout
