@@ -30,7 +30,7 @@ class Gate:
 
     __slots__ = ("free", "per_turn", "started", "waiters", "turning")
 
-    def __init__(self, places: int = MAX_IN_FLIGHT, per_turn: int | None = PER_TURN) -> None:
+    def __init__(self, places: int, per_turn: int | None) -> None:
         self.free = places  # no reference to its loop: a loop keys its gate weakly
         self.per_turn = per_turn if per_turn is not None else sys.maxsize
         # Starts granted since the last turn began. Counted, not reset every iteration
@@ -108,7 +108,8 @@ _last: tuple[Any, Gate | None] = (lambda: None, None)
 
 
 def gate() -> Gate:
-    """The running loop's gate for evaluations."""
+    """The running loop's gate for evaluations (``MAX_IN_FLIGHT`` and ``PER_TURN`` as they
+    are when the loop first awaits a plan)."""
     global _last
     loop = asyncio.get_running_loop()
     last = _last
@@ -116,6 +117,6 @@ def gate() -> Gate:
         return last[1]  # type: ignore[return-value]
     found = _gates.get(loop)
     if found is None:
-        found = _gates[loop] = Gate()
+        found = _gates[loop] = Gate(MAX_IN_FLIGHT, PER_TURN)  # read now: settable before
     _last = (weakref.ref(loop), found)
     return found

@@ -37,7 +37,7 @@ async def _admitted(gate: Gate) -> None:
 
 def test_a_burst_starts_a_few_per_turn_and_never_more_than_max_in_flight():
     async def main():
-        gate, turns = Gate(), Turns()
+        gate, turns = Gate(MAX_IN_FLIGHT, PER_TURN), Turns()
         started: dict[int, int] = {}
         order, running, most = [], [0], [0]
 
@@ -68,7 +68,7 @@ def test_a_burst_starts_a_few_per_turn_and_never_more_than_max_in_flight():
 @pytest.mark.parametrize("when", ["waiting", "granted"])
 def test_a_cancelled_task_gives_its_place_on(when):
     async def main():
-        gate = Gate()
+        gate = Gate(MAX_IN_FLIGHT, PER_TURN)
         holders = [gate.enter() for _ in range(MAX_IN_FLIGHT)]  # every place taken
         assert holders.count(None) == PER_TURN  # the rest wait for the next turns
         await asyncio.sleep(0)
