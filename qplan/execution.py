@@ -139,6 +139,8 @@ class Engine:
     def execute(self, plan: Plan, using: str | None) -> Any:
         """Run ``plan`` on one alias, chosen once; a failed read may move to another replica.
         Its ``prefetch_related`` lookups then run on the instances (``qplan.prefetching``)."""
+        if not plan._ops & (NONE | PREFETCH):  # the common case: one mask test
+            return self._execute(plan, using)
         if plan._ops & NONE:  # none(): nothing to ask a database (qplan.methods)
             result = methods.empty_result(plan)
             if result is not methods.QUERY:
