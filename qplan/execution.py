@@ -19,8 +19,8 @@ from .errors import PlanError
 from .instances import nested_models
 from .models import Model
 from .plan import LOCKS, NONE, PREFETCH, Compiled, Plan
-from .replication import (failover_steps, record_write_steps, refresh, refresh_steps,
-                          with_failover)
+from .replication import (failover_steps, record_write, record_write_steps, refresh,
+                          refresh_steps, with_failover)
 from .steps import CHECK, CONN, EXECUTE, FETCH, Steps, drive
 from .routing import (check_relations, check_writable, db_for_write, pending_writes,
                       resolve, route)
@@ -43,6 +43,13 @@ def _decode(rows: list, decoders: tuple) -> list:
         return rows
     out = []
     append = out.append
+    if len(decoders) == 1:  # one decoded column (a datetime): no inner loop (~0.4 µs/20 rows)
+        (i, decode), = decoders
+        for row in rows:
+            row = list(row)
+            row[i] = decode(row[i])
+            append(tuple(row))
+        return out
     for row in rows:
         row = list(row)
         for i, decode in decoders:
@@ -98,6 +105,11 @@ def _aggregate(t: Template, rows: list, model: Any, alias: str) -> dict:
     return dict(zip(t.columns, _decode(rows, t.decoders)[0]))
 
 
+def _inserted(t: Template, rows: list) -> list:
+    """The primary keys an INSERT ... RETURNING gave back, decoded."""
+    return [row[0] for row in _decode(rows, t.decoders)]
+
+
 MATERIALISE: dict[str, Callable[..., Any]] = {
     "models": _models,
     "dicts": _dicts,
@@ -134,6 +146,8 @@ class Engine:
     def execute(self, plan: Plan, using: str | None) -> Any:
         """Run ``plan`` on one alias, chosen once; a failed read may move to another replica.
         Its ``prefetch_related`` lookups then run on the instances (``qplan.prefetching``)."""
+        if not plan._ops & (NONE | PREFETCH):  # the common case: one mask test
+            return self._execute(plan, using)
         if plan._ops & NONE:  # none(): nothing to ask a database (qplan.methods)
             result = methods.empty_result(plan)
             if result is not methods.QUERY:
@@ -202,7 +216,26 @@ class Engine:
         return resolve(plan, kind)
 
     def run(self, plan: Plan, conn: Connection) -> Any:
-        return drive(self.run_steps(plan, conn), EDGE)
+        """``run_steps`` on the blocking edge, called directly: a statement is the hot path,
+        and driving its generator cost ~1-2 µs a query. The decisions are ``prepare``'s and
+        ``_inserted``'s, shared with ``run_steps``; only the I/O calls differ."""
+        template, params, kind = self.prepare(plan, conn)
+        if kind == "rowcount":
+            check_statement(conn.alias, True)
+            count = conn.execute(template.sql, params).rowcount
+            record_write(conn)
+            return count
+        if kind == "insert":
+            check_statement(conn.alias, True)
+            if conn.backend.insert_returning:
+                pks = _inserted(template, conn.fetchall(template.sql, params))
+            else:
+                pks = [conn.execute(template.sql, params).lastrowid]
+            record_write(conn)
+            return pks
+        check_statement(conn.alias, False)
+        return MATERIALISE[kind](template, conn.fetchall(template.sql, params),
+                                 plan._meta.model, conn.alias)
 
     def prepare(self, plan: Plan, conn: Any) -> tuple[Template, tuple, str]:
         """The statement ``plan`` runs on ``conn``: its template, parameters and result
@@ -222,7 +255,8 @@ class Engine:
         return template, params, kind
 
     def run_steps(self, plan: Plan, conn: Any) -> Steps:
-        """One statement of ``plan`` on ``conn`` and its materialised result (steps)."""
+        """One statement of ``plan`` on ``conn`` and its materialised result (steps; the
+        blocking edge's ``run`` is the same without the generator)."""
         template, params, kind = self.prepare(plan, conn)
         write = kind == "rowcount" or kind == "insert"
         yield (CHECK, conn, write)
@@ -232,8 +266,7 @@ class Engine:
             return count
         if kind == "insert":
             if conn.backend.insert_returning:
-                rows = yield (FETCH, conn, template.sql, params)
-                pks = [row[0] for row in _decode(rows, template.decoders)]
+                pks = _inserted(template, (yield (FETCH, conn, template.sql, params)))
             else:
                 pks = [(yield (EXECUTE, conn, template.sql, params))[1]]
             yield from record_write_steps(conn)

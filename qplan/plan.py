@@ -38,6 +38,8 @@ PREFETCH = OP_BITS["prefetch_related"]
 NONE = OP_BITS["none"]  # none(): evaluating answers without a query (qplan.methods)
 LOCKS = OP_BITS["select_for_update"]  # read on the write alias, inside atomic() only
 ANNOTATED = OP_BITS["annotate"] | OP_BITS["alias"]  # a plan naming expressions
+# A plan with one of these may refuse the next command (a terminal one, or union() & co).
+GUARDED = COMBINED | sum(OP_BITS[op] for op in TERMINAL)
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
 
@@ -87,10 +89,12 @@ class Plan(setops.SetOperations, Evaluation, M.Methods, WritePlans):
         return new
 
     def _add(self, record: tuple) -> "Plan":
-        if self._records and self._records[-1][0] in TERMINAL:
-            raise PlanError(f"cannot add {record[0]}() to a plan that ends in {self._records[-1][0]}()")
-        if self._ops & COMBINED:  # union() & co: only what Django allows after them
-            setops.check_after(self, record)
+        if self._ops & GUARDED:  # one mask test on the common path
+            if self._records[-1][0] in TERMINAL:
+                raise PlanError(f"cannot add {record[0]}() to a plan that ends in "
+                                f"{self._records[-1][0]}()")
+            if self._ops & COMBINED:  # union() & co: only what Django allows after them
+                setops.check_after(self, record)
         return self._derive(self._records + (record,), self._alias, self._ops | OP_BITS[record[0]])
 
     def __eq__(self, other: Any) -> bool:

@@ -344,11 +344,12 @@ def leaf(ctx: Context, key: str, value: Any) -> tuple:
                 f"{ctx.who}.{path}: lookup {lookup!r} is not supported for "
                 f"{field.internal_type}" + suggest(lookup, field.lookups)
             )
-        parsed = (path, lookup, field)
+        # the last item: transforms or a regex, the rare leaves (decided once per key)
+        parsed = (path, lookup, field, SEP in lookup or lookup[-5:] == "regex")
         if cache_key:
             ctx.meta.lookup_cache[cache_key] = parsed
-    path, lookup, field = parsed
-    if SEP in lookup or lookup[-5:] == "regex":  # transforms and regex: the rare leaves
+    path, lookup, field, rare = parsed
+    if rare:
         last = lookup.rpartition(SEP)[2]
         if last == "regex" or last == "iregex":
             funcrecords.check_regex(ctx, key, value)
@@ -400,12 +401,14 @@ def _annotation_field(ctx: Context, name: str) -> Field:
 
 def condition(ctx: Context, args: tuple, kwargs: dict[str, Any]) -> tuple:
     """``filter``/``exclude`` arguments as one condition record."""
-    for arg in args:
-        if not isinstance(arg, (Q, SQ.Exists, *CONDITIONAL)):
-            raise FieldError(f"{ctx.who}: filter() takes Q objects, boolean expressions and "
-                             f"keyword lookups, got {arg!r}")
-    args = tuple(a if isinstance(a, Q) else Q(a) for a in args)
-    children = [node for node in (q_record(ctx, q) for q in args) if node is not None]
+    children = []
+    if args:  # keywords alone (the common case) skip the Q handling
+        for arg in args:
+            if not isinstance(arg, (Q, SQ.Exists, *CONDITIONAL)):
+                raise FieldError(f"{ctx.who}: filter() takes Q objects, boolean expressions "
+                                 f"and keyword lookups, got {arg!r}")
+        args = tuple(a if isinstance(a, Q) else Q(a) for a in args)
+        children = [node for node in (q_record(ctx, q) for q in args) if node is not None]
     for k, v in sorted(kwargs.items()):
         children.append(leaf(ctx, k, v))
     if not children:
@@ -549,7 +552,7 @@ SHAPERS = {
     "filter": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "exclude": lambda r, values: (r[0], _condition_shape(r[1], values)),
     "slice": _slice_shape,
-    "order_by": lambda r, values: _order_shape(r, values),
+    "order_by": _order_shape,
     **dict.fromkeys(("values", "values_list", "distinct", "select_related"), _unchanged),
 }
 

@@ -34,8 +34,16 @@ _waited: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
 
 
 def record_write(conn: Connection) -> None:
-    """Record this context's write on ``conn`` (see :func:`record_write_steps`)."""
-    drive(record_write_steps(conn))
+    """Record this context's write on ``conn``: :func:`record_write_steps` on the blocking
+    edge, called directly (every blocking write passes here: no generator to drive)."""
+    if _untracked(conn):
+        return
+    sql = conn.backend.WRITE_POSITION_SQL
+    try:
+        rows = None if sql is None else conn.fetchall(sql, ())
+    except DatabaseError:
+        rows = None
+    _remember(conn, rows)
 
 
 def record_write_steps(conn: Any) -> Steps:
@@ -45,27 +53,52 @@ def record_write_steps(conn: Any) -> Steps:
     a connection lost just after COMMIT) is recorded as unknown, so routing reads from the
     primary for its ``lag_window``, and the caller sees no error.
     """
-    if conn.in_atomic or not routing.tracks(conn.alias):
+    if _untracked(conn):
         return
     sql = conn.backend.WRITE_POSITION_SQL
     try:
-        position = None if sql is None else (yield (FETCH, conn, sql, ()))[0][0]
+        rows = None if sql is None else (yield (FETCH, conn, sql, ()))
     except DatabaseError:
-        position = None
-    routing.remember_write(conn.alias, position)
+        rows = None
+    _remember(conn, rows)
+
+
+def _untracked(conn: Any) -> bool:
+    """Whether a write on ``conn`` needs no position: inside ``atomic`` (its COMMIT
+    records it), or no router reads around its alias."""
+    return conn.in_atomic or not routing.tracks(conn.alias)
+
+
+def _remember(conn: Any, rows: list | None) -> None:
+    """Hand routing the position ``rows`` give (None: unknown)."""
+    routing.remember_write(conn.alias, None if rows is None else rows[0][0])
 
 
 def refresh(plan: Any) -> None:
-    """Read the replay positions the routers of ``plan`` need (:func:`refresh_steps`)."""
-    drive(refresh_steps(plan))
+    """:func:`refresh_steps` on the blocking edge: the positions are read by direct calls
+    (the read after every write passes here); only a replica still behind drives
+    :func:`_catch_up`'s steps."""
+    reachable: list = []
+    for router, replica, position in routing.positions_wanted(plan):
+        try:
+            conn = connections[replica]
+            replayed = conn.fetchall(conn.backend.REPLAY_POSITION_SQL, ())[0][0]
+        except ConnectionFailure:
+            router.mark_down(replica)
+            continue
+        if router.observed(replica, replayed):
+            return
+        reachable.append((router, replica, position))
+    wait = _wait_for(reachable)
+    if wait is not None:
+        _waited_in_vain(wait, drive(_catch_up(*wait)))
 
 
 def refresh_steps(plan: Any) -> Steps:
     """Read the replay positions the routers of ``plan`` need, until one replica will do;
     when none will, wait for the first reachable one, ``CATCH_UP_WAIT`` at most."""
-    wanted = routing.positions_wanted(plan)
-    reachable = []
-    for router, replica, position in wanted:
+    reachable: list = []
+    for router, replica, position in routing.positions_wanted(plan):
         try:
             replayed = yield from _replayed((yield (CONN, replica)))
         except ConnectionFailure:
@@ -74,12 +107,25 @@ def refresh_steps(plan: Any) -> Steps:
         if router.observed(replica, replayed):
             return
         reachable.append((router, replica, position))
-    if reachable and CATCH_UP_WAIT > 0:
-        router, replica, position = reachable[0]
-        waited = _waited.get()
-        if waited.get(replica) != position and not (
-                yield from _catch_up(router, replica, position)):
-            _waited.set({**waited, replica: position})
+    wait = _wait_for(reachable)
+    if wait is not None:
+        _waited_in_vain(wait, (yield from _catch_up(*wait)))
+
+
+def _wait_for(reachable: list) -> tuple | None:
+    """``(router, replica, position)`` to give a chance to catch up when no replica will
+    do: the first reachable one, unless this context already waited for it in vain at that
+    position (or waiting is off)."""
+    if not reachable or CATCH_UP_WAIT <= 0:
+        return None
+    wait = reachable[0]
+    return None if _waited.get().get(wait[1]) == wait[2] else wait
+
+
+def _waited_in_vain(wait: tuple, caught_up: bool) -> None:
+    """Remember a replica that did not catch up with ``wait``'s position."""
+    if not caught_up:
+        _waited.set({**_waited.get(), wait[1]: wait[2]})
 
 
 def _replayed(conn: Any) -> Steps:

@@ -272,3 +272,15 @@ def test_the_cache_is_bounded_in_bytes_too():
     assert len(small) == 0 and small.bytes == 0
     with pytest.raises(ValueError, match="byte budget"):
         small.resize(max_bytes=0)
+
+
+def test_postgresql_leaves_booleans_undecoded_where_other_backends_convert():
+    """psycopg2 and psycopg return ``bool`` for boolean columns: a decoder per row would only
+    cost time; MySQL's TINYINT still needs one (values are checked in test_cross_backend)."""
+    from qplan.backends import get as get_backend
+    from qplan.shapecache import cache
+
+    plan = Book.objects.values_list("is_active", "title")
+    shape = plan.shape()[0]
+    assert cache.get(plan._meta, shape, get_backend("postgresql")).decoders == ()
+    assert [i for i, _ in cache.get(plan._meta, shape, get_backend("mysql")).decoders] == [0]

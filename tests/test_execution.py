@@ -445,3 +445,27 @@ def test_delete_returns_djangos_counts_with_cascades(any_db):
     assert bob.delete() == (2, {"testmodels.Author": 1, "testmodels.Book": 1})
     assert Book.objects.delete() == (1, {"testmodels.Book": 1})
     assert Author.objects.delete() == (0, {})
+
+
+def _no_drive(*args, **kwargs):
+    raise AssertionError("the blocking path drove a step generator")
+
+
+def test_blocking_statements_run_without_driving_steps(library, monkeypatch):
+    """The hot path: a blocking read, count, exists, get, update or INSERT calls the
+    driver directly (``Engine.run``); driving the core's generator cost 1-2 µs a query."""
+    from qplan import execution, replication
+
+    monkeypatch.setattr(execution, "drive", _no_drive)
+    monkeypatch.setattr(replication, "drive", _no_drive)
+    plan = Author.objects.order_by("name")
+    assert [a.name for a in plan] == titles_of(plan)
+    assert plan.count() == len(list(plan.values_list("id", flat=True))) and plan.exists()
+    first = plan.values_list("name", flat=True)[0]
+    assert Author.objects.get(name=first).name == first
+    assert Author.objects.filter(name=first).update(name=first) == 1
+    assert len(Author.objects.bulk_create_plan([Author(name="direct")]).execute()) == 1
+
+
+def titles_of(plan) -> list[str]:
+    return [row[0] for row in plan.values_list("name")]

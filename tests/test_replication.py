@@ -194,3 +194,23 @@ def test_a_thousand_writes_read_back_at_once_are_never_stale(router, cluster):
             on_replica += 1
     assert stale == 0
     assert on_replica >= 500  # the replica catches up within the bounded wait
+
+
+def test_read_your_writes_on_the_blocking_path_drives_no_steps(router, cluster, monkeypatch):
+    """After a write, the position is recorded and the replica's replay position read by
+    direct driver calls (``record_write``, ``refresh``): no generator per write + read."""
+    from qplan import execution, replication
+
+    real = replication.drive
+
+    def no_drive(gen, *args):  # only a replica still behind drives its catch-up wait
+        assert gen.__name__ == "_catch_up", f"the blocking path drove {gen.__name__}"
+        return real(gen, *args)
+
+    monkeypatch.setattr(execution, "drive", no_drive)
+    monkeypatch.setattr(replication, "drive", no_drive)
+    cluster.wait_replica_caught_up()
+    for i in range(20):
+        Author.objects.filter(pk=-1).update(name="x")  # a write: its position is recorded
+        assert routing.pending_writes()
+        assert Author.objects.filter(name=f"none{i}").first() is None  # refresh, then read
