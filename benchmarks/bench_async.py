@@ -201,12 +201,18 @@ async def overhead(vendor: str, s: dict, loops: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-async def concurrency(s: dict, tasks: int = 1000, pool: int = 20, rounds: int = 5
-                      ) -> dict[str, Any]:
+async def concurrency(s: dict, tasks: int = 1000, pool: int = 20, rounds: int = 5,
+                      freeze: bool = False) -> dict[str, Any]:
     """``rounds`` times: a burst of ``tasks`` coroutines that opens the pool's connections,
     then one on the open pool; the loop's lag (median and worst of the rounds), the longest
-    GC pause, beside the raw driver's and the no-op harness's own lag, as many rounds."""
+    GC pause, beside the raw driver's and the no-op harness's own lag, as many rounds.
+    ``freeze``: the heap built so far frozen first (``gc.freeze()``, as a service does after
+    start-up), so that a full collection does not walk the modules' objects."""
     import psycopg
+
+    if freeze:
+        gc.collect()
+        gc.freeze()
 
     qplan.configure(databases={"default": {**s, "POOL": {"max_size": pool, "timeout": 60}}})
     populate()
@@ -264,6 +270,8 @@ async def concurrency(s: dict, tasks: int = 1000, pool: int = 20, rounds: int = 
     await aconnections.close_all()
     qplan.drop_tables([Item], missing_ok=True)
     qplan.connections.close_all()
+    if freeze:
+        gc.unfreeze()
     errors = sum(1 for r in results if not isinstance(r, int) or r != 20)
     out = {"tasks": tasks, "rounds": rounds, "errors": errors, "server connections": seen[0],
            "seconds": statistics.median(elapsed)}
@@ -412,8 +420,10 @@ def main(argv: list[str] | None = None) -> int:
         for vendor, e in (("postgresql", pg.primary), ("mysql", md)):
             r = asyncio.run(overhead(vendor, settings_of(vendor, e), args.loops))
             print(f"{vendor}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()))
-        c = asyncio.run(concurrency(settings_of("postgresql", pg.primary)))
-        print("concurrency: " + ", ".join(f"{k} {v:.3g}" for k, v in c.items()))
+        for freeze in (False, True):
+            c = asyncio.run(concurrency(settings_of("postgresql", pg.primary), freeze=freeze))
+            print(f"concurrency{', gc.freeze()' if freeze else ''}: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in c.items()))
         sh = asyncio.run(shards(pg))
         print("4 shards, count: " + ", ".join(f"{k} {v:.1f}" for k, v in sh.items()))
     finally:

@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any
 
 MAX_IN_FLIGHT = 32
-PER_TURN = 8
+PER_TURN = 4
 
 
 class Gate:
