@@ -25,16 +25,6 @@ class Turns:
             asyncio.get_running_loop().call_soon(self.tick)
 
 
-async def _admitted(gate: Gate) -> None:
-    waiter = gate.enter()
-    if waiter is not None:
-        try:
-            await waiter
-        except BaseException:
-            gate.abandon(waiter)
-            raise
-
-
 def test_a_burst_starts_a_few_per_turn_and_never_more_than_max_in_flight():
     async def main():
         gate, turns = Gate(MAX_IN_FLIGHT, PER_TURN), Turns()
@@ -42,7 +32,7 @@ def test_a_burst_starts_a_few_per_turn_and_never_more_than_max_in_flight():
         order, running, most = [], [0], [0]
 
         async def one(i: int) -> None:
-            await _admitted(gate)
+            await gate.__aenter__()
             try:
                 started[turns.n] = started.get(turns.n, 0) + 1
                 order.append(i)
@@ -75,8 +65,8 @@ def test_a_cancelled_task_gives_its_place_on(when):
         await asyncio.sleep(0)
         while gate.waiters:
             await asyncio.sleep(0)
-        victim = asyncio.ensure_future(_admitted(gate))
-        after = asyncio.ensure_future(_admitted(gate))
+        victim = asyncio.ensure_future(gate.__aenter__())
+        after = asyncio.ensure_future(gate.__aenter__())
         await asyncio.sleep(0)
         assert not victim.done() and len(gate.waiters) == 2
         if when == "waiting":
