@@ -24,3 +24,36 @@ def test_a_finished_event_loop_and_its_pool_are_freed(databases):
         assert run_async(burst()) == [1] * 30
     gc.collect()
     assert [ref() for ref in loops] == [None, None, None]
+
+
+def test_asyncio_run_closes_the_pools_it_opened(tmp_path):
+    # aiosqlite runs each connection in a thread of its own, which holds the loop (its last
+    # future) until the connection is closed: a script that awaited plans under asyncio.run()
+    # without closing the pools never exited. The pools now close when the loop ends.
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = f"""
+import asyncio, sys, threading
+sys.path[:0] = [{root!r}, {os.path.join(root, "tests")!r}]
+import qplan
+from testmodels import Author
+qplan.configure(databases={{"default": {{"ENGINE": "sqlite", "NAME": {str(tmp_path / "a.db")!r}}}}})
+qplan.create_tables([Author])
+Author.objects.create(name="a")
+async def main():
+    counts = await asyncio.gather(*(Author.objects.acount() for _ in range(5)))
+    async with qplan.aatomic():
+        await Author.objects.acreate(name="b")
+    return counts
+for _ in range(3):
+    assert asyncio.run(main())[0] >= 1
+print(sum(t.name.endswith("(_connection_worker_thread)") for t in threading.enumerate()))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"  # no driver thread left: the process exits
+    assert "Exception ignored" not in done.stderr and "Warning" not in done.stderr
