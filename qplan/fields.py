@@ -405,6 +405,15 @@ class JSONField(Field):
 
 
 
+def points_at(to: Any, model: Any, key: str | None = None) -> bool:
+    """Whether the relation target ``to`` as written (``"self"``, a class, a registry key or
+    class name) is ``model`` itself (whose registry ``key`` defaults to ``module.QualName``:
+    ``model`` may be still being defined, not registered yet)."""
+    if isinstance(to, str):
+        return to in ("self", model.__name__, key or f"{model.__module__}.{model.__qualname__}")
+    return to is model
+
+
 def _resolve_target(field: Any) -> Any:
     """``field._to`` as a model class, resolved (and kept) on first use: ``"self"`` is the
     field's own model, another str a registry key or unique class name."""
@@ -509,7 +518,10 @@ class ManyToManyField:
     It is no column: models keep it in ``_meta.many_to_many``, not ``_meta.fields``.
     ``book.tags`` is a related manager (``add``/``remove``/``set``/``clear``), and queries
     follow it both ways (``Book.objects.filter(tags__label=...)``, ``Tag.objects.filter(
-    book__title=...)``).
+    book__title=...)``). ``ManyToManyField("self")`` is symmetrical (Django's default): it
+    has no reverse side (``related_name`` is ignored) and its managers write and remove the
+    two rows ``(a, b)`` and ``(b, a)`` together, so ``a.friends`` lists ``b`` and the
+    other way round; ``symmetrical=False`` makes it one-way with a reverse side.
     """
 
     is_relation = True
@@ -521,10 +533,10 @@ class ManyToManyField:
                  db_table: str | None = None, blank: bool = False,
                  symmetrical: bool | None = None) -> None:
         _check_related_names(related_name, related_query_name)
-        if symmetrical:
-            raise FieldError("ManyToManyField(symmetrical=True) is not supported: qplan's "
-                             "many-to-many relations are one-way (pass symmetrical=False)")
-        self.symmetrical = symmetrical
+        if symmetrical is not None and not isinstance(symmetrical, bool):
+            raise FieldError(f"ManyToManyField(symmetrical=) is True, False or None, got "
+                             f"{symmetrical!r:.80}")
+        self.symmetrical = symmetrical  # None: decided by contribute() (True for "self")
         if through is not None and db_table is not None:
             raise FieldError("ManyToManyField: give through= or db_table=, not both")
         self._to = to
@@ -537,10 +549,13 @@ class ManyToManyField:
         self.model: Any = None
 
     def contribute(self, model: Any, name: str) -> None:
-        if self.symmetrical is None and (self._to == "self" or self._to is model):
-            raise FieldError(f"{model.__name__}.{name}: a ManyToManyField to 'self' is symmetrical "
-                             f"in Django; qplan supports only one-way ones: pass "
-                             f"symmetrical=False")
+        """As Django: ``symmetrical`` defaults to True for ``"self"`` only; a symmetrical
+        relation must point at its own model (``FieldError`` here, at the class statement)."""
+        if self.symmetrical is None:
+            self.symmetrical = self._to == "self" or self._to is model
+        elif self.symmetrical and not points_at(self._to, model):
+            raise FieldError(f"{model.__name__}.{name}: symmetrical=True needs a relation to "
+                             f"'self', not to {getattr(self._to, '__name__', self._to)!r}")
         self.model = model
         self.name = name
 

@@ -13,7 +13,7 @@ from . import checks, errors, runner
 from . import records as R
 from .constraints import CheckConstraint, Index, UniqueConstraint
 from .errors import ConfigurationError, FieldError, suggest
-from .fields import CASCADE, AutoField, Field, ForeignKey, ManyToManyField
+from .fields import CASCADE, AutoField, Field, ForeignKey, ManyToManyField, points_at
 from .registry import get_model, register, registered_models
 
 __all__ = ["Model", "ModelBase", "Options", "get_model", "registered_models"]
@@ -182,7 +182,7 @@ def _auto_through(model: Any, field: ManyToManyField) -> Any:
     ``<table>_<field>``, a CASCADE foreign key to each side, each pair once."""
     to = field._to
     source = model.__name__.lower()
-    if to == "self" or to is model:
+    if points_at(to, model, model._meta.key):
         source_name, target_name, to = f"from_{source}", f"to_{source}", model
     else:
         target = to.rsplit(".", 1)[-1] if isinstance(to, str) else to.__name__

@@ -1,7 +1,8 @@
 """Related objects on instances, as Django 5.2's related managers.
 
 ``writer.novel_set`` (a reverse foreign key), ``writer.bio`` (a reverse one-to-one) and
-``novel.genres`` / ``genre.novel_set`` (many-to-many both ways) are found by their accessor
+``novel.genres`` / ``genre.novel_set`` (many-to-many both ways; a symmetrical one writes
+and removes both directions' rows) are found by their accessor
 in ``qplan.relations.reverse_accessors``. The reverse side of a relation may be declared
 after the class it lands on, so ``install(model)`` puts the descriptors a model brings on
 the classes as it is registered, and those of the string references that waited for it
@@ -27,6 +28,7 @@ from typing import Any, Callable
 
 from .connections import connections
 from .errors import PlanError
+from .expressions import Q
 from .fields import ForeignKey
 from .models import Model
 from .plan import Plan, PrefetchedPlan
@@ -404,24 +406,39 @@ class ManyToManyManager(_Manager):
         return list(dict.fromkeys(out))
 
     def _add(self, alias: str, pks: list[Any], through_defaults: Any) -> None:
+        """Insert the missing ``(instance, pk)`` rows, and ``(pk, instance)`` too when the
+        relation is symmetrical (one row for the instance itself), in one bulk insert."""
         if not pks:
             return
-        links = self._links().using(alias)
-        present = set(links.filter(**{f"{self.other}__in": pks}).values_list(self.other,
-                                                                                flat=True))
         extra = {k: v() if callable(v) else v for k, v in (through_defaults or {}).items()}
-        rows = [self.through(**{**extra, self.mine: self.pk, self.other: pk})
-                for pk in pks if pk not in present]
+        pairs = self._missing(alias, self.mine, self.other, pks)
+        if self.rel.field.symmetrical:
+            pairs += [p for p in self._missing(alias, self.other, self.mine, pks)
+                      if p not in pairs]
+        rows = [self.through(**{**extra, **pair}) for pair in pairs]
         if rows:
             self.through.objects.using(alias).bulk_create(rows)
 
+    def _missing(self, alias: str, here: str, there: str, pks: list[Any]) -> list[dict]:
+        """``{here: instance pk, there: pk}`` for each of ``pks`` no through row holds."""
+        present = set(self.through.objects.using(alias).filter(
+            **{here: self.pk, f"{there}__in": pks}).values_list(there, flat=True))
+        return [{here: self.pk, there: pk} for pk in pks if pk not in present]
+
     def _remove(self, alias: str, pks: list[Any] | None) -> None:
-        links = self._links().using(alias)
+        """Delete the instance's through rows to ``pks`` (all with None), both directions of
+        a symmetrical relation, in one DELETE."""
+        if pks is not None and not pks:
+            return
+        links = Q(**{self.mine: self.pk})
         if pks is not None:
-            if not pks:
-                return
-            links = links.filter(**{f"{self.other}__in": pks})
-        links.delete()
+            links &= Q(**{f"{self.other}__in": pks})
+        if self.rel.field.symmetrical:
+            mirror = Q(**{self.other: self.pk})
+            if pks is not None:
+                mirror &= Q(**{f"{self.mine}__in": pks})
+            links |= mirror
+        self.through.objects.using(alias).filter(links).delete()
 
     def _in_block(self, work: Callable[[str], None]) -> None:
         alias = self._write_alias()

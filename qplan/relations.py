@@ -3,7 +3,8 @@
 ``relations(meta)`` maps each name to a ``Relation``: the model's forward foreign keys
 and one-to-ones (``author``), the reverse of every foreign key or one-to-one pointing at
 it (``book``, or its ``related_query_name``/``related_name``) and its many-to-many
-fields both ways (``tags`` forward, ``book`` backward through the through table). A
+fields both ways (``tags`` forward, ``book`` backward through the through table; a
+symmetrical one, ``ManyToManyField("self")``, only forward: it holds both directions). A
 ``Relation`` is a plain record of the joins it takes, so the compiler, the hints routers
 read and the instance descriptors all follow one description. The reverse side needs
 every field that points here (``qplan.incoming``: one registry scan per generation), so it
@@ -72,8 +73,9 @@ def model_name(model: Any) -> str:
 def reverse_accessor(field: Any) -> str | None:
     """The instance attribute of the reverse side of ``field`` (a foreign key, one-to-one or
     many-to-many of ``field.model``): its ``related_name``, else ``<model>_set``
-    (``<model>`` for a one-to-one); None for ``related_name='+'``."""
-    if field.related_name == "+":
+    (``<model>`` for a one-to-one); None for ``related_name='+'`` and a symmetrical
+    many-to-many (it has no reverse side: its forward side lists both ways)."""
+    if field.related_name == "+" or getattr(field, "symmetrical", False):
         return None
     if field.related_name:
         return field.related_name
@@ -105,7 +107,7 @@ def _m2m(meta: Any, field: ManyToManyField) -> Relation:
 
 
 def _m2m_reverse(meta: Any, other: Any, field: ManyToManyField) -> Relation | None:
-    if field.related_name == "+":
+    if field.related_name == "+" or field.symmetrical:
         return None
     through = field.through._meta
     source_fk, target_fk = field.link_fields()
