@@ -10,8 +10,9 @@ from typing import Any, Iterator
 import pytest
 
 import qplan
-from qplan import Count, Model, fields
+from qplan import Count, Model, fields, routing, sharding
 from qplan.relations import relations, reverse_accessors
+from qplan.sharding import Sharded
 from conftest import VENDORS, backend_settings
 from symmmodels import ALL, Pal, Palship, Person, PersonFriends
 
@@ -206,3 +207,24 @@ def test_delete_cascades_both_rows(symm_db):
     assert Person.objects.filter(name__in=["b", "c"]).delete() == (
         4, {Person._meta.label: 2, PersonFriends._meta.label: 2})
     assert PersonFriends.objects.count() == 0
+
+
+def test_sharding_still_refuses_a_join_to_the_unsharded_through_table(tmp_path):
+    """Person sharded by name: its rows merge over the shards, but the auto through model has
+    no ``name`` (not placed by the router), so a plan joining it is refused before a query."""
+    qplan.configure(databases={n: f"sqlite:///{tmp_path / n}.db" for n in ("s0", "s1")},
+                    routers=[Sharded("name", ["s0", "s1"])])
+    try:
+        for alias in ("s0", "s1"):
+            qplan.create_tables(ALL, using=alias)
+        Person.objects.bulk_create([Person(name=n) for n in "abcd"])
+        assert Person.objects.count() == 4
+        for build in (lambda: list(Person.objects.filter(friends__name="a")),
+                      lambda: Person.objects.annotate(n=Count("friends")).count()):
+            with pytest.raises(qplan.NotSupportedError, match="Person_friends is not"):
+                build()
+    finally:
+        qplan.connections.close_all()
+        sharding.shutdown()
+        routing.forget_writes()
+        qplan.configure(databases={}, routers=[])
