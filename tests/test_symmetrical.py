@@ -8,6 +8,7 @@ import pickle
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import given, strategies as st
 
 import qplan
 from qplan import Count, Model, fields, routing, sharding
@@ -70,6 +71,23 @@ def test_other_targets_default_to_one_way_and_refuse_symmetrical():
 
             class Meta:
                 db_table = "symm_test_bad"
+
+
+def test_a_self_relation_named_by_its_class_gets_from_and_to_keys():
+    class Kin(Model):
+        relatives = fields.ManyToManyField("Kin")  # one-way: symmetrical defaults for "self" only
+        pals = fields.ManyToManyField("Kin", symmetrical=True)
+
+        class Meta:
+            db_table = "symm_test_kin"
+
+    relatives, pals = Kin._meta.many_to_many
+    assert (relatives.symmetrical, pals.symmetrical) == (False, True)
+    for field in (relatives, pals):
+        assert [f.name for f in field.through._meta.fields] == ["id", "from_kin", "to_kin"]
+    assert {n: (r.kind, r.accessor) for n, r in relations(Kin._meta).items()} == {
+        "relatives": ("m2m", "relatives"), "pals": ("m2m", "pals"),
+        "kin": ("m2m_reverse", "kin_set")}
 
 
 def test_related_name_is_ignored_on_a_symmetrical_relation():
@@ -177,6 +195,7 @@ def test_queries_follow_it_both_ways(symm_db):
     a.friends.add(b, c)
     b.friends.add(d)
     assert names(Person.objects.filter(friends__name="a")) == ["b", "c"]
+    assert names(Person.objects.filter(friends=a)) == ["b", "c"]
     assert names(Person.objects.filter(friends__name="d")) == ["b"]
     assert names(Person.objects.exclude(friends__name="a")) == ["a", "d"]
     assert names(Person.objects.filter(friends__friends__name="d").distinct()) == ["a", "d"]
@@ -228,3 +247,51 @@ def test_sharding_still_refuses_a_join_to_the_unsharded_through_table(tmp_path):
         sharding.shutdown()
         routing.forget_writes()
         qplan.configure(databases={}, routers=[])
+
+
+@pytest.fixture
+def symm_sqlite(sqlite_url: str) -> Iterator[list[Person]]:
+    """Four people on a SQLite file (``default``)."""
+    qplan.configure(databases={"default": sqlite_url})
+    qplan.create_tables(ALL)
+    yield people("a", "b", "c", "d")
+    qplan.connections.close_all()
+    qplan.configure(databases={})
+
+
+ops = st.lists(st.tuples(st.sampled_from(["add", "remove", "set", "clear"]),
+                         st.integers(0, 3), st.lists(st.integers(0, 3), max_size=4)),
+               max_size=8)
+
+
+@given(ops=ops)
+def test_any_sequence_of_writes_keeps_both_directions(symm_sqlite, ops):
+    """After any add/remove/set/clear sequence the through rows are exactly both directions
+    of the pairs a set-of-pairs model holds, and each person lists its friends."""
+    everyone = symm_sqlite
+    PersonFriends.objects.all().delete()
+    pairs: set[frozenset] = set()
+    for op, i, js in ops:
+        me, others = everyone[i], [everyone[j] for j in js]
+        mine = {p for p in pairs if i in p}
+        wanted = {frozenset((i, j)) for j in js}
+        if op == "add":
+            me.friends.add(*others)
+            pairs |= wanted
+        elif op == "remove":
+            me.friends.remove(*others)
+            pairs -= wanted
+        elif op == "set":
+            me.friends.set(others)
+            pairs = (pairs - mine) | wanted
+        else:
+            me.friends.clear()
+            pairs -= mine
+    expected = {(min(p), max(p)) for p in pairs} | {(max(p), min(p)) for p in pairs}
+    ids = {p.pk: n for n, p in enumerate(everyone)}
+    assert {(ids[r.from_person_id], ids[r.to_person_id])
+            for r in PersonFriends.objects.all()} == expected
+    assert PersonFriends.objects.count() == len(expected)
+    for n, person in enumerate(everyone):
+        assert sorted(ids[f.pk] for f in person.friends.all()) == sorted(
+            b for a, b in expected if a == n)
