@@ -191,31 +191,6 @@ def test_min_size_and_max_lifetime(postgresql_settings):
     assert backend_pid() != first  # too old: closed, a new one opened
 
 
-REFILL_APP = "qplan_refill_test"  # this test's server connections, by application_name
-
-
-def refill_connections(pg: PostgresCluster) -> int:
-    return superuser_sql(pg, "SELECT count(*) FROM pg_stat_activity "
-                             f"WHERE application_name = '{REFILL_APP}'")[0][0]
-
-
-def test_a_pool_that_lost_its_connections_refills_to_min_size_on_next_use(pg, postgresql_settings):
-    qplan.configure(databases={"default": {
-        **postgresql_settings, "OPTIONS": {"application_name": REFILL_APP},
-        "POOL": {"min_size": 3, "max_idle": None}}})
-    backend_pid()
-    assert wait_for(lambda: refill_connections(pg) == 3)
-    superuser_sql(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      f"WHERE application_name = '{REFILL_APP}'")
-    assert wait_for(lambda: refill_connections(pg) == 0)
-    backend_pid()  # meets a dead connection: it and the idle ones are closed, one reopened
-    assert wait_for(lambda: refill_connections(pg) == 3)  # the rest in the background
-    assert pools.stats("default") == {"in_use": 0, "open": 3, "max_size": 20}
-    for _ in range(5):  # the refilled ones serve, and no more are opened
-        backend_pid()
-    assert refill_connections(pg) == 3
-
-
 def test_a_borrower_waits_for_its_own_connect_only(postgresql_settings):
     """The refill opens the others on its own thread; a closed pool takes none of them."""
     import psycopg2
