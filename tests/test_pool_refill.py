@@ -8,8 +8,7 @@ The server-side backends of the pool are killed (``pg_terminate_backend``) and c
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -17,16 +16,10 @@ import qplan
 from conftest import superuser_sql
 from qplan import aconnections, pools
 from servers import PostgresCluster
+from test_pool_idle import await_for, clean, wait_for  # noqa: F401 - clean: autouse fixture
 
 APP = "qplan_refill_test"
 MIN_SIZE = 3
-
-
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    yield
-    qplan.connections.close_all()
-    qplan.configure(databases={}, routers=[])
 
 
 @pytest.fixture
@@ -45,35 +38,17 @@ def kill_all(pg: PostgresCluster) -> None:
                       f"WHERE application_name = '{APP}'")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-async def await_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
 def backend_pid() -> int:
     return qplan.connections["default"].fetchall("SELECT pg_backend_pid()")[0][0]
 
 
 def test_a_blocking_pool_that_lost_its_connections_refills_on_next_use(pg, count):
     backend_pid()
-    assert wait_for(lambda: count() == MIN_SIZE)  # filled from first use on
+    assert wait_for(lambda: count() == MIN_SIZE, 5.0)  # filled from first use on
     kill_all(pg)
-    assert wait_for(lambda: count() == 0)
+    assert wait_for(lambda: count() == 0, 5.0)
     backend_pid()  # meets a dead connection: it and the idle ones are closed, one reopened
-    assert wait_for(lambda: count() == MIN_SIZE)  # the rest in the background
+    assert wait_for(lambda: count() == MIN_SIZE, 5.0)  # the rest in the background
     assert pools.stats("default") == {"in_use": 0, "open": MIN_SIZE, "max_size": 20}
     pids = {backend_pid() for _ in range(5)}  # the refilled ones serve; no more are opened
     assert count() == MIN_SIZE and len(pids) == 1
@@ -85,9 +60,9 @@ def test_an_async_pool_that_lost_its_connections_refills_on_next_use(pg, count):
 
     async def main() -> tuple:
         await pid()
-        filled = await await_for(lambda: count() == MIN_SIZE)
+        filled = await await_for(lambda: count() == MIN_SIZE, 5.0)
         kill_all(pg)
-        gone = await await_for(lambda: count() == 0)
+        gone = await await_for(lambda: count() == 0, 5.0)
         failed = 0
         while True:  # the async edge neither retries nor drops the idle ones with a lost one
             try:
@@ -97,7 +72,7 @@ def test_an_async_pool_that_lost_its_connections_refills_on_next_use(pg, count):
                 failed += 1
                 assert failed <= MIN_SIZE
         refilled = await await_for(lambda: aconnections.stats("default")["open"] == MIN_SIZE
-                                   and count() == MIN_SIZE)
+                                   and count() == MIN_SIZE, 5.0)
         stats = aconnections.stats("default")
         pids = {await pid() for _ in range(5)}
         again = count()
@@ -109,4 +84,4 @@ def test_an_async_pool_that_lost_its_connections_refills_on_next_use(pg, count):
     assert filled and gone and refilled
     assert stats == {"open": MIN_SIZE, "idle": MIN_SIZE, "max_size": 20}
     assert again == MIN_SIZE and len(pids) == 1 and task is None
-    assert wait_for(lambda: count() == 0)
+    assert wait_for(lambda: count() == 0, 5.0)
