@@ -87,16 +87,14 @@ class AsyncPool:
         self._opening = 0  # handshakes under way
 
     def _short(self) -> None:
-        """A lend found fewer than ``min_size`` open (first use, or some lost or expired):
-        unless one runs, a task opens the missing ones in the background."""
+        """A lend found fewer than ``min_size`` open: unless one runs, start a refill task."""
         if self._refill is None:
             self._refill = asyncio.get_running_loop().create_task(self._refill_to_min())
 
     async def _refill_to_min(self) -> None:
-        """Open idle connections up to ``min_size``, one at a time, each under a place of
-        the pool (so never more than ``max_size`` open, and a borrower never waits for it
-        unless every other place is lent anyway); stop at the first failure (the borrowers
-        meet it and report it; a later lend starts another refill)."""
+        """Open idle ones up to ``min_size``, one at a time, each under a place of the pool
+        (never more than ``max_size`` open; a borrower waits for it only if all else is lent);
+        stop at the first failure (borrowers meet it; a later lend starts another refill)."""
         try:
             while self.open + self._opening < self.min_size and not self._places.locked():
                 self._places.enter()
@@ -110,7 +108,7 @@ class AsyncPool:
                 finally:
                     self._places.leave()
         except (ConfigurationError, ConnectionFailure):
-            pass
+            return
         finally:
             self._refill = None
 
