@@ -51,7 +51,8 @@ DEFAULT_POOL = {"max_size": 10, "min_size": 0, "timeout": 30.0, "max_lifetime": 
 
 
 class AsyncPool:
-    """At most ``max_size`` driver connections of one alias on one event loop."""
+    """At most ``max_size`` driver connections of one alias on one event loop; from its
+    first lend on, ``min_size`` of them kept open (reopened in the background)."""
 
     def __init__(self, alias: str, config: Mapping[str, Any], backend: Any, where: str) -> None:
         pool = config.get("POOL") or DEFAULT_POOL
@@ -82,6 +83,34 @@ class AsyncPool:
         self._timer: weakref.ref[asyncio.TimerHandle] | None = None
         self._armed = self.max_idle is None
         self._closing: set[asyncio.Task] = set()
+        self._refill: asyncio.Task | None = None  # opening idle ones up to min_size
+        self._opening = 0  # handshakes under way
+
+    def _short(self) -> None:
+        """A lend found fewer than ``min_size`` open: unless one runs, start a refill task."""
+        if self._refill is None:
+            self._refill = asyncio.get_running_loop().create_task(self._refill_to_min())
+
+    async def _refill_to_min(self) -> None:
+        """Open idle ones up to ``min_size``, one at a time, each under a place of the pool
+        (never more than ``max_size`` open; a borrower waits for it only if all else is lent);
+        stop at the first failure (borrowers meet it; a later lend starts another refill)."""
+        try:
+            while self.open + self._opening < self.min_size and not self._places.locked():
+                self._places.enter()
+                try:
+                    raw = await self._handshake()
+                    self.open += 1
+                    self._idle.insert(0, (raw, time.monotonic()))  # lent last, trimmed first
+                    self._low = 0  # not idle since the mark: the front ones are no longer
+                    if not self._armed:
+                        self._arm()
+                finally:
+                    self._places.leave()
+        except (ConfigurationError, ConnectionFailure):
+            return
+        finally:
+            self._refill = None
 
     def take(self) -> tuple[Any, float] | None:
         """An idle connection at once, if a place is free and it is young enough (no await:
@@ -94,6 +123,8 @@ class AsyncPool:
                 slot = idle.pop()
                 if len(idle) < self._low:
                     self._low = len(idle)
+                if self.open < self.min_size:
+                    self._short()
                 return slot
         return None
 
@@ -123,10 +154,13 @@ class AsyncPool:
                 if len(self._idle) < self._low:
                     self._low = len(self._idle)
                 if self.max_lifetime is None or time.monotonic() - born < self.max_lifetime:
-                    return raw, born
+                    break
                 await self._close(raw)
-            raw = await self._connect()
-            return raw, time.monotonic()
+            else:
+                raw, born = await self._connect(), time.monotonic()
+            if self.open < self.min_size:
+                self._short()
+            return raw, born
         except BaseException:
             places.leave()
             raise
@@ -148,6 +182,7 @@ class AsyncPool:
 
     async def _handshake(self) -> Any:
         backend = self.backend
+        self._opening += 1  # counted before ``open`` (a refill must not overshoot min_size)
         try:
             return await backend.aconnect(self.config)
         except (TypeError, ValueError) as exc:
@@ -157,6 +192,8 @@ class AsyncPool:
                 raise
             raise ConnectionFailure(str(backend.map_error(exc, f"cannot connect to {self.where}"))
                                     ) from exc
+        finally:
+            self._opening -= 1
 
     def release(self, slot: tuple[Any, float], broken: bool = False) -> None:
         """Take a connection back: idle again, or closed (``broken``, or mid-transaction)."""
@@ -193,6 +230,9 @@ class AsyncPool:
         if timer is not None:
             timer.cancel()
         self._timer, self._armed = None, self.max_idle is None
+        if self._refill is not None:
+            self._refill.cancel()
+            await asyncio.gather(self._refill, return_exceptions=True)
         idle, self._idle = self._idle, []
         self._low = 0
         for raw, _ in idle:

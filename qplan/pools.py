@@ -11,6 +11,14 @@ Idle connections beyond ``min_size`` are closed after ``max_idle`` seconds of id
 to about twice that), by ``qplan.sweeper``'s thread or the pool's next lend or return; a
 lent one never is.
 
+A pool holds ``min_size`` connections from its first lend on: whenever a lend finds fewer
+open (the first one, or after connections were lost, expired or abandoned), a short-lived
+thread of the pool's opens the missing ones in the background, one at a time, stopping at
+the first failure (the next lend tries again). The borrower waits for its own connect at
+most, never for the refill; and a refill never runs at release time, when the server that
+broke a connection may still be restarting. (Not on ``qplan.sweeper``'s thread: a connect
+to a dead server would hold up every other pool's trimming for ``CONNECT_TIMEOUT``.)
+
 Written here rather than taken from a library: DBUtils' ``PooledDB`` waits for a free
 connection without a time limit and its "steady" connections reconnect behind the
 caller's back (a lost connection must doom an ``atomic()`` block, never be replaced inside
@@ -62,7 +70,7 @@ class Pool:
         self._open = 0  # idle + lent + being opened
         self._lent = 0
         self._closed = False
-        self._filled = False
+        self._refilling = False  # a refill thread runs (see _refill)
         self._cond = threading.Condition(threading.Lock())
         self._abandoned: collections.deque[int] = collections.deque()  # see abandon()
         # max_idle (qplan.sweeper): the fewest idle connections since the last sweep; when
@@ -86,22 +94,11 @@ class Pool:
                     stale = self._trim(now)
                 deadline = None if self.timeout is None else now + self.timeout
                 while True:
-                    idle = self._idle
-                    while idle:
-                        slot = idle.pop()
-                        if len(idle) < self._low:
-                            self._low = len(idle)
-                        if self._expired(slot):
-                            stale.append(slot)
-                            self._open -= 1
-                            continue
-                        self._lent += 1
-                        return slot
+                    slot = self._take_idle(stale)
+                    if slot is not None:
+                        break
                     if self._open < self.max_size or self._closed:
                         self._open += 1
-                        self._lent += 1
-                        fill = not self._filled
-                        self._filled = True
                         # beyond min_size: the sweeper's thread trims it once it idles
                         schedule = not self._scheduled and self._open > self.min_size \
                             and self.max_idle is not None
@@ -114,22 +111,39 @@ class Pool:
                             f"{self.timeout:g} s ({self._lent} of {self.max_size} in use); raise "
                             f"POOL max_size or timeout, or hold connections for less time")
                     self._cond.wait(remaining)
+                self._lent += 1
+                refill = self._short()
         finally:
-            for slot in stale:
-                _close(slot.raw)
+            for old in stale:
+                _close(old.raw)
+        if refill:
+            threading.Thread(target=self._refill, name="qplan-pool-refill", daemon=True).start()
+        if slot is not None:
+            return slot
         if schedule:
             sweeper.schedule(self, self._due)
         try:
-            slot = Slot(self._opener())
+            return Slot(self._opener())
         except BaseException:
             with self._cond:
                 self._open -= 1
                 self._lent -= 1
                 self._cond.notify()
             raise
-        if fill:
-            self._fill()
-        return slot
+
+    def _take_idle(self, stale: list[Slot]) -> Slot | None:
+        """Under the lock: the most recently returned idle connection still young enough
+        (the expired ones go to ``stale``, for the caller to close unlocked), or None."""
+        idle = self._idle
+        while idle:
+            slot = idle.pop()
+            if len(idle) < self._low:
+                self._low = len(idle)
+            if not self._expired(slot):
+                return slot
+            stale.append(slot)
+            self._open -= 1
+        return None
 
     def release(self, slot: Slot, broken: bool = False, lost: bool = False) -> None:
         """Take back a lent connection: idle again, or closed when ``broken`` (then ``lost``
@@ -201,23 +215,40 @@ class Pool:
             _close(slot.raw)
         return due if again else None
 
-    def _fill(self) -> None:
-        """Open up to ``min_size`` idle connections (on first use); stop at the first failure."""
+    def _short(self) -> bool:
+        """Under the lock, at a lend: whether to start a refill (fewer than ``min_size``
+        open, none running); if so, one is now running."""
+        start = self._open < self.min_size and not self._refilling and not self._closed
+        self._refilling = self._refilling or start
+        return start
+
+    def _refill(self) -> None:
+        """A refill thread: open idle connections up to ``min_size``, one at a time; stop
+        at the first failure (a later lend starts another) or when the pool is closed."""
         while True:
             with self._cond:
                 if self._closed or self._open >= self.min_size:
+                    self._refilling = False
                     return
                 self._open += 1
             try:
                 slot = Slot(self._opener())
-            except Exception:  # the borrower will meet the same failure and report it
+            except Exception:  # the borrowers meet the same failure and report it
                 with self._cond:
                     self._open -= 1
+                    self._refilling = False
+                    self._cond.notify()
                 return
             with self._cond:
-                self._idle.insert(0, slot)
-                self._low = 0  # not idle since the mark: the front ones are no longer
-                self._cond.notify()
+                closed = self._closed
+                if closed:
+                    self._open -= 1
+                else:
+                    self._idle.insert(0, slot)  # the oldest end: lent last, trimmed first
+                    self._low = 0  # not idle since the mark: the front ones are no longer
+                    self._cond.notify()
+            if closed:
+                _close(slot.raw)
 
     # --- the whole pool --------------------------------------------------------------------
 

@@ -50,7 +50,10 @@ async def main():
     return counts
 for _ in range(3):
     assert asyncio.run(main())[0] >= 1
-print(sum(t.name.endswith("(_connection_worker_thread)") for t in threading.enumerate()))
+workers = [t for t in threading.enumerate() if t.name.endswith("(_connection_worker_thread)")]
+for t in workers:  # told to stop (close() awaited): each ends just after answering that
+    t.join(5)
+print(sum(t.is_alive() for t in workers))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=30)

@@ -97,7 +97,7 @@ def test_case_records_load_and_share_templates():
     for again in (qplan.loads(qplan.dumps(plan)), qplan.from_json(plan.to_json())):
         assert again._records == plan._records
     assert "Case(When(" in repr(plan)
-    for dialect in ("sqlite", "postgresql", "mysql", "duckdb"):
+    for dialect in qplan.backends.names():
         plan.compile(dialect)
     qplan.compile_cache.clear()
     Book.objects.annotate(k=Case(When(pages__gt=1, then=Value("a")), default=Value("b"))).compile(

@@ -9,6 +9,7 @@ import datetime as dt
 import decimal
 
 import pytest
+from sqlglot import exp
 
 import qplan
 from qplan import CheckConstraint, F, FieldError, Model, Q, Sum, fields
@@ -98,8 +99,8 @@ def test_the_ddl_holds_values_as_literals_on_every_backend():
     for vendor in qplan.backends.names():
         ddl = "\n".join(table_sql(Gadget._meta, qplan.backends.get(vendor)))
         assert "CHECK" in ddl and ddl.count("CONSTRAINT") == 7
-        quote = "`" if qplan.backends.get(vendor).dialect == "mysql" else '"'
-        assert f"CONSTRAINT {quote}qc_gadget_name{quote} CHECK" in ddl
+        name = exp.to_identifier("qc_gadget_name", quoted=True).sql(qplan.backends.get(vendor).dialect)
+        assert f"CONSTRAINT {name} CHECK" in ddl
         assert "x'') OR 1=1; --" in ddl  # the quote doubled: one string literal
         assert "%s" not in ddl.replace("%s ?", "")  # no placeholder was left in
 

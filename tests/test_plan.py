@@ -193,7 +193,7 @@ def test_no_connection_is_touched_while_building_pickling_and_compiling():
         assert pickle.loads(pickle.dumps(plan)) == loaded == plan
         sql, params = plan.compile()  # the alias's dialect: postgresql
         assert "%s" in sql and params == (30, "a%", 20, 10)
-        for dialect in ("sqlite", "postgresql", "mysql"):
+        for dialect in qplan.backends.names():
             assert loaded.compile(dialect) == plan.compile(dialect)
         assert qplan.connections["default"].raw is None  # nothing opened
         with pytest.raises(qplan.OperationalError) as info:

@@ -186,9 +186,35 @@ def test_min_size_and_max_lifetime(postgresql_settings):
     qplan.configure(databases={"default": {**postgresql_settings,
                                            "POOL": {"min_size": 2, "max_lifetime": 0.2}}})
     first = backend_pid()
-    assert pools.stats("default")["open"] == 2  # filled on first use
+    assert wait_for(lambda: pools.stats("default")["open"] == 2)  # filled from first use on
     time.sleep(0.3)
     assert backend_pid() != first  # too old: closed, a new one opened
+
+
+def test_a_borrower_waits_for_its_own_connect_only(postgresql_settings):
+    """The refill opens the others on its own thread; a closed pool takes none of them."""
+    import psycopg2
+
+    s = postgresql_settings
+    openers: list[str] = []
+
+    def opener() -> Any:
+        openers.append(threading.current_thread().name)
+        return psycopg2.connect(host=s["HOST"], port=s["PORT"], user=s["USER"],
+                                password=s["PASSWORD"], dbname=s["NAME"], connect_timeout=10)
+
+    pool = pools.Pool("test", {"max_size": 5, "min_size": 3, "timeout": 5, "max_lifetime": None},
+                      opener)
+    slot = pool.acquire()
+    assert openers.count(threading.current_thread().name) == 1
+    assert wait_for(lambda: pool.stats()["open"] == 3 and len(openers) == 3 and len(pool._idle) == 2)
+    assert sorted(openers) == ["MainThread", "qplan-pool-refill", "qplan-pool-refill"]
+    pool.release(slot)
+    pool.close()
+    assert pool.stats()["open"] == 0 and pool._idle == []
+    late = pool.acquire()  # a closed pool still lends (its borrowers finish), never refills
+    assert pool.stats()["open"] == 1 and len(openers) == 4
+    pool.release(late)
 
 
 def test_raw_access_keeps_the_connection_until_close(pg_db):

@@ -1,7 +1,9 @@
-"""select_for_update() (issue 13): a record; FOR UPDATE [OF] [NOWAIT | SKIP LOCKED] on
-PostgreSQL and MariaDB, NotSupportedError on SQLite and DuckDB (no row locks), evaluated
-inside atomic() only, and routed to the write alias. Row locks are shown with two
-connections (two threads: qplan's connections are per thread)."""
+"""select_for_update() (issue 13): a record; FOR UPDATE [OF] [NOWAIT | SKIP LOCKED] where
+the backend locks rows (``SELECT_FOR_UPDATE``, its ``SELECT_FOR_UPDATE_OPTIONS``: PostgreSQL
+and MariaDB), NotSupportedError elsewhere (SQLite, DuckDB), evaluated inside atomic() only,
+and routed to the write alias. Row locks are shown with two connections (two threads:
+qplan's connections are per thread). The tests on every backend ask its flags, not its
+name, so a new backend is tested by its facts."""
 
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ import qplan
 from qplan.jsonplan import from_json
 from relmodels import Novel, Writer
 
-LOCKING = ("postgres", "mysql")
+# select_for_update()'s options, each as a call takes it (SELECT_FOR_UPDATE_OPTIONS names).
+OPTIONS = {"nowait": {"nowait": True}, "skip_locked": {"skip_locked": True},
+           "of": {"of": ("self",)}, "no_key": {"no_key": True}}
+
+
+def backend():
+    return qplan.connections["default"].backend
 
 
 def fill() -> None:
@@ -42,19 +50,32 @@ def test_the_sql_each_backend_gets():
         with pytest.raises(qplan.NotSupportedError, match="of=\\('self',\\)"):
             joined.compile("postgresql")
     assert "FOR UPDATE" in Novel.objects.select_for_update()[:1].compile("postgresql")[0]
-    for dialect in ("sqlite", "duckdb"):
-        with pytest.raises(qplan.NotSupportedError, match="not supported on"):
-            plan.compile(dialect)
-    with pytest.raises(qplan.NotSupportedError, match="of"):
-        of.compile("mysql")
-    with pytest.raises(qplan.NotSupportedError, match="no_key"):
-        Novel.objects.select_for_update(no_key=True).compile("mysql")
     with pytest.raises(qplan.NotSupportedError, match="aggregate"):
         plan._add(("count",)).compile("postgresql")
     with pytest.raises(qplan.NotSupportedError, match="distinct"):
         plan.distinct().compile("postgresql")
     with pytest.raises(qplan.FieldError, match="followed in the query"):
         Novel.objects.select_for_update(of=("writer",)).compile("postgresql")
+
+
+@pytest.mark.parametrize("vendor", qplan.backends.names())
+def test_each_backend_locks_as_its_flags_say(vendor):
+    facts = qplan.backends.get(vendor)
+    plan = Novel.objects.filter(pages__gt=1)
+    if not facts.SELECT_FOR_UPDATE:
+        for kwargs in ({}, *OPTIONS.values()):
+            with pytest.raises(qplan.NotSupportedError, match="not supported on .*no row locks"):
+                plan.select_for_update(**kwargs).compile(vendor)
+        return
+    bare = plan.select_for_update().compile(vendor)[0]
+    assert bare.endswith(" FOR UPDATE")
+    for option, kwargs in OPTIONS.items():
+        locking = plan.select_for_update(**kwargs)
+        if option in facts.SELECT_FOR_UPDATE_OPTIONS:
+            assert locking.compile(vendor)[0] != bare and "UPDATE" in locking.compile(vendor)[0]
+        else:
+            with pytest.raises(qplan.NotSupportedError, match=f"{option}=.*not supported"):
+                locking.compile(vendor)
 
 
 def test_mistakes_are_caught_when_building():
@@ -82,7 +103,7 @@ def test_the_record_round_trips():
 def test_inside_atomic_only_and_where_the_backend_locks(rel_db):
     fill()
     plan = Novel.objects.filter(title="A1").select_for_update()
-    if qplan.connections["default"].backend.dialect not in LOCKING:
+    if not backend().SELECT_FOR_UPDATE:
         with pytest.raises(qplan.NotSupportedError):
             with qplan.atomic():
                 list(plan)
@@ -92,7 +113,7 @@ def test_inside_atomic_only_and_where_the_backend_locks(rel_db):
     with pytest.raises(qplan.TransactionManagementError):
         plan.get()
     joined = Novel.objects.select_related("writer").filter(writer__name="Ann")
-    of = ("self",) if rel_db == "postgresql" else ()
+    of = () if backend().LOCKS_OUTER_JOINS else ("self",)  # PostgreSQL: the own rows only
     with qplan.atomic():
         assert [n.title for n in plan] == ["A1"]
         assert plan.exists() and [n.title for n in plan.iterator()] == ["A1"]
@@ -114,22 +135,25 @@ def _hold_lock(pk: int, locked: threading.Event, release: threading.Event,
 
 
 def test_a_row_lock_blocks_nowait_raises_skip_locked_skips(rel_db):
-    if qplan.connections["default"].backend.dialect not in LOCKING:
+    if not backend().SELECT_FOR_UPDATE:
         with pytest.raises(qplan.NotSupportedError, match="no row locks"):
             Novel.objects.select_for_update(nowait=True).compile()
         return
+    options = backend().SELECT_FOR_UPDATE_OPTIONS
     fill()
     locked, release, errors = threading.Event(), threading.Event(), []
     holder = threading.Thread(target=_hold_lock, args=(Novel.objects.get(title="A1").pk, locked, release, errors))
     holder.start()
     try:
         assert locked.wait(10) and not errors
-        with pytest.raises(qplan.DatabaseError):
+        if "nowait" in options:
+            with pytest.raises(qplan.DatabaseError):
+                with qplan.atomic():
+                    list(Novel.objects.filter(title="A1").select_for_update(nowait=True))
+        if "skip_locked" in options:
             with qplan.atomic():
-                list(Novel.objects.filter(title="A1").select_for_update(nowait=True))
-        with qplan.atomic():
-            free = Novel.objects.order_by("title").select_for_update(skip_locked=True)
-            assert [n.title for n in free] == ["A2"]
+                free = Novel.objects.order_by("title").select_for_update(skip_locked=True)
+                assert [n.title for n in free] == ["A2"]
         threading.Timer(0.4, release.set).start()
         start = time.monotonic()
         with qplan.atomic():  # waits for the holder's commit, then locks the row itself
