@@ -19,7 +19,7 @@ import pytest
 
 import qplan
 from conftest import superuser_sql
-from qplan import aconnections, pools, sweeper
+from qplan import aconnections, apools, pools, sweeper
 
 APP = "qplan_idle_test"  # PostgreSQL: this module's connections by application_name
 MARIADB_DB = "qplan_idle"  # MariaDB: by the database they use
@@ -280,8 +280,8 @@ def test_an_async_connection_lent_in_a_block_is_never_trimmed(server, caplog):
 
 def test_async_sqlite_pools_trim_too(tmp_path, monkeypatch, caplog):
     # File databases have no POOL setting; their async pools (aiosqlite: a thread per
-    # connection) use aconnections.DEFAULT_POOL.
-    monkeypatch.setitem(aconnections.DEFAULT_POOL, "max_idle", 0.2)
+    # connection) use apools.DEFAULT_POOL.
+    monkeypatch.setitem(apools.DEFAULT_POOL, "max_idle", 0.2)
     qplan.configure(databases={"default": {"ENGINE": "sqlite", "NAME": str(tmp_path / "a.db")}})
     threads = threading.active_count()
 
