@@ -84,6 +84,10 @@ class _Read:
         self.meta = plan._meta
         self.who = f"{plan.model.__name__} over shards {list(shards.names)!r}"
         info = self.info = _Info(plan)
+        per = next((r for r in info.body if r[0] == "slice_per"), None)
+        if per is not None and per[2] is not None:  # prefetching asks for [0:stop], then cuts
+            raise NotSupportedError(f"{self.who}: a per-parent slice with an offset cannot be "
+                                    f"merged across shards (a parent's rows may be on several)")
         if info.regrouped:
             raise NotSupportedError(f"{self.who}: values() after values().annotate(aggregate) "
                                     f"keeps groups the shards cannot merge by the new keys")
