@@ -214,7 +214,9 @@ class Builder(Conditions):
             decode = (lambda v, f=field, b=base: None if v is None else f.quantize(b(v)))
         default = options.get("default")
         if default is not None:  # Django 5.2: Coalesce(aggregate, default)
-            sql = exp.Coalesce(this=sql, expressions=[self.expr(default).sql])
+            fallback = self.expr(default)  # Min/Max of text compare by code point: so does it
+            fallback_sql = self.compare(fallback) if fn in ("min", "max") else fallback.sql
+            sql = exp.Coalesce(this=sql, expressions=[fallback_sql])
         return Ref(sql, kind, decode, default is None, aggregate=True)
 
     def case_arg(self, arg: Any, cond: tuple) -> Ref:

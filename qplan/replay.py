@@ -137,6 +137,8 @@ def _aggregate(node: tuple) -> Any:
             elif name == "default" and type(value) is tuple and len(value) == 2 \
                     and value[0] == R.VALUE:
                 kwargs["default"] = value[1]
+            elif name == "default" and type(value) is tuple and value:  # an expression
+                kwargs["default"] = expression(value)
             else:
                 raise PlanError(f"not an aggregate option: {(name, value)!r:.80}")
     try:

@@ -12,7 +12,10 @@ import qplan
 from qplan import NotSupportedError, PlanError, Prefetch
 from relmodels import Genre, Novel, Writer
 from test_prefetch_related import populate
-from test_sharding import Line, Order, cluster  # noqa: F401 - cluster: the shards fixture
+import test_sharding
+from test_sharding import Line, Order
+
+cluster = test_sharding.cluster  # the shards fixture
 
 KEY = "k" * 32
 VENDORS = ("sqlite", "postgresql", "mysql", "duckdb", "galera")

@@ -199,7 +199,12 @@ class _Read:
             raise NotSupportedError(f"{self.who}: aggregate({name}=...(filter=...)) over a "
                                     f"sliced, distinct or grouped plan cannot be merged across "
                                     f"shards (the merged rows do not say which match it)")
-        return options["default"][1] if "default" in options else None
+        default = options.get("default")
+        if default is not None and default[0] != VALUE:
+            raise NotSupportedError(f"{self.who}: aggregate({name}=...(default=<expression>)) "
+                                    f"over a sliced, distinct or grouped plan cannot be merged "
+                                    f"across shards: give a value")
+        return None if default is None else default[1]
 
     def _kind(self, arg: Any) -> str | None:
         return _kind(self.meta, self.info.annotations, arg)
