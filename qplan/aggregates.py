@@ -88,6 +88,9 @@ def record(ctx: Any, value: Aggregate, node: tuple, arg_kind: str | None,
         options["filter"] = condition
     if value.default is not None:
         kind = kinds.of_aggregate(fn, arg_kind)
+        if isinstance(value.default, (tuple, list, dict, set)):
+            raise FieldError(f"{ctx.who}: {name}(default=...) takes a plain value or an "
+                             f"expression, got {value.default!r:.80}")
         if _is_plain(value.default):
             options["default"] = ("=", _default(ctx, name, value.default, kind, check_value))
         else:
