@@ -6,11 +6,16 @@ plain aggregates stay what they were:
 
     ("agg", function, argument, distinct, (("default", ("=", value)), ("filter", condition)))
 
-each pair present only when given, in that (alphabetical) order. The default is a value
-node, so two plans differing only in it share one compiled template; the filter is a
-condition record (``qplan.records``), joins and all. Checked here, when the plan is
-built: the default has the aggregate's type, StdDev/Variance take numbers, a filter
-is a ``Q`` and refers to no aggregate.
+each pair present only when given, in that (alphabetical) order. A plain default (or a
+``Value``) is a value node, so two plans differing only in it share one compiled
+template; an expression default (``F``, functions, arithmetic: Django 5.2 wraps the
+aggregate in ``Coalesce(aggregate, default)``) is its expression record. The filter is a
+condition record (``qplan.records``), joins and all: from a ``Q``, an ``Exists`` /
+``~Exists`` or a boolean expression (``Case(..., output_field=BooleanField())``), as
+Django takes them. Checked here, when the plan is built: the default's kind fits the
+aggregate's output (the same kind; an integer for a float or decimal one), it refers to
+no aggregate, StdDev/Variance take numbers, a filter is conditional and refers to no
+aggregate.
 """
 
 from __future__ import annotations
@@ -58,11 +63,18 @@ def with_options(node: tuple, options: dict[str, Any]) -> tuple:
     return node[:4] + (items,) if items else node[:4]
 
 
+# The kinds an expression default may have for an aggregate of each kind (else: the same).
+_FITS = {"float": ("int", "float"), "decimal": ("int", "decimal")}
+
+
 def record(ctx: Any, value: Aggregate, node: tuple, arg_kind: str | None,
            q_record: Callable[[Any, Any], Any], is_aggregate: Callable[[Any], bool],
-           check_value: Callable[[Any, str], Any]) -> tuple:
+           check_value: Callable[[Any, str], Any],
+           to_expression: Callable[[Any], Any] = None) -> tuple:  # type: ignore[assignment]
     """The record of aggregate ``value`` whose plain record is ``node``: checks the
-    argument's kind for StdDev/Variance and adds the options when given."""
+    argument's kind for StdDev/Variance and adds the options when given. ``q_record``
+    makes a filter's condition record (``FieldError`` for a non-conditional one),
+    ``to_expression`` a default expression's record."""
     name = type(value).__name__
     fn = node[1]
     if fn in SPREADS and arg_kind not in kinds.NUMERIC and arg_kind is not None:
@@ -70,23 +82,73 @@ def record(ctx: Any, value: Aggregate, node: tuple, arg_kind: str | None,
                          f"{kinds.KIND_FIELD.get(arg_kind, arg_kind)}")
     options: dict[str, Any] = {}
     if value.filter is not None:
-        if not isinstance(value.filter, Q):
-            raise FieldError(f"{ctx.who}: {name}(filter=...) takes a Q object, got "
-                             f"{value.filter!r:.80}")
         condition = q_record(ctx, value.filter)
         if condition is not None and _refers_to_aggregate(ctx, condition, is_aggregate):
             raise FieldError(f"{ctx.who}: {name}(filter=...) cannot refer to an aggregate")
         options["filter"] = condition
     if value.default is not None:
-        options["default"] = ("=", _default(ctx, name, value.default,
-                                            kinds.of_aggregate(fn, arg_kind), check_value))
+        kind = kinds.of_aggregate(fn, arg_kind)
+        if isinstance(value.default, (tuple, list, dict, set)):
+            raise FieldError(f"{ctx.who}: {name}(default=...) takes a plain value or an "
+                             f"expression, got {value.default!r:.80}")
+        if _is_plain(value.default):
+            options["default"] = ("=", _default(ctx, name, value.default, kind, check_value))
+        else:
+            options["default"] = _default_expression(ctx, name, to_expression(value.default),
+                                                     kind, is_aggregate, check_value)
     return with_options(node, options)
+
+
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, (str, int, float, decimal.Decimal, bytes, _dt.date, _dt.time))
+
+
+def _default_expression(ctx: Any, name: str, node: Any, kind: str | None,
+                        is_aggregate: Callable[[Any], bool],
+                        check_value: Callable[[Any, str], Any]) -> tuple:
+    """An expression ``default=``'s record (a ``Value`` as a plain default's value node), or
+    ``FieldError`` when its kind does not fit the aggregate's or it holds an aggregate."""
+    if type(node) is tuple and node and node[0] == "=":
+        if node[1] is None:
+            raise FieldError(f"{ctx.who}: {name}(default=Value(None)) is no default")
+        return ("=", _default(ctx, name, node[1], kind, check_value))
+    if is_aggregate(node):
+        raise FieldError(f"{ctx.who}: {name}(default=...) cannot refer to an aggregate")
+    try:
+        got = kinds.of_record(node, ctx.kind)
+    except ValueError as exc:
+        raise FieldError(f"{ctx.who}: {exc}") from None
+    if got is not None and kind is not None and got not in _FITS.get(kind, (kind,)):
+        raise FieldError(f"{ctx.who}: {name}(default=...) is a {kinds.KIND_FIELD.get(got, got)} "
+                         f"expression, the aggregate a {kinds.KIND_FIELD.get(kind, kind)}")
+    return node
+
+
+def default_columns(node: Any) -> list[str]:
+    """The columns (``F`` names) the defaults of the aggregates in ``node`` read: over no
+    rows there is no row to read them from (``aggregate()`` refuses them)."""
+    if type(node) is not tuple or not node or node[0] in ("=", "query"):
+        return []
+    found = []
+    if node[0] == "agg":
+        found += _columns(options_of(node).get("default"))
+    for child in node[1:]:
+        found += default_columns(child)
+    return found
+
+
+def _columns(node: Any) -> list[str]:
+    if type(node) is not tuple or not node or node[0] in ("=", "query"):
+        return []
+    if node[0] == "F":
+        return [node[1]]
+    return [name for child in node[1:] for name in _columns(child)]
 
 
 def _default(ctx: Any, name: str, value: Any, kind: str | None,
              check_value: Callable[[Any, str], Any]) -> Any:
     """``default=`` as a value of the aggregate's type, or ``FieldError``."""
-    if isinstance(value, (tuple, Combinable, Q)):  # Django takes expressions too: not yet
+    if isinstance(value, (tuple, Combinable, Q)):  # pragma: no cover - _is_plain sends them on
         raise FieldError(f"{ctx.who}: {name}(default=...) takes a plain value, got {value!r:.80}")
     if kind in _DEFAULTS:
         types, convert = _DEFAULTS[kind]
@@ -107,6 +169,8 @@ def _refers_to_aggregate(ctx: Any, node: Any, is_aggregate: Callable[[Any], bool
         return _refers_to_aggregate(ctx, node[1], is_aggregate)
     if tag == "if":  # a boolean expression
         return is_aggregate(node[1])
+    if tag == "exists":  # Exists(plan): the subquery's aggregates are its own
+        return False
     annotation = ctx.annotations.get(tag)
     if annotation is not None and is_aggregate(annotation):
         return True

@@ -11,7 +11,7 @@ from . import records as R
 from .binding import SPREAD
 from .errors import FieldError, NotSupportedError, PlanError
 from . import paths as P
-from . import subquerysql
+from . import perslicesql, subquerysql
 from .fields import DecimalField, Field
 from .models import get_model
 from .conditions import Conditions
@@ -35,6 +35,7 @@ class Builder(Conditions):
         self.offset: Slot | None = None
         self.limit: Slot | None = None
         self.sliced = False
+        self.per: tuple | None = None  # a slice_per record (qplan.perslicesql)
         self.distinct = False
         self.values: tuple | None = None  # ("values", names) / ("values_list", names, flat, named)
         self.group_values = False  # values() came before an aggregate annotate()
@@ -213,7 +214,9 @@ class Builder(Conditions):
             decode = (lambda v, f=field, b=base: None if v is None else f.quantize(b(v)))
         default = options.get("default")
         if default is not None:  # Django 5.2: Coalesce(aggregate, default)
-            sql = exp.Coalesce(this=sql, expressions=[self.expr(default).sql])
+            fallback = self.expr(default)  # Min/Max of text compare by code point: so does it
+            fallback_sql = self.compare(fallback) if fn in ("min", "max") else fallback.sql
+            sql = exp.Coalesce(this=sql, expressions=[fallback_sql])
         return Ref(sql, kind, decode, default is None, aggregate=True)
 
     def case_arg(self, arg: Any, cond: tuple) -> Ref:
@@ -251,6 +254,8 @@ class Builder(Conditions):
             elif op == "slice":
                 self.sliced = True
                 self.offset, self.limit = record[1], record[2]
+            elif op == "slice_per":
+                self.per = record
             elif op == "distinct":
                 self.distinct = True
             elif op == selectrelated.OP:
@@ -439,6 +444,8 @@ class Builder(Conditions):
         return select
 
     def select(self, pairs: list[tuple[str, Ref]], with_order: bool = True) -> exp.Select:
+        if self.per is not None:
+            return perslicesql.select(self, pairs)
         select = exp.Select(expressions=[exp.Alias(this=r.sql, alias=ident(k)) if not (
             isinstance(r.sql, exp.Column) and r.sql.name == k) else r.sql for k, r in pairs])
         if self.default_order and self.order and self.grouped():

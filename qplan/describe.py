@@ -87,6 +87,10 @@ def describe(record: tuple) -> str:
         start = record[1][1] if record[1] else 0
         stop = "" if record[2] is None else start + record[2][1]
         return f"[{start}:{stop}]"
+    if op == "slice_per":  # qplan.perslice
+        start = record[2][1] if record[2] else 0
+        stop = None if record[3] is None else record[3][1]
+        return f"._slice_per({record[1]!r}, {start}, {stop})"
     if op in ("filter", "exclude"):
         return f".{op}({_condition(record[1], True)})"
     if op in ("annotate", "aggregate", "alias"):

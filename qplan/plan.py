@@ -14,7 +14,7 @@ from . import hints, jsonform
 from . import methods as M
 from . import prefetch as P
 from . import records as R
-from . import ordering, selectrelated, setops
+from . import ordering, perslice, selectrelated, setops
 from .describe import describe
 from .evaluation import Compiled, Evaluation  # noqa: F401 - Compiled is qplan.Compiled
 from .errors import FieldError, PlanError
@@ -32,14 +32,16 @@ WRITES = frozenset({"update", "delete", "insert"})
 OP_BITS = {op: 1 << i for i, op in enumerate((
     "filter", "exclude", "order_by", "slice", "values", "values_list", "distinct", "annotate",
     "count", "exists", "aggregate", "update", "delete", "insert", "select_related",
-    "prefetch_related", "alias", "none", "only", "defer", "select_for_update", "combine"))}
-SLICED, COMBINED = OP_BITS["slice"], OP_BITS["combine"]
+    "prefetch_related", "alias", "none", "only", "defer", "select_for_update", "combine",
+    "slice_per"))}
+PER_PARENT = OP_BITS["slice_per"]  # prefetching's per-parent slice (qplan.perslice): last
+SLICED, COMBINED = OP_BITS["slice"] | PER_PARENT, OP_BITS["combine"]
 PREFETCH = OP_BITS["prefetch_related"]
 NONE = OP_BITS["none"]  # none(): evaluating answers without a query (qplan.methods)
 LOCKS = OP_BITS["select_for_update"]  # read on the write alias, inside atomic() only
 ANNOTATED = OP_BITS["annotate"] | OP_BITS["alias"]  # a plan naming expressions
 # A plan with one of these may refuse the next command (a terminal one, or union() & co).
-GUARDED = COMBINED | sum(OP_BITS[op] for op in TERMINAL)
+GUARDED = COMBINED | PER_PARENT | sum(OP_BITS[op] for op in TERMINAL)
 SLICE_LIMIT = 1 << 63  # LIMIT and OFFSET are 64-bit on every backend
 
 
@@ -95,6 +97,9 @@ class Plan(setops.SetOperations, Evaluation, M.Methods, WritePlans):
                                 f"{self._records[-1][0]}()")
             if self._ops & COMBINED:  # union() & co: only what Django allows after them
                 setops.check_after(self, record)
+            if self._ops & PER_PARENT and record[0] != P.RECORD:
+                raise PlanError(f"cannot add {record[0]}() to a plan sliced per parent "
+                                f"(a Prefetch queryset's slice)")
         return self._derive(self._records + (record,), self._alias, self._ops | OP_BITS[record[0]])
 
     def __eq__(self, other: Any) -> bool:
@@ -327,6 +332,13 @@ class Plan(setops.SetOperations, Evaluation, M.Methods, WritePlans):
         record = ("slice", (R.VALUE, offset) if offset else None,
                   None if limit is None else (R.VALUE, limit))
         return self._derive(records + (record,), self._alias, self._ops | OP_BITS["slice"])
+
+    def _slice_per(self, path: str, start: int, stop: int | None) -> "Plan":
+        """Rows ``start:stop`` of each value of ``path`` (``qplan.perslice``): what a sliced
+        ``Prefetch`` queryset runs; prefetching adds it, replay rebuilds it through here."""
+        if self._ops & (SLICED | GUARDED):
+            raise PlanError("a per-parent slice comes last, on an unsliced read plan")
+        return self._add(perslice.record(self._meta, path, start, stop))
 
     def values(self, *names: str) -> "Plan":
         return self._add(("values", self._value_names(names)))

@@ -4,7 +4,8 @@
 adds one record ``("prefetch_related", item, ...)`` where an item is the lookup as written
 (a str) or ``("prefetch", lookup, to_attr or None, ("query", model key, records) or None)``
 for a ``Prefetch`` with a queryset or a ``to_attr`` (the same ``("query", ...)`` form as
-``field__in=plan``). Lookups use Django's names: forward foreign keys and one-to-ones by
+``field__in=plan``; a slice in it applies per parent, Django 4.2's window: see
+``qplan.prefetching``). Lookups use Django's names: forward foreign keys and one-to-ones by
 field name, reverse ones by accessor (``novel_set``, ``related_name``), many-to-many both
 ways, nested with ``__``, and the ``to_attr`` of an earlier ``Prefetch``. Django checks a
 lookup when the queryset is evaluated; qplan checks every level here, where the mistake is
@@ -111,8 +112,6 @@ def _query(queryset: Any, plan_type: type) -> tuple | None:
     for rec in queryset.records:
         if rec[0] in ("values", "values_list"):
             raise PlanError("Prefetch querysets cannot use raw(), values(), and values_list().")
-        if rec[0] == "slice":
-            raise NotSupportedError("Prefetch(queryset=) with a slice is not supported")
         if rec[0] in ("count", "exists", "aggregate", "update", "delete", "insert"):
             raise PlanError(f"Prefetch(queryset=) takes a read plan, not one ending in {rec[0]}()")
     return ("query", queryset._key, queryset.records)
@@ -129,6 +128,11 @@ def _check(meta: Any, lookup: str, to_attr: str | None, query: tuple | None,
         rel = by_accessor(current).get(part)
         if rel is not None:
             target = rel.target
+            if last and query is not None and not rel.many and any(
+                    r[0] == "slice" for r in query[2]):
+                raise NotSupportedError(f"Prefetch({lookup!r}): a sliced queryset is per parent "
+                                        f"and {part!r} is a single object per parent (Django "
+                                        f"slices reverse foreign keys and many-to-many only)")
         elif path in seen:  # the to_attr of an earlier Prefetch
             target = seen[path][0]
         else:

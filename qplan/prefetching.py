@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import routing, settings
+from . import perslice, routing, settings
 from .backends import get as get_backend
 from .expressions import F
 from .plan import Plan
@@ -75,8 +75,9 @@ def apply(engine: Any, plan: Plan, objs: list, pinned: str | None, query: Query)
             if cached is not None:  # select_related (or an earlier fill) got there first
                 level = done[path] = cached
                 continue
-            base = Plan(rel.target.model, custom[2]) if last and custom else None
-            level = yield from fetch(query, rel, level, base, to_attr if last else None, pinned)
+            base, cut = _unsliced(rel.target.model, custom[2]) if last and custom else (None, None)
+            level = yield from fetch(query, rel, level, base, to_attr if last else None, pinned,
+                                     cut)
             done[path] = level
 
 
@@ -112,15 +113,30 @@ def _unique(objs: list) -> list:
     return list(seen.values())
 
 
+def _unsliced(model: type, records: tuple) -> tuple[Plan, tuple[int, int | None] | None]:
+    """A ``Prefetch`` queryset's plan without its slice, and the slice's ``(start, stop)``
+    (None when unsliced): the slice applies per parent object (Django 4.2+)."""
+    found = [r for r in records if r[0] == "slice"]
+    if not found:
+        return Plan(model, records), None
+    plan = Plan(model, tuple(r for r in records if r[0] != "slice"))
+    start, stop = perslice.bounds(("", "", *found[0][1:]))
+    stop = None if stop is None else start + stop  # the record holds offset, limit
+    if not plan._ordering():  # the window's order (pk), which a sharded merge keeps too
+        plan = plan.order_by("pk")
+    return plan, (start, stop)
+
+
 def fetch(query: Query, rel: Relation, objs: list, base: Plan | None, to_attr: str | None,
-          pinned: str | None) -> Steps:
-    """Fetch ``rel`` for ``objs`` in one query (per key chunk); the related objects found."""
+          pinned: str | None, cut: tuple[int, int | None] | None = None) -> Steps:
+    """Fetch ``rel`` for ``objs`` in one query (per key chunk); the related objects found.
+    ``cut``: a sliced ``Prefetch`` queryset's ``(start, stop)``, kept per parent."""
     plan = base if base is not None else rel.target.model.objects
     if rel.kind == "forward":
         return (yield from _forward(query, rel, objs, plan, to_attr, pinned))
     if rel.kind == "reverse":
-        return (yield from _reverse(query, rel, objs, plan, to_attr, pinned))
-    return (yield from _many_to_many(query, rel, objs, plan, to_attr, pinned))
+        return (yield from _reverse(query, rel, objs, plan, to_attr, pinned, cut))
+    return (yield from _many_to_many(query, rel, objs, plan, to_attr, pinned, cut))
 
 
 def _forward(query: Query, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
@@ -150,10 +166,11 @@ def _reverse_cache(rel: Relation) -> str | None:
 
 
 def _reverse(query: Query, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
-             pinned: str | None) -> Steps:
+             pinned: str | None, cut: tuple | None = None) -> Steps:
     field = rel.field  # the foreign key on the related model, pointing here
     keys = list(dict.fromkeys(o.pk for o in objs if o.pk is not None))
-    rows = yield from run(query, plan, field.name, keys, pinned)
+    per = None if cut is None else (field.name, *cut, lambda row: row.__dict__.get(field.attname))
+    rows = yield from run(query, plan, field.name, keys, pinned, per=per)
     by_key: dict[Any, list] = {}
     owners = {o.pk: o for o in objs}
     cache = "_cache_" + field.name
@@ -166,12 +183,14 @@ def _reverse(query: Query, rel: Relation, objs: list, plan: Plan, to_attr: str |
 
 
 def _many_to_many(query: Query, rel: Relation, objs: list, plan: Plan, to_attr: str | None,
-                  pinned: str | None) -> Steps:
+                  pinned: str | None, cut: tuple | None = None) -> Steps:
     back = _back_name(rel)
     keys = list(dict.fromkeys(o.pk for o in objs if o.pk is not None))
     # the annotation after the filter reuses its join: each row once per source it links to
+    # (and so does a slice's partition: the through table's source column)
+    per = None if cut is None else (back, *cut, lambda row: row.__dict__[SOURCE])
     rows = yield from run(query, plan, back, keys, pinned,
-                           lambda p: p.annotate(**{SOURCE: F(back)}))
+                          lambda p: p.annotate(**{SOURCE: F(back)}), per)
     by_key: dict[Any, list] = {}
     for row in rows:  # a row per (target, source): each source's list holds its own objects
         by_key.setdefault(row.__dict__.pop(SOURCE), []).append(row)
@@ -206,16 +225,34 @@ def _store(rel: Relation, objs: list, by_key: dict, to_attr: str | None) -> None
 
 
 def run(query: Query, plan: Plan, name: str, keys: list, pinned: str | None,
-        then: Callable[[Plan], Plan] | None = None) -> Steps:
+        then: Callable[[Plan], Plan] | None = None, per: tuple | None = None) -> Steps:
     """``plan.filter(<name>__in=keys)``'s rows (``then`` applied to that plan): one query, or
-    one per chunk of keys when the list is longer than the backend binds in one statement."""
+    one per chunk of keys when the list is longer than the backend binds in one statement.
+
+    ``per``: ``(path, start, stop, parent of a row)``, rows ``start:stop`` of each parent
+    (a sliced ``Prefetch``), numbered in SQL per ``path`` (``qplan.perslice``). Over shards a
+    parent's rows may live on several: each shard keeps its first ``stop`` per parent, the
+    merge orders them all by the plan's order, and the slice is taken here, per parent."""
     if not keys:
         return []
     size = len(keys) if len(keys) <= SAFE_KEYS else _chunk(plan, name, keys[0], pinned)
     rows: list = []
     for start in range(0, len(keys), size):
         chunk = plan.filter(**{f"{name}__in": keys[start:start + size]})
-        rows += yield from query(_placed(chunk if then is None else then(chunk), pinned))
+        placed = _placed(chunk if then is None else then(chunk), pinned)
+        if per is None:
+            rows += yield from query(placed)
+            continue
+        path, first, stop, parent = per
+        if not isinstance(routing.route(placed), ShardSet):
+            rows += yield from query(placed._slice_per(path, first, stop))
+            continue
+        found = yield from query(placed._slice_per(path, 0, stop))
+        seen: dict[Any, int] = {}
+        for row in found:
+            n = seen[parent(row)] = seen.get(parent(row), -1) + 1
+            if n >= first and (stop is None or n < stop):
+                rows.append(row)
     return rows
 
 

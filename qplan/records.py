@@ -245,7 +245,8 @@ def expression(ctx: Context, value: Any, field: Field | None = None, depth: int 
         if value.function in aggregates.SPREADS or value.filter is not None \
                 or value.default is not None:
             arg_kind = kinds.of_record(arg, ctx.kind) if arg != "*" else "int"
-            node = aggregates.record(ctx, value, node, arg_kind, q_record, has_aggregate, plain)
+            node = aggregates.record(ctx, value, node, arg_kind, _aggregate_filter, has_aggregate,
+                                     plain, lambda v: expression(ctx, v, depth=_nested(ctx, depth)))
         return node
     if isinstance(value, funcrecords.OBJECTS):
         deeper = _nested(ctx, depth)
@@ -435,6 +436,17 @@ def boolean(ctx: Context, value: Any) -> tuple:
                          f"{value!r:.60}: its output is {kinds.KIND_FIELD.get(kind, 'unknown')}, "
                          "not BooleanField (give output_field=BooleanField())")
     return ("if", node)
+
+
+def _aggregate_filter(ctx: Context, value: Any) -> tuple | None:
+    """An aggregate's ``filter=`` as a condition record: a ``Q``, an ``Exists`` or a boolean
+    expression, as Django 5.2 takes them; ``FieldError`` for anything else."""
+    if isinstance(value, Q):
+        return q_record(ctx, value)
+    if isinstance(value, (SQ.Exists, *CONDITIONAL)):
+        return q_record(ctx, Q(value))
+    raise FieldError(f"{ctx.who}: an aggregate's filter= takes a Q object, an Exists or a "
+                     f"boolean expression, got {value!r:.80}")
 
 
 def q_record(ctx: Context, q: Any, depth: int = 0) -> tuple | None:

@@ -137,6 +137,8 @@ def _aggregate(node: tuple) -> Any:
             elif name == "default" and type(value) is tuple and len(value) == 2 \
                     and value[0] == R.VALUE:
                 kwargs["default"] = value[1]
+            elif name == "default" and type(value) is tuple and value:  # an expression
+                kwargs["default"] = expression(value)
             else:
                 raise PlanError(f"not an aggregate option: {(name, value)!r:.80}")
     try:
@@ -229,6 +231,18 @@ def _slice(plan: Plan, record: tuple) -> Plan:
     return plan[start:None if bounds[1] is None else start + bounds[1]]
 
 
+def _slice_per(plan: Plan, record: tuple) -> Plan:
+    """A per-parent slice (``qplan.perslice``): its bounds are value nodes of ints."""
+    _, path, start, stop = _fields(record, 4)
+    bounds = []
+    for node in (start, stop):
+        if node is not None and (type(node) is not tuple or len(node) != 2 or node[0] != R.VALUE
+                                 or type(node[1]) is not int):
+            raise PlanError(f"a per-parent slice bound is not a value node of an int: {node!r:.60}")
+        bounds.append(None if node is None else node[1])
+    return plan._slice_per(path, bounds[0] or 0, bounds[1])
+
+
 def _update(plan: Plan, record: tuple) -> Plan:
     kwargs = {}
     for name, node in _items(_fields(record, 2)[1], "update"):
@@ -315,6 +329,7 @@ STEPS: dict[str, Callable[[Plan, tuple], Plan]] = {
     "exclude": lambda p, r: p.exclude(_q(_fields(r, 2)[1])),
     "order_by": lambda p, r: p.order_by(*_order_terms(_fields(r, 2)[1])),
     "slice": _slice,
+    "slice_per": _slice_per,
     "values": lambda p, r: p.values(*_names(_fields(r, 2)[1], "values")),
     "values_list": lambda p, r: p.values_list(
         *_names(_fields(r, 4)[1], "values_list"), flat=_flag(r[2], "values_list flat"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import conflicts, funcrecords
+from . import aggregates as A, conflicts, funcrecords
 from . import records as R
 from .errors import FieldError, PlanError
 from .expressions import Aggregate, Combined, ExpressionWrapper, F
@@ -102,5 +102,9 @@ class WritePlans:
             record = R.expression(ctx, agg)
             if not R.has_aggregate(record):
                 raise FieldError(f"{ctx.who}: aggregate({name}=...) is not an aggregate: {agg!r}")
+            columns = A.default_columns(record)
+            if columns:  # COALESCE(SUM(x), col) outside any group: no row to read col from
+                raise FieldError(f"{ctx.who}: aggregate({name}=...): a default= over no rows "
+                                 f"cannot read the column {columns[0]!r}; give a value")
             items.append((name, record))
         return self._add(("aggregate", tuple(items)))

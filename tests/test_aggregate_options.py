@@ -179,8 +179,10 @@ def test_mistakes_are_refused_when_the_plan_is_built():
     with pytest.raises(FieldError, match="aggregate"):
         Book.objects.annotate(n=Count("id")).aggregate_plan(
             s=Sum("pages", filter=Q(n__gt=1)))
-    with pytest.raises(FieldError, match="plain value"):
+    with pytest.raises(FieldError, match="column 'pages'"):  # over no rows: no row to read
         Book.objects.aggregate_plan(s=Sum("pages", default=F("pages")))
+    with pytest.raises(FieldError, match="plain value"):
+        Book.objects.aggregate_plan(s=Sum("pages", default=(1, 2)))
     assert Book.objects.aggregate_plan(s=Sum("rating", default=1)).records[0][1][0][1][4] == \
         (("default", ("=", 1.0)),)
     assert StdDev("pages").default_alias == "pages__stddev"

@@ -233,12 +233,24 @@ class _Merge:
         default = A.options_of(node).get("default")
         if default is None:
             return get
-        # default= after the merge (a shard without rows must not put it in a sum)
-        value = default[1]
+        # default= after the merge (a shard without rows must not put it in a sum); an
+        # expression default is computed here too, from the group's columns (F), values and
+        # arithmetic; a function default is refused (NotSupportedError, before any query)
         field = _decimal_field(self.meta, node[2])
-        if field is not None and node[1] in ("sum", "min", "max"):
-            value = field.quantize(decimal.Decimal(value))
-        return lambda env, parts: (lambda v: value if v is None else v)(get(env, parts))
+        if field is None or node[1] not in ("sum", "min", "max"):
+            field = None
+        if default[0] == VALUE:
+            value = default[1] if field is None else field.quantize(decimal.Decimal(default[1]))
+            return lambda env, parts: (lambda v: value if v is None else v)(get(env, parts))
+        fallback = self.expr(default)
+
+        def merged(env: Any, parts: Any) -> Any:
+            v = get(env, parts)
+            if v is not None:
+                return v
+            v = fallback(env, parts)
+            return v if field is None or v is None else field.quantize(decimal.Decimal(v))
+        return merged
 
     def _aggregate(self, node: tuple) -> Getter:
         fn, arg, distinct = node[1], node[2], node[3]

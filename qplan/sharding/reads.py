@@ -84,6 +84,10 @@ class _Read:
         self.meta = plan._meta
         self.who = f"{plan.model.__name__} over shards {list(shards.names)!r}"
         info = self.info = _Info(plan)
+        per = next((r for r in info.body if r[0] == "slice_per"), None)
+        if per is not None and per[2] is not None:  # prefetching asks for [0:stop], then cuts
+            raise NotSupportedError(f"{self.who}: a per-parent slice with an offset cannot be "
+                                    f"merged across shards (a parent's rows may be on several)")
         if info.regrouped:
             raise NotSupportedError(f"{self.who}: values() after values().annotate(aggregate) "
                                     f"keeps groups the shards cannot merge by the new keys")
@@ -195,7 +199,12 @@ class _Read:
             raise NotSupportedError(f"{self.who}: aggregate({name}=...(filter=...)) over a "
                                     f"sliced, distinct or grouped plan cannot be merged across "
                                     f"shards (the merged rows do not say which match it)")
-        return options["default"][1] if "default" in options else None
+        default = options.get("default")
+        if default is not None and default[0] != VALUE:
+            raise NotSupportedError(f"{self.who}: aggregate({name}=...(default=<expression>)) "
+                                    f"over a sliced, distinct or grouped plan cannot be merged "
+                                    f"across shards: give a value")
+        return None if default is None else default[1]
 
     def _kind(self, arg: Any) -> str | None:
         return _kind(self.meta, self.info.annotations, arg)
