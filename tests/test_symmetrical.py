@@ -213,6 +213,16 @@ def test_prefetch_related_both_ways(symm_db):
     assert [names(f.friends.all()) for f in nested.friends.all()] == [["b", "c"]]
 
 
+def test_a_sliced_prefetch_takes_each_persons_first_friends_both_ways(symm_db):
+    a, b, c, d = people("a", "b", "c", "d")
+    a.friends.add(b, c, d)
+    b.friends.add(c)
+    top = qplan.Prefetch("friends", queryset=Person.objects.order_by("-name")[:2])
+    got = [(p.name, [f.name for f in p.friends.all()])
+           for p in Person.objects.order_by("name").prefetch_related(top)]
+    assert got == [("a", ["d", "c"]), ("b", ["c", "a"]), ("c", ["b", "a"]), ("d", ["a"])]
+
+
 def test_delete_cascades_both_rows(symm_db):
     a, b, c = people("a", "b", "c")
     a.friends.add(b, c, a)
