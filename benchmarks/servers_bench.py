@@ -62,6 +62,9 @@ def load_servers() -> Any:
     name = "qplan_bench_test_servers"
     if name in sys.modules:
         return sys.modules[name]
+    folder = os.path.dirname(SERVERS_PY)
+    if folder not in sys.path:  # its own imports (``processes``) sit beside it
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(name, SERVERS_PY)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {SERVERS_PY}")
