@@ -219,14 +219,9 @@ async def concurrency(s: dict, tasks: int = 1000, pool: int = 20, rounds: int = 
     watcher = await psycopg.AsyncConnection.connect(
         host=s["HOST"], port=s["PORT"], user=s["USER"], password=s["PASSWORD"], dbname=s["NAME"],
         autocommit=True)
-    lag, seen, running = [0.0], [0], [True]
+    seen, running = [0], [True]
+    lag = Ticker()
     pauses = gc_pauses()
-
-    async def ticker() -> None:
-        while running[0]:
-            t = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lag[0] = max(lag[0], time.perf_counter() - t - 0.001)
 
     async def sampler() -> None:
         while running[0]:
@@ -243,22 +238,22 @@ async def concurrency(s: dict, tasks: int = 1000, pool: int = 20, rounds: int = 
     await plan.aexecute()  # the shape compiled once, before the clock starts
     qplan.connections.close_all()
     pools.close(["default"])  # populate's blocking connections: not counted
-    bg = [asyncio.create_task(ticker()), asyncio.create_task(sampler())]
+    bg = [lag.start(), asyncio.create_task(sampler())]
     results: list[Any] = []
     cold, warm, gcs, elapsed = [], [], [], []
     for _ in range(rounds):
         await aconnections.close_all()  # the pool opens its connections again: cold
         await asyncio.sleep(0.01)
-        lag[0] = pauses[0] = 0.0
+        lag.worst = pauses[0] = 0.0
         start = time.perf_counter()
         results += await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
         elapsed.append(time.perf_counter() - start)
-        cold.append(lag[0])
-        lag[0] = 0.0
+        cold.append(lag.worst)
+        lag.worst = 0.0
         results += await asyncio.gather(*(one() for _ in range(tasks)), return_exceptions=True)
-        warm.append(lag[0])
+        warm.append(lag.worst)
         gcs.append(pauses[0])
-    running[0] = False
+    running[0] = lag.running = False
     await asyncio.gather(*bg)
     gc.callbacks.remove(pauses[1])
     await watcher.close()
@@ -284,28 +279,38 @@ async def concurrency(s: dict, tasks: int = 1000, pool: int = 20, rounds: int = 
     return out
 
 
+class Ticker:
+    """The loop's worst lag: a task sleeping 1 ms at a time, how much later it woke."""
+
+    def __init__(self) -> None:
+        self.worst, self.running = 0.0, True
+
+    def start(self) -> "asyncio.Task[None]":
+        return asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while self.running:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - t - 0.001)
+
+
 async def noop_floor(tasks: int) -> dict[str, float]:
     """The harness's own lag: ``tasks`` no-op tasks started by one ``gather`` through a
     semaphore, as the bursts start theirs (creating 1,000 tasks and running their first
     steps takes two loop iterations whoever runs them)."""
-    lag, running, gate = [0.0], [True], asyncio.Semaphore(32)
-
-    async def ticker() -> None:
-        while running[0]:
-            t = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lag[0] = max(lag[0], time.perf_counter() - t - 0.001)
+    lag, gate = Ticker(), asyncio.Semaphore(32)
 
     async def one() -> None:
         async with gate:
             await asyncio.sleep(0)
 
-    tick = asyncio.create_task(ticker())
+    tick = lag.start()
     await asyncio.sleep(0.01)
     await asyncio.gather(*(one() for _ in range(tasks)))
-    running[0] = False
+    lag.running = False
     await tick
-    return {"no-op harness lag ms": lag[0] * 1e3}
+    return {"no-op harness lag ms": lag.worst * 1e3}
 
 
 def gc_pauses() -> list[Any]:
@@ -339,13 +344,7 @@ async def raw_concurrency(s: dict, statement: tuple, tasks: int, pool: int) -> d
         dbname=s["NAME"], autocommit=True, prepare_threshold=None) for _ in range(pool)]
     for conn in conns:
         free.put_nowait(conn)
-    lag, running = [0.0], [True]
-
-    async def ticker() -> None:
-        while running[0]:
-            t = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lag[0] = max(lag[0], time.perf_counter() - t - 0.001)
+    lag = Ticker()
 
     async def one() -> int:
         conn = await free.get()
@@ -356,15 +355,15 @@ async def raw_concurrency(s: dict, statement: tuple, tasks: int, pool: int) -> d
         finally:
             free.put_nowait(conn)
 
-    tick = asyncio.create_task(ticker())
+    tick = lag.start()
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(tasks)))
     elapsed = time.perf_counter() - start
-    running[0] = False
+    lag.running = False
     await tick
     for conn in conns:
         await conn.close()
-    return {"raw psycopg lag ms": lag[0] * 1e3, "raw psycopg seconds": elapsed}
+    return {"raw psycopg lag ms": lag.worst * 1e3, "raw psycopg seconds": elapsed}
 
 
 async def shards(pg: Any, latency: float = 0.02) -> dict[str, float]:
