@@ -1,4 +1,4 @@
-"""qplan: immutable, picklable query plans for SQLite, PostgreSQL and MySQL/MariaDB.
+"""qplan: immutable, picklable query plans for SQLite, PostgreSQL, MariaDB/MySQL and DuckDB.
 
 Write a query once as a plan, cache or ship it, and decide late where it runs.
 This module only re-exports the public surface.

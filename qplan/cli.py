@@ -350,7 +350,7 @@ def parser() -> argparse.ArgumentParser:
 
     add("demo", "build, pickle, ship and run plans on two SQLite files (start here)",
         "Build plans, pickle them, load them in a child process, run them on two SQLite "
-        "databases and print their SQL in all three dialects. Needs no server or settings.")
+        "databases and print their SQL in every registered dialect. Needs no server or settings.")
 
     p = add("sql", "print the SQL and parameters of a stored plan",
             "Print the SQL and parameters of a stored plan (a qplan.dumps payload, a plain "

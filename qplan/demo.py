@@ -1,5 +1,5 @@
 """``qplan demo``: plans are values. Build them, sign and pickle them, load them in another
-process, run them on two databases, and read their SQL in three dialects.
+process, run them on two databases, and read their SQL in every registered dialect.
 
 Runs on two SQLite files in a temporary folder; needs no server and no settings.
 """

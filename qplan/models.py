@@ -106,6 +106,9 @@ class ModelBase(type):
             return super().__new__(mcs, name, bases, attrs)
         concrete = [p for p in parents if getattr(p, "_meta", None) is not None
                     and not p._meta.abstract]
+        if getattr(attrs.get("Meta"), "proxy", False):
+            raise FieldError(f"{name}: proxy models (Meta.proxy) are not supported; query the "
+                             f"model itself")
         if concrete:
             raise FieldError(
                 f"{name}: multi-table inheritance (a subclass of the concrete model "

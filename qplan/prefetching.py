@@ -3,7 +3,8 @@
 After a plan's model instances are materialised, each lookup (``qplan.prefetch``) is
 followed level by level: the keys of the level's objects are collected and the related
 model is read with ONE ordinary plan, ``Target.objects.filter(<key>__in=keys)`` (merged
-with a ``Prefetch`` queryset's filters and order), routed by the routers on its own: a
+with a ``Prefetch`` queryset's filters and order; a sliced one is cut per parent in SQL,
+``qplan.perslice``), routed by the routers on its own: a
 related model on another alias is fine, nothing is joined. Only a key list longer than the
 backend binds in one statement is split. The results fill the caches the instances and
 their managers read:

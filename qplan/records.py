@@ -30,7 +30,9 @@ Record grammar (everything is a tuple of plain values):
                   and "regex"/"iregex" (the shared subset, ``qplan.regex``)
 
 Plan commands of ``qplan.methods`` (``alias``, ``none``, ``only``, ``defer``,
-``select_for_update``) are listed with their record forms in that module's docstring.
+``select_for_update``) are listed with their record forms in that module's docstring;
+the per-parent slice of a sliced ``Prefetch`` queryset, ``("slice_per", path, start,
+stop)``, in ``qplan.perslice``'s.
 
 A value node ``("=", v)`` is the only place user values live; ``"="`` is never a
 field or lookup name, so the shape of a plan is its records with every value node

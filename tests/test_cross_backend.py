@@ -1,4 +1,4 @@
-"""One plan, one meaning: the same behaviour on SQLite, PostgreSQL and MariaDB.
+"""One plan, one meaning: the same behaviour on every registered backend.
 
 The first half runs each behavioural test on every backend through the parametrised
 ``any_db`` fixture. The second half is differential: hypothesis generates rows and plans

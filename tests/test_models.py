@@ -124,3 +124,18 @@ def test_multi_table_inheritance_is_refused_at_the_class_statement():
     with pytest.raises(FieldError, match="multi-table inheritance.*Place.*abstract"):
         class Restaurant(Place):
             seats = fields.IntegerField()
+
+
+def test_a_proxy_model_is_refused_as_a_proxy_not_as_multi_table_inheritance():
+    from qplan import FieldError, Model, fields
+
+    class Venue(Model):
+        name = fields.CharField(max_length=10)
+
+        class Meta:
+            db_table = "test_proxy_venue"
+
+    with pytest.raises(FieldError, match="VenueProxy: proxy models .*not supported"):
+        class VenueProxy(Venue):
+            class Meta:
+                proxy = True
