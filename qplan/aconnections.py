@@ -326,8 +326,32 @@ def connection(alias: str) -> AsyncConnection:
     conn = AsyncConnection(alias, config)
     conns[alias] = (config, conn)
     if entry is not None:  # the alias was reconfigured: its old pool's idle ones go
-        loop.create_task(entry[1].pool.close())
+        _retire(loop, [entry[1].pool])
     return conn
+
+
+def forget(aliases: Any) -> None:
+    """The pools of ``aliases`` (changed or removed: ``qplan.configure``) on every loop,
+    from any thread: dropped, their idle connections closed on their loop now (a task),
+    lent ones when they come back. Otherwise a removed alias's pool kept its connections
+    (and refilled to ``min_size``) until its loop ended."""
+    for loop, conns in list(_by_loop.items()):
+        gone = [entry[1].pool for entry in (conns.pop(a, None) for a in aliases) if entry]
+        if gone and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(_retire, loop, gone)
+            except RuntimeError:  # closed meanwhile: nothing left to close them with
+                pass
+
+
+_retiring: set = set()  # the tasks retiring pools (a task nobody holds may be collected)
+
+
+def _retire(loop: Any, pools: list) -> None:
+    for pool in pools:
+        task = loop.create_task(pool.retire())
+        _retiring.add(task)
+        task.add_done_callback(_retiring.discard)
 
 
 def stats(alias: str) -> dict[str, int] | None:
