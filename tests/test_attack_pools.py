@@ -19,7 +19,7 @@ import pytest
 import qplan
 from conftest import superuser_sql
 from qplan import aconnections, refills
-from test_pool_idle import await_for, clean, wait_for  # noqa: F401 - clean: autouse fixture
+from test_pool_idle import await_for, burst, clean, server, wait_for  # noqa: F401 - fixtures
 
 PASSWORD = "pw-Sekr1t-9f3a"
 
@@ -183,3 +183,40 @@ def test_async_pools_of_a_removed_alias_close_at_once(pg, postgresql_settings):
         return filled, closed
 
     assert asyncio.run(main()) == (True, True)
+
+
+
+def test_reconfiguration_closes_old_pools_and_the_sweeper_serves_the_new_ones(server):  # noqa: F811
+    """configure() replacing or removing an alias: the old pool's idle connections close at
+    once, one lent across the change closes when it comes back (never idles in a pool no
+    one reaches), and the one sweeper thread goes on trimming the new pools."""
+    base, count = server
+    qplan.configure(databases={"default": {**base, "POOL": {"max_idle": 0.3, "timeout": 10}}})
+    burst(3)
+    assert count() >= 3
+    holding, done, failures = threading.Event(), threading.Event(), []
+
+    def holder() -> None:
+        try:
+            with qplan.atomic():
+                qplan.connections["default"].fetchall("SELECT 1")
+                holding.set()
+                done.wait(10)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(10)
+    old = qplan.pools._pools["default"][1]
+    qplan.configure(databases={"default": {**base, "POOL": {"max_idle": 0.3, "timeout": 9}}})
+    assert wait_for(lambda: count() == 1, 3.0)  # the lent one only
+    done.set()
+    thread.join(10)
+    assert failures == [] and wait_for(lambda: count() == 0, 3.0)
+    assert old.stats()["open"] == 0
+    burst(3)  # the new pool: beyond min_size, trimmed by the sweeper thread again
+    assert count() >= 3 and wait_for(lambda: count() == 0, 3.0)
+    assert sum(t.name == "qplan-pool-sweeper" for t in threading.enumerate()) == 1
+    qplan.configure(databases={})
+    assert qplan.pools._pools == {}
