@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
+import threading
 import weakref
 from collections import deque
 from typing import Any, AsyncIterator, Mapping
@@ -293,6 +294,7 @@ async def _at_loop_end(loop: "weakref.ref[Any]", conns: dict) -> AsyncIterator[N
         if running is not None and running is loop():
             for _, conn in list(conns.values()):
                 await conn.pool.close()
+            await _retire_all(running)
 
 
 def _close_at_loop_end(loop: Any, conns: dict) -> Any:
@@ -326,8 +328,54 @@ def connection(alias: str) -> AsyncConnection:
     conn = AsyncConnection(alias, config)
     conns[alias] = (config, conn)
     if entry is not None:  # the alias was reconfigured: its old pool's idle ones go
-        loop.create_task(entry[1].pool.close())
+        _retire(loop, [entry[1].pool])
     return conn
+
+
+def forget(aliases: Any) -> None:
+    """The pools of ``aliases`` (changed or removed: ``qplan.configure``) on every loop,
+    from any thread: dropped, and retired on their loop (idle connections closed, lent
+    ones when they come back): at once if it runs, else at its next ``close_all()`` or its
+    end. Otherwise a removed alias's pool kept its connections (and refilled to
+    ``min_size``) until its loop ended."""
+    for loop, conns in list(_by_loop.items()):
+        gone = [entry[1].pool for entry in (conns.pop(a, None) for a in aliases) if entry]
+        if gone:
+            _retire(loop, gone)
+
+
+_retired: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()  # loop -> pools
+_retired_lock = threading.Lock()  # forget() runs in any thread
+_retiring: set = set()  # the tasks retiring pools (a task nobody holds may be collected)
+
+
+def _retire(loop: Any, pools: list) -> None:
+    with _retired_lock:
+        _retired.setdefault(loop, []).extend(pools)
+    if not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(_start_retiring, loop)
+        except RuntimeError:  # closed meanwhile: nothing left to close them with
+            pass
+
+
+def _start_retiring(loop: Any) -> None:
+    """On ``loop``: a task retiring each pool left to retire there."""
+    with _retired_lock:
+        pools = _retired.pop(loop, [])
+    for pool in pools:
+        task = loop.create_task(pool.retire())
+        _retiring.add(task)
+        task.add_done_callback(_retiring.discard)
+
+
+async def _retire_all(loop: Any) -> None:
+    """On ``loop``: retire what is left to and wait for the retiring tasks (before its
+    ``close_all()`` returns or it ends: a driver's thread must not outlive the loop)."""
+    _start_retiring(loop)
+    tasks = [t for t in _retiring if t.get_loop() is loop]
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def stats(alias: str) -> dict[str, int] | None:
@@ -337,6 +385,8 @@ def stats(alias: str) -> dict[str, int] | None:
 
 
 async def close_all() -> None:
-    """Close the idle connections of the running loop's pools."""
-    for _, conn in list(_by_loop.get(asyncio.get_running_loop(), {}).values()):
+    """Close the idle connections of the running loop's pools (and of those retired)."""
+    loop = asyncio.get_running_loop()
+    for _, conn in list(_by_loop.get(loop, {}).values()):
         await conn.pool.close()
+    await _retire_all(loop)

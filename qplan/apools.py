@@ -8,6 +8,7 @@ closed after ``max_idle`` (``qplan.sweeper``'s rule), expired ones after ``max_l
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 import weakref
@@ -16,6 +17,9 @@ from typing import Any, Mapping
 from . import sweeper
 from .admission import Gate
 from .errors import ConfigurationError, ConnectionFailure, PoolTimeout
+from .refills import BACKOFF_FIRST, BACKOFF_MOST
+
+log = logging.getLogger("qplan.pools")
 
 if sys.version_info >= (3, 11):
     deadline = asyncio.timeout  # a timer on the running task: no task of its own
@@ -76,11 +80,15 @@ class AsyncPool:
         self._armed = self.max_idle is None
         self._closing: set[asyncio.Task] = set()
         self._refill: asyncio.Task | None = None  # opening idle ones up to min_size
+        self._refill_after = 0.0  # no refill before (monotonic): backing off a failure
+        self._backoff = BACKOFF_FIRST
+        self._retired = False  # its alias changed or went: lent ones close when back
         self._opening = 0  # handshakes under way
 
     def _short(self) -> None:
-        """A lend found fewer than ``min_size`` open: unless one runs, start a refill task."""
-        if self._refill is None:
+        """A lend found fewer than ``min_size`` open: unless one runs (or the last one failed
+        less than its backoff ago, or the pool is retired), start a refill task."""
+        if self._refill is None and not self._retired and time.monotonic() >= self._refill_after:
             self._refill = asyncio.get_running_loop().create_task(self._refill_to_min())
 
     async def _refill_to_min(self) -> None:
@@ -92,6 +100,7 @@ class AsyncPool:
                 self._places.enter()
                 try:
                     raw = await self._handshake()
+                    self._backoff = BACKOFF_FIRST
                     self.open += 1
                     self._idle.insert(0, (raw, time.monotonic()))  # lent last, trimmed first
                     self._low = 0  # not idle since the mark: the front ones are no longer
@@ -99,8 +108,11 @@ class AsyncPool:
                         self._arm()
                 finally:
                     self._places.leave()
-        except (ConfigurationError, ConnectionFailure):
-            return
+        except (ConfigurationError, ConnectionFailure) as exc:  # mapped: never the password
+            wait, self._refill_after = self._backoff, time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, BACKOFF_MOST)
+            log.warning("%s: refilling its async pool to POOL min_size (%d) failed, next try "
+                        "in %g s at the earliest: %s", self.where, self.min_size, wait, exc)
         finally:
             self._refill = None
 
@@ -191,7 +203,7 @@ class AsyncPool:
         """Take a connection back: idle again, or closed (``broken``, or mid-transaction)."""
         raw = slot[0]
         try:
-            if broken or self.backend.async_in_transaction(raw):
+            if broken or self._retired or self.backend.async_in_transaction(raw):
                 self.discard(raw)
             else:
                 self._idle.append(slot)
@@ -215,6 +227,12 @@ class AsyncPool:
             await self.backend.aclose(raw)
         except Exception:  # closing a broken connection: nothing to save
             pass
+
+    async def retire(self) -> None:
+        """Its alias changed or was removed: close the idle ones now, the lent ones when
+        they come back; no refill starts any more."""
+        self._retired = True
+        await self.close()
 
     async def close(self) -> None:
         """Close the idle connections, and stop trimming (until the pool is used again)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from . import payloads, pools, routing, settings
+from . import aconnections, payloads, pools, routing, settings
 from .backends import get as get_backend
 from .shapecache import cache
 from .connections import connections
@@ -23,6 +23,7 @@ def _changed(old: Mapping[str, Mapping[str, Any]], aliases: Iterable[str]) -> No
     aliases = list(aliases)
     connections.forget(aliases)
     pools.close(aliases)  # idle connections close now, lent ones when they come back
+    aconnections.forget(aliases)  # the async pools, on their loops
     shutdown(wait=False)  # shard workers: a SQLite alias's worker keeps its own connection
     for config in old.values():
         get_backend(config["ENGINE"]).forget(config)

@@ -7,7 +7,7 @@ Django 4.2+ slices a prefetch queryset per parent object: each parent gets at mo
 
 ``path`` names the column that says which parent a row belongs to (the foreign key on
 the related model, or the many-to-many's way back to its source), in the plan's own
-query names; the bounds are value nodes (``("=", int)``) so plans differing only in them
+query names: one relation step of those kinds, nothing else (a payload may hold any); the bounds are value nodes (``("=", int)``) so plans differing only in them
 share a template. The compiler numbers the rows of each parent with
 ``ROW_NUMBER() OVER (PARTITION BY path ORDER BY <the plan's order, then pk>)`` and keeps
 ``start < n <= stop`` in an outer query (``qplan.perslicesql``). Nothing may be chained
@@ -20,9 +20,13 @@ from typing import Any
 
 from . import records as R
 from .errors import PlanError
+from .relations import relation
 
 OP = "slice_per"
 LIMIT = 1 << 63
+# The relations a path may name: one step back to the parent, never one that multiplies
+# rows (a reverse foreign key, a join further on) nor a plain column.
+BACK = ("forward", "m2m", "m2m_reverse")
 
 
 def record(meta: Any, path: str, start: int, stop: int | None) -> tuple:
@@ -37,6 +41,10 @@ def record(meta: Any, path: str, start: int, stop: int | None) -> tuple:
     if start is None or (stop is not None and stop < start):
         raise PlanError(f"a per-parent slice takes 0 <= start <= stop, got [{start}:{stop}]")
     R.resolve_path(meta, path.split("__"), meta.model.__name__)  # FieldError, did-you-mean
+    rel = relation(meta, path)
+    if rel is None or rel.kind not in BACK:
+        raise PlanError(f"a per-parent slice partitions by a foreign key or a many-to-many of "
+                        f"{meta.model.__name__} (its way back to the parent), got {path!r:.60}")
     return (OP, path, (R.VALUE, start) if start else None,
             None if stop is None else (R.VALUE, stop))
 

@@ -12,12 +12,13 @@ to about twice that), by ``qplan.sweeper``'s thread or the pool's next lend or r
 lent one never is.
 
 A pool holds ``min_size`` connections from its first lend on: whenever a lend finds fewer
-open (the first one, or after connections were lost, expired or abandoned), a short-lived
-thread of the pool's opens the missing ones in the background, one at a time, stopping at
-the first failure (the next lend tries again). The borrower waits for its own connect at
+open (the first one, or after connections were lost, expired or abandoned), one of the
+threads all pools share (``qplan.refills``, a bounded set) opens the missing ones in the
+background, one at a time, stopping at the first failure, which is logged (logger
+``qplan.pools``, the mapped error: never a password) and backs the pool's next refill off
+(``BACKOFF_FIRST`` doubling to ``BACKOFF_MOST``). The borrower waits for its own connect at
 most, never for the refill; and a refill never runs at release time, when the server that
-broke a connection may still be restarting. (Not on ``qplan.sweeper``'s thread: a connect
-to a dead server would hold up every other pool's trimming for ``CONNECT_TIMEOUT``.)
+broke a connection may still be restarting.
 
 Written here rather than taken from a library: DBUtils' ``PooledDB`` waits for a free
 connection without a time limit and its "steady" connections reconnect behind the
@@ -29,12 +30,16 @@ psycopg2. What qplan needs is a counter and a condition variable.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from typing import Any, Callable, Mapping
 
-from . import sweeper
-from .errors import PoolTimeout
+from . import refills, sweeper
+from .errors import Error, PoolTimeout
+
+log = logging.getLogger("qplan.pools")
+BACKOFF_FIRST, BACKOFF_MOST = refills.BACKOFF_FIRST, refills.BACKOFF_MOST
 
 
 class Slot:
@@ -70,7 +75,9 @@ class Pool:
         self._open = 0  # idle + lent + being opened
         self._lent = 0
         self._closed = False
-        self._refilling = False  # a refill thread runs (see _refill)
+        self._refilling = False  # a refill is queued or runs (see refill)
+        self._refill_after = 0.0  # monotonic time before which no refill starts (backoff)
+        self._backoff = BACKOFF_FIRST
         self._cond = threading.Condition(threading.Lock())
         self._abandoned: collections.deque[int] = collections.deque()  # see abandon()
         # max_idle (qplan.sweeper): the fewest idle connections since the last sweep; when
@@ -117,7 +124,7 @@ class Pool:
             for old in stale:
                 _close(old.raw)
         if refill:
-            threading.Thread(target=self._refill, name="qplan-pool-refill", daemon=True).start()
+            refills.request(self)
         if slot is not None:
             return slot
         if schedule:
@@ -217,14 +224,16 @@ class Pool:
 
     def _short(self) -> bool:
         """Under the lock, at a lend: whether to start a refill (fewer than ``min_size``
-        open, none running); if so, one is now running."""
-        start = self._open < self.min_size and not self._refilling and not self._closed
+        open, none running, not backing off); if so, one is now running."""
+        start = (self._open < self.min_size and not self._refilling and not self._closed
+                 and time.monotonic() >= self._refill_after)
         self._refilling = self._refilling or start
         return start
 
-    def _refill(self) -> None:
-        """A refill thread: open idle connections up to ``min_size``, one at a time; stop
-        at the first failure (a later lend starts another) or when the pool is closed."""
+    def refill(self) -> None:
+        """On a ``qplan.refills`` thread: open idle connections up to ``min_size``, one at a
+        time; stop when the pool is closed, or at the first failure: logged, and the next
+        refill (a later lend's) backs off."""
         while True:
             with self._cond:
                 if self._closed or self._open >= self.min_size:
@@ -233,17 +242,25 @@ class Pool:
                 self._open += 1
             try:
                 slot = Slot(self._opener())
-            except Exception:  # the borrowers meet the same failure and report it
+            except Exception as exc:  # logged: no caller sees it (borrowers meet their own)
                 with self._cond:
                     self._open -= 1
                     self._refilling = False
+                    wait, self._refill_after = self._backoff, time.monotonic() + self._backoff
+                    self._backoff = min(self._backoff * 2, BACKOFF_MOST)
                     self._cond.notify()
+                # a qplan error's message is mapped (names the alias, never the password);
+                # of anything else only its type is shown, never its text or traceback
+                log.warning("%s: refilling its pool to POOL min_size (%d) failed, next try "
+                            "in %g s at the earliest: %s", self.where, self.min_size, wait,
+                            exc if isinstance(exc, Error) else type(exc).__name__)
                 return
             with self._cond:
                 closed = self._closed
                 if closed:
                     self._open -= 1
                 else:
+                    self._backoff = BACKOFF_FIRST
                     self._idle.insert(0, slot)  # the oldest end: lent last, trimmed first
                     self._low = 0  # not idle since the mark: the front ones are no longer
                     self._cond.notify()
