@@ -380,6 +380,21 @@ def raised(results: list) -> list[str]:
     return [repr(r) for r in results if isinstance(r, BaseException)]
 
 
+@contextlib.contextmanager
+def rolled_back(aliases: Any) -> Iterator[None]:
+    """``atomic()`` on every alias of ``aliases``, all rolled back on leaving: rows a test
+    (or one hypothesis example) writes inside are gone after it."""
+
+    class Rollback(Exception):
+        pass
+
+    with contextlib.suppress(Rollback), contextlib.ExitStack() as stack:
+        for alias in aliases:
+            stack.enter_context(qplan.atomic(using=alias))
+        yield
+        raise Rollback
+
+
 def run_async(coro: Any) -> Any:
     """Run ``coro`` on a new event loop, then close the async pools it opened (they belong to
     that loop)."""

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import qplan
-from conftest import VENDORS
+from conftest import VENDORS, rolled_back
 from qplan import Count, FieldError, NotSupportedError, PlanError
 from qplan.replay import replay
 from testmodels import Author, Book
@@ -258,16 +258,11 @@ def every(databases):
 
 @contextlib.contextmanager
 def rows_everywhere(rows):
-    class Rollback(Exception):
-        pass
-
-    with contextlib.suppress(Rollback), contextlib.ExitStack() as stack:
+    with rolled_back(VENDORS):
         for alias in VENDORS:
-            stack.enter_context(qplan.atomic(using=alias))
             Book.objects.using(alias).bulk_create(
                 [Book(title=t, pages=p, rating=r) for t, p, r in rows])
         yield
-        raise Rollback
 
 
 rows_strategy = st.lists(st.tuples(st.sampled_from(["a", "B", "b", "é"]), st.integers(0, 3),

@@ -4,7 +4,6 @@ and takes apart times (and the UTC times of datetimes) as Python does, to the mi
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import pickle
 
@@ -16,6 +15,7 @@ import qplan
 from qplan import Max, Min
 from qplan.functions import (ExtractHour, ExtractMinute, ExtractSecond, TruncHour, TruncMinute,
                              TruncSecond, TruncTime, Value)
+from conftest import rolled_back
 from test_cross_backend import VENDORS
 from timemodels import ALL, Shift
 
@@ -66,18 +66,6 @@ def every_shift(databases):
         qplan.drop_tables(ALL, using=alias, missing_ok=True)
 
 
-@contextlib.contextmanager
-def _rolled_back(aliases):
-    class Rollback(Exception):
-        pass
-
-    with contextlib.suppress(Rollback), contextlib.ExitStack() as stack:
-        for alias in aliases:
-            stack.enter_context(qplan.atomic(using=alias))
-        yield
-        raise Rollback
-
-
 @given(rows=st.lists(st.tuples(TIMES, DATETIMES), min_size=1, max_size=6), probe=TIMES)
 def test_every_backend_keeps_and_computes_times_as_python(every_shift, rows, probe):
     expected = sorted(
@@ -87,7 +75,7 @@ def test_every_backend_keeps_and_computes_times_as_python(every_shift, rows, pro
         for i, (t, d) in enumerate(rows))
     below = sorted(r[0] for r in expected if r[1] < probe)
     utc_below = sorted(r[0] for r in expected if r[2] < probe)
-    with _rolled_back(every_shift):
+    with rolled_back(every_shift):
         for alias in every_shift:
             Shift.objects.using(alias).bulk_create(
                 [Shift(label=f"r{i}", starts=t, at=d) for i, (t, d) in enumerate(rows)])
