@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import qplan
-from conftest import VENDORS, assert_nesting_refused, savepoints
+from conftest import VENDORS, assert_nesting_refused, rolled_back, savepoints
 from qplan import Avg, Count, F, Max, Min, Q, Sum
 from testmodels import Author, Book, Tag
 
@@ -577,16 +577,11 @@ def every(databases):
 @contextlib.contextmanager
 def rows_in_every_database(authors: list[Author], books: list[Book]):
     """Insert the rows in a transaction per database and roll them back afterwards."""
-    class Rollback(Exception):
-        pass
-
-    with contextlib.suppress(Rollback), contextlib.ExitStack() as stack:
+    with rolled_back(VENDORS):
         for alias in VENDORS:
-            stack.enter_context(qplan.atomic(using=alias))
             Author.objects.using(alias).bulk_create([_copy(a) for a in authors])
             Book.objects.using(alias).bulk_create([_copy(b) for b in books])
         yield
-        raise Rollback
 
 
 def _copy(obj: Any) -> Any:
