@@ -407,23 +407,22 @@ class ManyToManyManager(_Manager):
 
     def _add(self, alias: str, pks: list[Any], through_defaults: Any) -> None:
         """Insert the missing ``(instance, pk)`` rows, and ``(pk, instance)`` too when the
-        relation is symmetrical (one row for the instance itself), in one bulk insert."""
+        relation is symmetrical (one row for the instance itself), in one bulk insert; one
+        SELECT finds the rows already there (both directions), sets keep it linear."""
         if not pks:
             return
         extra = {k: v() if callable(v) else v for k, v in (through_defaults or {}).items()}
-        pairs = self._missing(alias, self.mine, self.other, pks)
+        mine, other, me = self.mine, self.other, self.pk
+        links = Q(**{mine: me, f"{other}__in": pks})
+        wanted = dict.fromkeys((me, pk) for pk in pks)  # in order, each pair once
         if self.rel.field.symmetrical:
-            pairs += [p for p in self._missing(alias, self.other, self.mine, pks)
-                      if p not in pairs]
-        rows = [self.through(**{**extra, **pair}) for pair in pairs]
+            links |= Q(**{other: me, f"{mine}__in": pks})
+            wanted.update(dict.fromkeys((pk, me) for pk in pks))
+        present = set(self.through.objects.using(alias).filter(links).values_list(mine, other))
+        rows = [self.through(**{**extra, mine: a, other: b}) for a, b in wanted
+                if (a, b) not in present]
         if rows:
             self.through.objects.using(alias).bulk_create(rows)
-
-    def _missing(self, alias: str, here: str, there: str, pks: list[Any]) -> list[dict]:
-        """``{here: instance pk, there: pk}`` for each of ``pks`` no through row holds."""
-        present = set(self.through.objects.using(alias).filter(
-            **{here: self.pk, f"{there}__in": pks}).values_list(there, flat=True))
-        return [{here: self.pk, there: pk} for pk in pks if pk not in present]
 
     def _remove(self, alias: str, pks: list[Any] | None) -> None:
         """Delete the instance's through rows to ``pks`` (all with None), both directions of

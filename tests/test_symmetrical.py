@@ -139,6 +139,13 @@ def test_add_links_both_ways_once(symm_db):
     assert names(a.friends.all()) == ["a", "b", "c"] and names(c.friends.all()) == ["a"]
 
 
+def test_add_of_the_same_person_twice_in_one_call_stores_each_pair_once(symm_db):
+    a, b, c = people("a", "b", "c")
+    a.friends.add(b, b.pk, c, b)
+    assert links() == {("a", "b"), ("b", "a"), ("a", "c"), ("c", "a")}
+    assert PersonFriends.objects.count() == 4
+
+
 def test_remove_and_clear_unlink_both_ways(symm_db):
     a, b, c, d = people("a", "b", "c", "d")
     a.friends.add(b, c, a)
