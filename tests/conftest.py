@@ -381,6 +381,24 @@ def raised(results: list) -> list[str]:
 
 
 @contextlib.contextmanager
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The SQL of every statement run inside the block (counted at
+    ``Connection._statement``, the one place every blocking statement passes)."""
+    from qplan.connections import Connection
+
+    seen: list[str] = []
+    real = Connection._statement
+
+    def counted(self: Any, sql: str, params: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(sql)
+        return real(self, sql, params, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Connection, "_statement", counted)
+        yield seen
+
+
+@contextlib.contextmanager
 def rolled_back(aliases: Any) -> Iterator[None]:
     """``atomic()`` on every alias of ``aliases``, all rolled back on leaving: rows a test
     (or one hypothesis example) writes inside are gone after it."""

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import pickle
-from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
 import qplan
 from qplan import Count, F, Max, Model, Sum, fields
-from qplan.connections import Connection
 from qplan.jsonplan import from_json
 from qplan.shapecache import cache
+from conftest import statements
 from relmodels import Bio, Novel, Writer
 
 DIALECTS = ("sqlite", "postgresql", "mysql", "duckdb")
@@ -33,20 +31,6 @@ class Event(Model):
     class Meta:
         db_table = "qm_event"
         get_latest_by = ("day", "-rank")
-
-
-@contextmanager
-def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    seen: list[str] = []
-    real = Connection._statement
-
-    def counted(self, sql, params, *args, **kwargs):
-        seen.append(sql)
-        return real(self, sql, params, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(Connection, "_statement", counted)
-        yield seen
 
 
 def fill() -> dict[str, Writer]:

@@ -7,31 +7,14 @@ Run on every backend with the relation models (``rel_db``); statements are count
 from __future__ import annotations
 
 import pickle
-from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
 import qplan
 from qplan import fields, routing, sharding
-from qplan.connections import Connection
 from qplan.sharding import Sharded
+from conftest import statements
 from relmodels import Bio, Novel, Review, Writer
-
-
-@contextmanager
-def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The SQL of every statement run inside the block."""
-    seen: list[str] = []
-    real = Connection._statement
-
-    def counted(self, sql, params, *args, **kwargs):
-        seen.append(sql)
-        return real(self, sql, params, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(Connection, "_statement", counted)
-        yield seen
 
 
 def fill() -> None:

@@ -7,7 +7,8 @@ import pytest
 
 import qplan
 from relmodels import Bio, Novel, Review, Writer
-from test_select_related import fill, statements
+from conftest import statements
+from test_select_related import fill
 
 
 def test_reverse_one_to_one_fills_both_caches(rel_db, monkeypatch):
