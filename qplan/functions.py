@@ -122,27 +122,6 @@ class Trunc(Func):
         super().__init__(expression, options=(kind,))
 
 
-class TruncYear(Trunc):
-    __slots__ = ()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(expression, "year")
-
-
-class TruncMonth(Trunc):
-    __slots__ = ()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(expression, "month")
-
-
-class TruncDay(Trunc):
-    __slots__ = ()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(expression, "day")
-
-
 class TruncDate(Func):
     """The date (in UTC) of a datetime."""
 
@@ -170,34 +149,6 @@ class Extract(Func):
         super().__init__(expression, options=(lookup_name,))
 
 
-class ExtractYear(Extract):
-    __slots__ = ()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(expression, "year")
-
-
-class ExtractMonth(Extract):
-    __slots__ = ()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(expression, "month")
-
-
-class ExtractDay(Extract):
-    __slots__ = ()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(expression, "day")
-
-
-class ExtractWeekDay(Extract):
-    __slots__ = ()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(expression, "week_day")
-
-
 def _fixed(base: type, name: str, kind: str) -> type:
     """``TruncHour``-like class: ``base`` with its kind fixed."""
     def __init__(self: Any, expression: Any) -> None:
@@ -206,13 +157,20 @@ def _fixed(base: type, name: str, kind: str) -> type:
     return type(name, (base,), {"__slots__": (), "__init__": __init__, "__doc__": doc})
 
 
+TruncYear = _fixed(Trunc, "TruncYear", "year")
 TruncQuarter = _fixed(Trunc, "TruncQuarter", "quarter")
+TruncMonth = _fixed(Trunc, "TruncMonth", "month")
 TruncWeek = _fixed(Trunc, "TruncWeek", "week")  # the Monday of the ISO week
+TruncDay = _fixed(Trunc, "TruncDay", "day")
 TruncHour = _fixed(Trunc, "TruncHour", "hour")
 TruncMinute = _fixed(Trunc, "TruncMinute", "minute")
 TruncSecond = _fixed(Trunc, "TruncSecond", "second")
+ExtractYear = _fixed(Extract, "ExtractYear", "year")
 ExtractQuarter = _fixed(Extract, "ExtractQuarter", "quarter")
+ExtractMonth = _fixed(Extract, "ExtractMonth", "month")
 ExtractWeek = _fixed(Extract, "ExtractWeek", "week")  # ISO-8601 week number
+ExtractDay = _fixed(Extract, "ExtractDay", "day")
+ExtractWeekDay = _fixed(Extract, "ExtractWeekDay", "week_day")  # 1 = Sunday
 ExtractIsoYear = _fixed(Extract, "ExtractIsoYear", "iso_year")
 ExtractIsoWeekDay = _fixed(Extract, "ExtractIsoWeekDay", "iso_week_day")  # 1 = Monday
 ExtractHour = _fixed(Extract, "ExtractHour", "hour")
