@@ -278,8 +278,8 @@ _by_loop: "weakref.WeakKeyDictionary[Any, dict[str, tuple[Mapping, AsyncConnecti
 _closers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
-async def _at_loop_end(loop: "weakref.ref[Any]", conns: dict) -> AsyncIterator[None]:
-    """Closes ``conns``' pools when their loop ends. ``asyncio.run`` closes every async
+async def _at_loop_end(loop: "weakref.ref[Any]") -> AsyncIterator[None]:
+    """``close_all()`` when ``loop`` ends. ``asyncio.run`` closes every async
     generator its loop has seen start (``shutdown_asyncgens``) while the loop still runs,
     before closing it; this one is started for that and waits at its ``yield``. Without
     it a pool never closed would outlive its loop: an aiosqlite connection's thread holds
@@ -292,16 +292,14 @@ async def _at_loop_end(loop: "weakref.ref[Any]", conns: dict) -> AsyncIterator[N
         except RuntimeError:  # collected with a loop closed by hand: nothing can be awaited
             running = None
         if running is not None and running is loop():
-            for _, conn in list(conns.values()):
-                await conn.pool.close()
-            await _retire_all(running)
+            await close_all()
 
 
-def _close_at_loop_end(loop: Any, conns: dict) -> Any:
+def _close_at_loop_end(loop: Any) -> Any:
     """``_at_loop_end`` started on ``loop`` (so ``shutdown_asyncgens`` will close it) but
     without the loop's finalizer hook, which would hold the loop: it is kept beside the
     pools, in the dictionary keyed weakly by that loop."""
-    closer = _at_loop_end(weakref.ref(loop), conns)
+    closer = _at_loop_end(weakref.ref(loop))
     firstiter, finalizer = sys.get_asyncgen_hooks()
     sys.set_asyncgen_hooks(firstiter, None)
     try:
@@ -320,7 +318,7 @@ def connection(alias: str) -> AsyncConnection:
     conns = _by_loop.get(loop)
     if conns is None:
         conns = _by_loop[loop] = {}
-        _closers[loop] = _close_at_loop_end(loop, conns)
+        _closers[loop] = _close_at_loop_end(loop)
     config = settings.database(alias)
     entry = conns.get(alias)
     if entry is not None and entry[0] is config:

@@ -70,7 +70,7 @@ async def aexecute(plan: Plan, using: str | None = None, core: Engine | None = N
     gate = None if transactions() else admission.gate()
     if gate is None:
         return await adrive((core or engine).evaluate_steps(plan, using))
-    waiter = gate.enter()
+    waiter = gate.enter()  # Gate's own ``async with``, inline: two coroutines less per call
     if waiter is not None:
         try:
             await waiter
